@@ -1,0 +1,211 @@
+//! A test plugin that misbehaves on demand, to show that the gateway contains
+//! a broken plugin: a trap, a runaway loop or memory exhaustion fails the one
+//! request as a plugin fault while the gateway keeps serving.
+//!
+//! Never loaded by default: `cargo xtask build-plugins` puts it in
+//! `plugins/dist/test/`, not in the plugins folder the gateway watches.
+//!
+//! The request's model picks the behaviour:
+//!
+//! | model        | behaviour |
+//! |--------------|-----------|
+//! | `trap`       | `build-request` panics (a wasm trap) |
+//! | `loop`       | `build-request` spins forever (only the host's epoch deadline stops it) |
+//! | `oom`        | `build-request` allocates and touches 1 MiB blocks until memory runs out |
+//! | `garbage`    | `build-request` returns a request with a URL that is not a URL and an invalid header name |
+//! | `stream-trap`| `build-request` is normal; the stream decoder panics on its first `push` |
+//! | `parse-trap` | `build-request` is normal; `parse-response` panics |
+//! | anything else| a normal OpenAI-compatible plugin |
+//!
+//! `parse-response` does not see the request, so `parse-trap` is recognised
+//! either from this instance's last `build-request` or from a response body
+//! naming the model (as providers echo it).
+
+#![allow(clippy::panic, reason = "panicking on demand is this plugin's purpose")]
+
+use std::cell::Cell;
+use std::hint::black_box;
+
+use aigate_plugin_sdk::openai_compat::{Dialect, StreamDecoder};
+use aigate_plugin_sdk::types::{
+    AuthScheme, ChatRequest, ChatResponse, HttpRequest, HttpResponse, ModelInfo, PluginInfo, ProviderError,
+    SseEvent, StreamChunk,
+};
+use aigate_plugin_sdk::{ChunkDecoder, CONTRACT_VERSION, Provider, export_plugin, plugin_version};
+
+/// The models, one per behaviour.
+const MODELS: &[&str] = &["trap", "loop", "oom", "garbage", "stream-trap", "parse-trap"];
+
+thread_local! {
+    /// Set by `build-request` for `parse-trap`, for a host that calls
+    /// `parse-response` on the same instance. Thread-local rather than a
+    /// static so that parallel native tests do not see each other's state.
+    static PARSE_TRAP_ARMED: Cell<bool> = const { Cell::new(false) };
+}
+
+struct Faulty;
+
+impl Provider for Faulty {
+    type Decoder = FaultyDecoder;
+
+    fn describe() -> PluginInfo {
+        PluginInfo {
+            name: "faulty".to_string(),
+            version: plugin_version!().to_string(),
+            contract_version: CONTRACT_VERSION.to_string(),
+            // Tests point it at their mock upstream; nothing listens here.
+            default_base_url: "http://127.0.0.1:9/v1".to_string(),
+            // No credential to configure for a test plugin.
+            auth: AuthScheme::None,
+            models: MODELS
+                .iter()
+                .map(|id| ModelInfo { id: id.to_string(), context_window: None, max_output_tokens: None })
+                .collect(),
+        }
+    }
+
+    fn build_request(base_url: &str, request: ChatRequest) -> Result<HttpRequest, ProviderError> {
+        PARSE_TRAP_ARMED.set(request.model == "parse-trap");
+        match request.model.as_str() {
+            "trap" => panic!("faulty plugin: trap requested"),
+            "loop" => spin(),
+            "oom" => exhaust_memory(),
+            "garbage" => Ok(HttpRequest {
+                method: "POST".to_string(),
+                url: "not a url\n at all".to_string(),
+                headers: vec![("bad header\r\nname".to_string(), "value".to_string())],
+                body: b"{".to_vec(),
+            }),
+            _ => Dialect::OPENAI.build_chat_request(base_url, &request),
+        }
+    }
+
+    fn parse_response(response: HttpResponse) -> Result<ChatResponse, ProviderError> {
+        let named = String::from_utf8_lossy(&response.body).contains("\"parse-trap\"");
+        if PARSE_TRAP_ARMED.get() || named {
+            panic!("faulty plugin: parse-trap requested");
+        }
+        Dialect::OPENAI.parse_chat_response(&response)
+    }
+
+    fn stream_decoder(model: String) -> FaultyDecoder {
+        if model == "stream-trap" {
+            FaultyDecoder::Trap
+        } else {
+            FaultyDecoder::Normal(Dialect::OPENAI.stream_decoder(model))
+        }
+    }
+}
+
+/// The normal decoder, or one that panics on first use.
+enum FaultyDecoder {
+    Normal(StreamDecoder),
+    Trap,
+}
+
+impl ChunkDecoder for FaultyDecoder {
+    fn push(&mut self, event: SseEvent) -> Result<Vec<StreamChunk>, ProviderError> {
+        match self {
+            FaultyDecoder::Normal(decoder) => decoder.push(event),
+            FaultyDecoder::Trap => panic!("faulty plugin: stream-trap requested"),
+        }
+    }
+
+    fn finish(&mut self) -> Result<Vec<StreamChunk>, ProviderError> {
+        match self {
+            FaultyDecoder::Normal(decoder) => decoder.finish(),
+            FaultyDecoder::Trap => Ok(Vec::new()),
+        }
+    }
+}
+
+/// An endless loop the optimiser cannot remove: `black_box` makes every
+/// iteration observable.
+fn spin() -> ! {
+    let mut counter = 0u64;
+    loop {
+        counter = black_box(counter.wrapping_add(1));
+    }
+}
+
+/// Allocates without bound. Every page is written, because fresh wasm memory
+/// is already zeroed and untouched pages would cost the host nothing.
+fn exhaust_memory() -> ! {
+    const BLOCK: usize = 1 << 20;
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut block = vec![0u8; BLOCK];
+        for byte in block.iter_mut().step_by(4096) {
+            *byte = 1;
+        }
+        blocks.push(black_box(block));
+    }
+}
+
+export_plugin!(Faulty);
+
+#[cfg(test)]
+mod tests {
+    use aigate_plugin_sdk::types::{Message, Role};
+
+    use super::*;
+
+    fn request(model: &str) -> ChatRequest {
+        ChatRequest::new(model, vec![Message::text(Role::User, "hi")])
+    }
+
+    #[test]
+    fn describe_lists_the_behaviours() {
+        let info = Faulty::describe();
+        assert_eq!(info.name, "faulty");
+        let ids: Vec<&str> = info.models.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, MODELS);
+    }
+
+    #[test]
+    #[should_panic(expected = "trap requested")]
+    fn trap_panics() {
+        let _ = Faulty::build_request("http://x/v1", request("trap"));
+    }
+
+    #[test]
+    fn garbage_is_not_a_valid_request() {
+        let Ok(http) = Faulty::build_request("http://x/v1", request("garbage")) else { panic!("garbage must return Ok") };
+        assert!(!http.url.contains("://"));
+        assert!(http.headers.iter().any(|(name, _)| name.contains(' ') && name.contains('\n')));
+    }
+
+    #[test]
+    fn other_models_work() {
+        let Ok(http) = Faulty::build_request("http://x/v1", request("gpt-4o")) else { panic!("normal request failed") };
+        assert_eq!(http.url, "http://x/v1/chat/completions");
+        let body = br#"{"id":"c","created":1,"model":"gpt-4o","choices":[{"index":0,"message":{"content":"ok"},"finish_reason":"stop"}]}"#;
+        let parsed = Faulty::parse_response(HttpResponse { status: 200, headers: vec![], body: body.to_vec() });
+        assert!(matches!(parsed, Ok(ref r) if r.choices[0].message.content.as_deref() == Some("ok")));
+        let mut decoder = Faulty::stream_decoder("gpt-4o".to_string());
+        assert!(decoder.push(SseEvent { event: None, data: "[DONE]".to_string() }).is_ok());
+    }
+
+    #[test]
+    fn stream_and_parse_traps_build_normal_requests() {
+        for model in ["stream-trap", "parse-trap"] {
+            let Ok(http) = Faulty::build_request("http://x/v1", request(model)) else { panic!("{model}") };
+            assert_eq!(http.url, "http://x/v1/chat/completions");
+            assert!(String::from_utf8_lossy(&http.body).contains(&format!("\"model\":\"{model}\"")));
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "stream-trap requested")]
+    fn stream_trap_panics_on_push() {
+        let mut decoder = Faulty::stream_decoder("stream-trap".to_string());
+        let _ = decoder.push(SseEvent { event: None, data: "[DONE]".to_string() });
+    }
+
+    #[test]
+    #[should_panic(expected = "parse-trap requested")]
+    fn parse_trap_panics_on_a_response_naming_it() {
+        let body = br#"{"model":"parse-trap","choices":[]}"#;
+        let _ = Faulty::parse_response(HttpResponse { status: 200, headers: vec![], body: body.to_vec() });
+    }
+}
