@@ -1,1 +1,222 @@
-fn main() {}
+//! `cargo xtask`: the repository's automation, in Rust so it runs wherever
+//! cargo does (the cargo-xtask convention; the alias is in `.cargo/config.toml`).
+//!
+//! Each task is an entry in [`TASKS`]: a name, a one-line description and a
+//! function that gets the repository root and the remaining arguments. Add a
+//! task by adding an entry; keep argument parsing inside the task (no clap:
+//! xtask builds before anything else and should build fast).
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+
+/// A `cargo xtask` subcommand.
+struct Task {
+    name: &'static str,
+    about: &'static str,
+    run: fn(&Path, &[String]) -> Result<()>,
+}
+
+const TASKS: &[Task] = &[Task {
+    name: "build-plugins",
+    about: "build the provider plugins for wasm32-wasip2 into plugins/dist/ (test plugins into plugins/dist/test/)",
+    run: |root, args| {
+        no_arguments("build-plugins", args)?;
+        build_plugins(root)
+    },
+}];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((name, rest)) = args.split_first() else {
+        print_usage();
+        return ExitCode::SUCCESS;
+    };
+    if matches!(name.as_str(), "help" | "-h" | "--help") {
+        print_usage();
+        return ExitCode::SUCCESS;
+    }
+    let Some(task) = TASKS.iter().find(|task| task.name == name) else {
+        eprintln!("error: unknown task `{name}`\n");
+        print_usage();
+        return ExitCode::FAILURE;
+    };
+    match (task.run)(&repo_root(), rest) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_usage() {
+    eprintln!("usage: cargo xtask <task> [args]\n\ntasks:");
+    for task in TASKS {
+        eprintln!("  {:<16} {}", task.name, task.about);
+    }
+}
+
+fn no_arguments(task: &str, args: &[String]) -> Result<()> {
+    match args.first() {
+        Some(arg) => bail!("`{task}` takes no arguments (got `{arg}`)"),
+        None => Ok(()),
+    }
+}
+
+/// The repository root: xtask's own manifest sits in `<root>/xtask/`.
+fn repo_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// Plugins the gateway loads by default: copied to `plugins/dist/`.
+const SHIPPED_PLUGINS: &[&str] = &["qwen", "openai"];
+
+/// Plugins for tests only: copied to `plugins/dist/test/`, which the gateway
+/// does not watch.
+const TEST_PLUGINS: &[&str] = &["faulty"];
+
+/// The version the hot-reload tests swap in: the qwen plugin built again with
+/// this version, as `plugins/dist/test/qwen-next.wasm`.
+const NEXT_VERSION: &str = "0.1.1-next";
+
+/// Builds every plugin for `wasm32-wasip2` and installs the components:
+/// shipped plugins in `plugins/dist/`, test plugins (and a second build of
+/// qwen reporting version [`NEXT_VERSION`]) in `plugins/dist/test/`.
+///
+/// Files are replaced atomically (written beside the destination, then
+/// renamed) because a running gateway watches `plugins/dist/` and must never
+/// load a half-written component; an unchanged component is not rewritten, so
+/// a rebuild with no changes does not trigger a reload.
+fn build_plugins(root: &Path) -> Result<()> {
+    let plugins = root.join("plugins");
+    let dist = plugins.join("dist");
+    let test_dist = dist.join("test");
+    ensure_rust_target(root, WASM_TARGET)?;
+
+    let target_dir = plugins.join("target");
+    cargo_build_wasm(&plugins, &target_dir, &[], None)?;
+    let release = target_dir.join(WASM_TARGET).join("release");
+    let mut installed = Vec::new();
+    for name in SHIPPED_PLUGINS {
+        installed.push(install(&release.join(artifact(name)), &dist.join(artifact(name)))?);
+    }
+    for name in TEST_PLUGINS {
+        installed.push(install(&release.join(artifact(name)), &test_dist.join(artifact(name)))?);
+    }
+
+    // A target dir of its own: the version is baked in at compile time, so
+    // sharing one would rebuild qwen on every alternation.
+    let next_target_dir = target_dir.join("next");
+    cargo_build_wasm(&plugins, &next_target_dir, &["--package", "qwen"], Some(NEXT_VERSION))?;
+    let next = next_target_dir.join(WASM_TARGET).join("release").join(artifact("qwen"));
+    installed.push(install(&next, &test_dist.join("qwen-next.wasm"))?);
+
+    println!("\nplugins built for {WASM_TARGET}:");
+    for (path, size, changed) in installed {
+        let path = path.strip_prefix(root).unwrap_or(&path);
+        let note = if changed { "" } else { "  (unchanged)" };
+        println!("  {:<36} {:>9} bytes  {:>7.1} KiB{note}", path.display(), size, size as f64 / 1024.0);
+    }
+    Ok(())
+}
+
+/// The file cargo produces for a cdylib crate: hyphens become underscores.
+fn artifact(crate_name: &str) -> String {
+    format!("{}.wasm", crate_name.replace('-', "_"))
+}
+
+/// Installs a rustup target when it is missing. Without rustup the toolchain
+/// is assumed complete; the build then reports a missing target itself.
+fn ensure_rust_target(root: &Path, target: &str) -> Result<()> {
+    // Run from the root so `rust-toolchain.toml` selects the toolchain.
+    let installed = match Command::new("rustup").args(["target", "list", "--installed"]).current_dir(root).output() {
+        Ok(output) if output.status.success() => String::from_utf8_lossy(&output.stdout).into_owned(),
+        Ok(output) => bail!("`rustup target list --installed` failed: {}", String::from_utf8_lossy(&output.stderr).trim()),
+        Err(error) => {
+            eprintln!("warning: cannot run rustup ({error}); assuming the {target} target is installed");
+            return Ok(());
+        }
+    };
+    if installed.lines().any(|line| line.trim() == target) {
+        return Ok(());
+    }
+    println!("installing the {target} target with rustup");
+    run(Command::new("rustup").args(["target", "add", target]).current_dir(root))
+}
+
+/// `cargo build --release --target wasm32-wasip2` in the plugins workspace.
+/// `version` overrides the version the plugins report (`AIGATE_PLUGIN_VERSION`);
+/// without it the variable is cleared so a stray value in the caller's
+/// environment cannot leak into the shipped plugins.
+fn cargo_build_wasm(plugins: &Path, target_dir: &Path, extra: &[&str], version: Option<&str>) -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(plugins)
+        .arg("build")
+        .arg("--manifest-path")
+        .arg(plugins.join("Cargo.toml"))
+        .args(["--release", "--target", WASM_TARGET])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .args(extra);
+    match version {
+        Some(version) => {
+            println!("building plugins {} with AIGATE_PLUGIN_VERSION={version}", extra.join(" "));
+            command.env("AIGATE_PLUGIN_VERSION", version);
+        }
+        None => {
+            println!("building plugins");
+            command.env_remove("AIGATE_PLUGIN_VERSION");
+        }
+    }
+    run(&mut command)
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    let status = command.status().with_context(|| format!("cannot start {}", describe(command)))?;
+    if !status.success() {
+        bail!("{} failed ({status})", describe(command));
+    }
+    Ok(())
+}
+
+fn describe(command: &Command) -> String {
+    let args: Vec<&OsStr> = std::iter::once(command.get_program()).chain(command.get_args()).collect();
+    args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+}
+
+/// Copies `from` to `to` atomically. Returns the destination, its size and
+/// whether it changed.
+fn install(from: &Path, to: &Path) -> Result<(PathBuf, u64, bool)> {
+    let bytes = fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
+    let size = bytes.len() as u64;
+    if fs::read(to).is_ok_and(|existing| existing == bytes) {
+        return Ok((to.to_path_buf(), size, false));
+    }
+    let dir = to.parent().context("destination has no folder")?;
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let file_name = to.file_name().context("destination has no file name")?.to_string_lossy();
+    // Hidden and not ending in `.wasm`, so a watcher never mistakes it for a plugin.
+    let temp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let write = || -> Result<()> {
+        let mut file = fs::File::create(&temp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        fs::rename(&temp, to)?;
+        Ok(())
+    };
+    if let Err(error) = write() {
+        let _ = fs::remove_file(&temp);
+        return Err(error.context(format!("cannot install {}", to.display())));
+    }
+    Ok((to.to_path_buf(), size, true))
+}
