@@ -1,1 +1,124 @@
-fn main() {}
+//! The `aigate` binary: `aigate serve` runs the gateway.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use aigate::config::{Config, ProcessEnv};
+use aigate::Gateway;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "aigate", version, about = "An OpenAI-compatible AI gateway with WebAssembly provider plugins")]
+struct Cli {
+    /// Config file (TOML). Also AIGATE_CONFIG; default ./aigate.toml when present.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true, env = "AIGATE_LOG_JSON")]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the gateway (the default).
+    Serve,
+    /// Check the configuration and print the effective settings.
+    CheckConfig,
+}
+
+fn init_logging(json: bool) {
+    let filter = EnvFilter::try_from_env("AIGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // `.env` in the working directory, if any, fills unset variables.
+    // Runs before any other thread exists, as setting variables requires.
+    let _ = dotenvy::dotenv();
+    init_logging(cli.log_json);
+    let config = match Config::load(cli.config.as_deref(), &ProcessEnv) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("aigate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::CheckConfig => {
+            println!("listen = {}", config.listen);
+            println!("plugins_dir = {}", config.plugins_dir.display());
+            println!("data_dir = {}", config.data_dir.display());
+            for (name, p) in &config.providers {
+                println!(
+                    "provider {name}: plugin={} base_url={} key={} ({})",
+                    p.plugin,
+                    p.base_url.as_ref().map_or("<plugin default>".to_owned(), |u| u.to_string()),
+                    if p.api_key.is_some() { "set" } else { "missing" },
+                    p.api_key_env
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Serve => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("aigate: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("aigate: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let gateway = Gateway::start(config, Arc::new(ProcessEnv)).await?;
+    println!("AIGate is listening on http://{}", gateway.local_addr());
+    println!("Try: curl http://{}/v1/models", gateway.local_addr());
+    let stop = gateway.stopper();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing requests in flight");
+        let _ = stop.send(true);
+    });
+    gateway.wait().await
+}

@@ -55,8 +55,8 @@ impl Provider for Faulty {
             contract_version: CONTRACT_VERSION.to_string(),
             // Tests point it at their mock upstream; nothing listens here.
             default_base_url: "http://127.0.0.1:9/v1".to_string(),
-            // No credential to configure for a test plugin.
-            auth: AuthScheme::None,
+            // Bearer like real providers, so tests run it against the mock upstream.
+            auth: AuthScheme::Bearer,
             models: MODELS
                 .iter()
                 .map(|id| ModelInfo { id: id.to_string(), context_window: None, max_output_tokens: None })

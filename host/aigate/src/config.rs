@@ -1,0 +1,404 @@
+//! Configuration: a TOML file plus environment overrides, in two stages.
+//!
+//! [`RawConfig`] is exactly what the file says (`deny_unknown_fields`, so a typo
+//! is an error, not a silently ignored key). [`Config::load`] applies the
+//! environment (`AIGATE_*`, `<PROVIDER>_API_KEY`, `<PROVIDER>_BASE_URL`) and
+//! validates into typed values; every error names the field it is about.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Default folder of provider plugins, relative to the working directory:
+/// where `cargo xtask build-plugins` puts them.
+pub const DEFAULT_PLUGINS_DIR: &str = "plugins/dist";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
+pub const DEFAULT_DATA_DIR: &str = "data";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for `{field}`: {message}")]
+    Invalid { field: String, message: String },
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field: field.into(), message: message.into() }
+}
+
+/// The config file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<String>,
+    pub plugins_dir: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: Option<usize>,
+    #[serde(default)]
+    pub plugins: RawPluginLimits,
+    #[serde(default)]
+    pub upstream: RawUpstream,
+    #[serde(default)]
+    pub providers: BTreeMap<String, RawProvider>,
+    /// Bare model name → `provider:model`.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPluginLimits {
+    pub memory_limit_mib: Option<u64>,
+    pub cpu_timeout_ms: Option<u64>,
+    pub wall_timeout_ms: Option<u64>,
+    pub max_instances: Option<u32>,
+    /// Whether to watch the plugins folder and hot-reload (default true).
+    pub watch: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub connect_timeout_ms: Option<u64>,
+    /// Time allowed until the provider's response headers arrive.
+    pub first_byte_timeout_ms: Option<u64>,
+    /// Time allowed for the whole call, body or stream included.
+    pub total_timeout_ms: Option<u64>,
+    /// Time allowed for a provider's models list.
+    pub models_timeout_ms: Option<u64>,
+    /// Largest provider response body read into memory (non-stream), in bytes.
+    pub max_response_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    /// The plugin that speaks this provider's wire format; defaults to the provider's name.
+    pub plugin: Option<String>,
+    pub base_url: Option<String>,
+    /// Name of the environment variable holding the secret (default `<PROVIDER>_API_KEY`).
+    /// Secrets are never read from the config file itself.
+    pub api_key_env: Option<String>,
+    /// Models clients may ask for; `"*"` allows any. Default: the plugin's own list.
+    pub models: Option<Vec<String>>,
+    /// Set false to disable a provider whose plugin is loaded.
+    pub enabled: Option<bool>,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub plugins_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub max_body_bytes: usize,
+    pub plugins: PluginLimits,
+    pub upstream: UpstreamConfig,
+    /// Providers configured explicitly. A loaded plugin with no entry here is a
+    /// provider of its own name with defaults (see [`ProviderSettings::resolve`]).
+    pub providers: BTreeMap<String, ProviderConfig>,
+    pub aliases: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PluginLimits {
+    pub memory_limit_bytes: usize,
+    pub cpu_timeout: Duration,
+    pub wall_timeout: Duration,
+    pub max_instances: u32,
+    pub watch: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub total_timeout: Duration,
+    pub models_timeout: Duration,
+    pub max_response_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub plugin: String,
+    pub base_url: Option<url::Url>,
+    pub api_key_env: String,
+    pub api_key: Option<SecretString>,
+    pub models: Option<Vec<String>>,
+    pub enabled: bool,
+}
+
+/// Where environment values come from: the process environment in production,
+/// a map in tests (so tests never mutate the process-wide environment).
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The real process environment (after `.env` was loaded into it).
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Env for BTreeMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).filter(|v| !v.is_empty()).cloned()
+    }
+}
+
+/// `<PROVIDER>_<SUFFIX>` with the provider name upper-cased and `-` as `_`.
+pub fn provider_env_name(provider: &str, suffix: &str) -> String {
+    let mut name: String = provider
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .collect();
+    name.push('_');
+    name.push_str(suffix);
+    name
+}
+
+/// Valid provider names: what may stand before the `:` of a model name.
+fn valid_provider_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn parse_base_url(field: &str, raw: &str) -> Result<url::Url, ConfigError> {
+    let url = url::Url::parse(raw).map_err(|e| invalid(field, format!("`{raw}` is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(invalid(field, format!("`{raw}` must be an http:// or https:// URL with a host")));
+    }
+    Ok(url)
+}
+
+fn millis(field: &str, value: Option<u64>, default_ms: u64) -> Result<Duration, ConfigError> {
+    match value {
+        Some(0) => Err(invalid(field, "must be greater than 0")),
+        Some(ms) => Ok(Duration::from_millis(ms)),
+        None => Ok(Duration::from_millis(default_ms)),
+    }
+}
+
+impl Config {
+    /// Reads the file named by `AIGATE_CONFIG` or `path` (a missing default file
+    /// is fine; a missing named file is an error), then applies the environment.
+    pub fn load(path: Option<&Path>, env: &dyn Env) -> Result<Config, ConfigError> {
+        let named = env.var("AIGATE_CONFIG").map(PathBuf::from).or_else(|| path.map(Path::to_path_buf));
+        let raw = match named {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                Self::parse_toml(&path, &text)?
+            }
+            None => match std::fs::read_to_string("aigate.toml") {
+                Ok(text) => Self::parse_toml(Path::new("aigate.toml"), &text)?,
+                Err(_) => RawConfig::default(),
+            },
+        };
+        Self::from_raw(raw, env)
+    }
+
+    pub fn parse_toml(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
+    }
+
+    pub fn from_raw(raw: RawConfig, env: &dyn Env) -> Result<Config, ConfigError> {
+        let listen_raw = env.var("AIGATE_LISTEN").or(raw.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen: SocketAddr = listen_raw
+            .parse()
+            .map_err(|_| invalid("listen", format!("`{listen_raw}` is not an address like 127.0.0.1:8000")))?;
+        let plugins_dir = env
+            .var("AIGATE_PLUGINS_DIR")
+            .map(PathBuf::from)
+            .or(raw.plugins_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PLUGINS_DIR));
+        let data_dir = env
+            .var("AIGATE_DATA_DIR")
+            .map(PathBuf::from)
+            .or(raw.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let max_body_bytes = match raw.max_body_bytes {
+            Some(0) => return Err(invalid("max_body_bytes", "must be greater than 0")),
+            Some(n) => n,
+            None => 4 * 1024 * 1024,
+        };
+
+        let memory_mib = match raw.plugins.memory_limit_mib {
+            Some(0) => return Err(invalid("plugins.memory_limit_mib", "must be greater than 0")),
+            Some(m) if m > 4096 => return Err(invalid("plugins.memory_limit_mib", "must be at most 4096")),
+            Some(m) => m,
+            None => 64,
+        };
+        let plugins = PluginLimits {
+            memory_limit_bytes: usize::try_from(memory_mib * 1024 * 1024)
+                .map_err(|_| invalid("plugins.memory_limit_mib", "too large for this machine"))?,
+            cpu_timeout: millis("plugins.cpu_timeout_ms", raw.plugins.cpu_timeout_ms, 200)?,
+            wall_timeout: millis("plugins.wall_timeout_ms", raw.plugins.wall_timeout_ms, 2_000)?,
+            max_instances: match raw.plugins.max_instances {
+                Some(0) => return Err(invalid("plugins.max_instances", "must be greater than 0")),
+                Some(n) => n,
+                None => 1000,
+            },
+            watch: raw.plugins.watch.unwrap_or(true),
+        };
+        let upstream = UpstreamConfig {
+            connect_timeout: millis("upstream.connect_timeout_ms", raw.upstream.connect_timeout_ms, 5_000)?,
+            first_byte_timeout: millis("upstream.first_byte_timeout_ms", raw.upstream.first_byte_timeout_ms, 120_000)?,
+            total_timeout: millis("upstream.total_timeout_ms", raw.upstream.total_timeout_ms, 600_000)?,
+            models_timeout: millis("upstream.models_timeout_ms", raw.upstream.models_timeout_ms, 5_000)?,
+            max_response_bytes: match raw.upstream.max_response_bytes {
+                Some(0) => return Err(invalid("upstream.max_response_bytes", "must be greater than 0")),
+                Some(n) => n,
+                None => 32 * 1024 * 1024,
+            },
+        };
+
+        let mut providers = BTreeMap::new();
+        for (name, p) in raw.providers {
+            if !valid_provider_name(&name) {
+                return Err(invalid(
+                    format!("providers.{name}"),
+                    "provider names use lowercase letters, digits, '-' and '_' (at most 64)",
+                ));
+            }
+            let base_field = format!("providers.{name}.base_url");
+            let base_env = provider_env_name(&name, "BASE_URL");
+            let base_url = match env.var(&base_env) {
+                Some(v) => Some(parse_base_url(&base_env, &v)?),
+                None => p.base_url.as_deref().map(|v| parse_base_url(&base_field, v)).transpose()?,
+            };
+            let api_key_env = p.api_key_env.unwrap_or_else(|| provider_env_name(&name, "API_KEY"));
+            if let Some(models) = &p.models {
+                if models.iter().any(|m| m.trim().is_empty()) {
+                    return Err(invalid(format!("providers.{name}.models"), "model names must not be empty"));
+                }
+            }
+            providers.insert(
+                name.clone(),
+                ProviderConfig {
+                    plugin: p.plugin.unwrap_or_else(|| name.clone()),
+                    base_url,
+                    api_key: env.var(&api_key_env).map(SecretString::from),
+                    api_key_env,
+                    models: p.models,
+                    enabled: p.enabled.unwrap_or(true),
+                },
+            );
+        }
+
+        for (alias, target) in &raw.aliases {
+            let field = format!("aliases.{alias}");
+            let Some((provider, model)) = target.split_once(':') else {
+                return Err(invalid(field, format!("`{target}` must be `provider:model`")));
+            };
+            if !valid_provider_name(provider) || model.is_empty() {
+                return Err(invalid(field, format!("`{target}` must be `provider:model`")));
+            }
+            if alias.contains(':') {
+                return Err(invalid(field, "an alias is a bare model name, without ':'"));
+            }
+        }
+
+        Ok(Config { listen, plugins_dir, data_dir, max_body_bytes, plugins, upstream, providers, aliases: raw.aliases })
+    }
+
+    /// The settings of provider `name`, whether configured or implied by a loaded plugin.
+    pub fn provider(&self, name: &str, env: &dyn Env) -> ProviderConfig {
+        match self.providers.get(name) {
+            Some(p) => p.clone(),
+            None => {
+                let api_key_env = provider_env_name(name, "API_KEY");
+                ProviderConfig {
+                    plugin: name.to_owned(),
+                    base_url: env
+                        .var(&provider_env_name(name, "BASE_URL"))
+                        .and_then(|v| parse_base_url("", &v).ok()),
+                    api_key: env.var(&api_key_env).map(SecretString::from),
+                    api_key_env,
+                    models: None,
+                    enabled: true,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    fn load(toml_text: &str, pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let raw = Config::parse_toml(Path::new("test.toml"), toml_text)?;
+        Config::from_raw(raw, &env(pairs))
+    }
+
+    #[test]
+    fn defaults_apply_without_a_file() {
+        let cfg = load("", &[]).unwrap();
+        assert_eq!(cfg.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(cfg.plugins_dir, PathBuf::from(DEFAULT_PLUGINS_DIR));
+        assert_eq!(cfg.plugins.memory_limit_bytes, 64 * 1024 * 1024);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let cfg = load(
+            "listen = \"127.0.0.1:1\"\n[providers.qwen]\nbase_url = \"https://example.com/v1\"\n",
+            &[("AIGATE_LISTEN", "0.0.0.0:9000"), ("QWEN_BASE_URL", "http://127.0.0.1:7/v1"), ("QWEN_API_KEY", "sk-x")],
+        )
+        .unwrap();
+        assert_eq!(cfg.listen.to_string(), "0.0.0.0:9000");
+        let qwen = &cfg.providers["qwen"];
+        assert_eq!(qwen.base_url.as_ref().unwrap().as_str(), "http://127.0.0.1:7/v1");
+        assert!(qwen.api_key.is_some());
+        assert_eq!(qwen.api_key_env, "QWEN_API_KEY");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            ("listen = \"nowhere\"", "listen"),
+            ("[plugins]\nmemory_limit_mib = 0", "plugins.memory_limit_mib"),
+            ("[upstream]\nconnect_timeout_ms = 0", "upstream.connect_timeout_ms"),
+            ("[providers.qwen]\nbase_url = \"ftp://x\"", "providers.qwen.base_url"),
+            ("[providers.\"Bad Name\"]", "providers.Bad Name"),
+            ("[aliases]\nturbo = \"qwen-turbo\"", "aliases.turbo"),
+        ];
+        for (text, field) in cases {
+            let err = load(text, &[]).unwrap_err().to_string();
+            assert!(err.contains(&format!("`{field}`")), "{text:?} gave {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = load("listn = \"127.0.0.1:1\"", &[]).unwrap_err().to_string();
+        assert!(err.contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn implied_provider_reads_its_environment() {
+        let cfg = load("", &[]).unwrap();
+        let p = cfg.provider("deep-seek", &env(&[("DEEP_SEEK_API_KEY", "k")]));
+        assert_eq!(p.plugin, "deep-seek");
+        assert_eq!(p.api_key_env, "DEEP_SEEK_API_KEY");
+        assert!(p.api_key.is_some());
+    }
+}

@@ -1,0 +1,355 @@
+//! Every failure a client can see, and the one place that turns it into an
+//! OpenAI-shaped error body: `{"error":{"message","type","param","code"}}`.
+//!
+//! Errors are values: building one logs nothing and has no side effect. The
+//! server logs each error response once, where it is sent.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Where a failure came from. Decides the log level and who must act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorSource {
+    /// The client sent something wrong: it must change the request.
+    Client,
+    /// The provider answered with an error or could not be reached.
+    Upstream,
+    /// A provider plugin misbehaved.
+    Plugin,
+    /// The gateway itself (configuration, a bug, an overload).
+    Internal,
+}
+
+/// One client-visible error.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{status} {code:?}: {message}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub code: Option<String>,
+    pub param: Option<String>,
+    pub message: String,
+    pub origin: ErrorSource,
+    /// Whether the same request may succeed later (the upstream or gateway
+    /// was busy). Used by routing for fallbacks and by clients via Retry-After.
+    pub retryable: bool,
+    pub retry_after: Option<Duration>,
+}
+
+/// OpenAI's error types, plus ours where no OpenAI type fits.
+pub mod kind {
+    pub const INVALID_REQUEST: &str = "invalid_request_error";
+    pub const AUTHENTICATION: &str = "authentication_error";
+    pub const NOT_FOUND: &str = "not_found_error";
+    pub const SERVER: &str = "server_error";
+    /// An error the provider returned, passed on (with its own `code`).
+    pub const PROVIDER: &str = "provider_error";
+    /// The provider throttled the call (distinct from the gateway's own limits).
+    pub const PROVIDER_RATE_LIMIT: &str = "provider_rate_limit_error";
+    pub const PLUGIN: &str = "plugin_error";
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, code: Option<&str>, message: impl Into<String>, origin: ErrorSource) -> Self {
+        ApiError {
+            status,
+            kind,
+            code: code.map(str::to_owned),
+            param: None,
+            message: message.into(),
+            origin,
+            retryable: false,
+            retry_after: None,
+        }
+    }
+
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    pub fn retryable(mut self) -> Self {
+        self.retryable = true;
+        self
+    }
+
+    /// 400: the request is wrong; the message says what to change.
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, kind::INVALID_REQUEST, None, message, ErrorSource::Client)
+    }
+
+    /// 400 about one parameter.
+    pub fn invalid_param(param: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, kind::INVALID_REQUEST, Some("invalid_parameter"), message, ErrorSource::Client)
+            .with_param(param)
+    }
+
+    pub fn invalid_json(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, kind::INVALID_REQUEST, Some("invalid_json"), message, ErrorSource::Client)
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            kind::INVALID_REQUEST,
+            Some("request_too_large"),
+            format!("The request body is larger than this gateway accepts ({limit} bytes). Send a smaller request."),
+            ErrorSource::Client,
+        )
+    }
+
+    pub fn unsupported_media_type(got: &str) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            kind::INVALID_REQUEST,
+            Some("unsupported_media_type"),
+            format!("Content-Type must be application/json, got `{got}`."),
+            ErrorSource::Client,
+        )
+    }
+
+    pub fn model_not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, kind::INVALID_REQUEST, Some("model_not_found"), message, ErrorSource::Client)
+            .with_param("model")
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, kind::NOT_FOUND, Some("not_found"), message, ErrorSource::Client)
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            kind::INVALID_REQUEST,
+            Some("method_not_allowed"),
+            "This method is not allowed on this path.",
+            ErrorSource::Client,
+        )
+    }
+
+    /// A provider the operator has not given a credential.
+    pub fn provider_not_configured(provider: &str, env_var: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            kind::SERVER,
+            Some("provider_not_configured"),
+            format!("Provider `{provider}` has no API key configured: the gateway operator must set {env_var}."),
+            ErrorSource::Internal,
+        )
+    }
+
+    /// A configured provider whose plugin is not loaded (removed, or refused at start).
+    pub fn provider_unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, kind::SERVER, Some("provider_unavailable"), message, ErrorSource::Internal)
+            .retryable()
+    }
+
+    /// A plugin fault (trap, timeout, out of memory, malformed result): 502.
+    pub fn plugin_fault(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, kind::PLUGIN, Some("plugin_error"), message, ErrorSource::Plugin)
+    }
+
+    /// The plugin runtime has no free instance slot: 503, retry later.
+    pub fn plugin_busy(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, kind::SERVER, Some("plugin_busy"), message, ErrorSource::Internal)
+            .retryable()
+            .with_retry_after(Duration::from_secs(1))
+    }
+
+    pub fn upstream_timeout(provider: &str, what: &str, after: Duration) -> Self {
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            kind::PROVIDER,
+            Some("upstream_timeout"),
+            format!("Provider `{provider}` did not {what} within {} ms. Try again later.", after.as_millis()),
+            ErrorSource::Upstream,
+        )
+        .retryable()
+    }
+
+    pub fn upstream_unreachable(provider: &str, detail: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            kind::PROVIDER,
+            Some("upstream_unreachable"),
+            format!("Provider `{provider}` could not be reached: {detail}"),
+            ErrorSource::Upstream,
+        )
+        .retryable()
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, kind::SERVER, Some("internal_error"), message, ErrorSource::Internal)
+    }
+
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// An error the provider reported, mapped to what the client should see.
+    ///
+    /// - 401/403 mean the gateway's credential is wrong: a 502 naming the
+    ///   credential, since the client can do nothing about it.
+    /// - 429 stays 429, typed as the provider's limit (not the gateway's).
+    /// - Other 4xx are the client's request: same status, provider's code.
+    /// - 5xx and anything else: 502; 503/529 overloads: 503.
+    /// - Errors inside a 200 stream (content filter) keep the provider's code.
+    pub fn from_provider(provider: &str, credential_env: &str, e: &aigate_plugins::canonical::ProviderError) -> Self {
+        let code = e.code.clone().unwrap_or_else(|| e.error_type.clone());
+        let mut err = match e.status {
+            401 | 403 => Self::new(
+                StatusCode::BAD_GATEWAY,
+                kind::PROVIDER,
+                Some("provider_auth_failed"),
+                format!(
+                    "Provider `{provider}` refused the gateway's credential ({} {code}: {}). The gateway operator must check {credential_env}.",
+                    e.status, e.message
+                ),
+                ErrorSource::Upstream,
+            ),
+            429 => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                kind::PROVIDER_RATE_LIMIT,
+                Some(&code),
+                format!("Provider `{provider}` is throttling requests: {}", e.message),
+                ErrorSource::Upstream,
+            ),
+            400..=499 => {
+                let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+                Self::new(status, kind::INVALID_REQUEST, Some(&code), format!("{provider}: {}", e.message), ErrorSource::Client)
+            }
+            503 | 529 => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                kind::PROVIDER,
+                Some(&code),
+                format!("Provider `{provider}` is overloaded: {}", e.message),
+                ErrorSource::Upstream,
+            ),
+            200..=299 => Self::new(
+                StatusCode::BAD_GATEWAY,
+                kind::PROVIDER,
+                Some(&code),
+                format!("{provider}: {}", e.message),
+                ErrorSource::Upstream,
+            ),
+            _ => Self::new(
+                StatusCode::BAD_GATEWAY,
+                kind::PROVIDER,
+                Some(&code),
+                format!("Provider `{provider}` failed: {}", e.message),
+                ErrorSource::Upstream,
+            ),
+        };
+        err.retryable = e.retryable;
+        err
+    }
+
+    /// The OpenAI-shaped body. All four keys are always present.
+    pub fn body(&self) -> ErrorBody<'_> {
+        ErrorBody {
+            error: ErrorObject {
+                message: &self.message,
+                kind: self.kind,
+                param: self.param.as_deref(),
+                code: self.code.as_deref(),
+            },
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serialising plain strings cannot fail; keep a valid body regardless.
+        serde_json::to_string(&self.body()).unwrap_or_else(|_| {
+            r#"{"error":{"message":"internal error","type":"server_error","param":null,"code":"internal_error"}}"#.to_owned()
+        })
+    }
+}
+
+#[derive(Serialize)]
+pub struct ErrorBody<'a> {
+    pub error: ErrorObject<'a>,
+}
+
+#[derive(Serialize)]
+pub struct ErrorObject<'a> {
+    pub message: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub param: Option<&'a str>,
+    pub code: Option<&'a str>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, self.to_json()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs_f64().ceil().max(1.0) as u64;
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                headers.insert(header::RETRY_AFTER, v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&after.as_millis().to_string()) {
+                headers.insert("retry-after-ms", v);
+            }
+        }
+        // The logging middleware reads this to log the error once.
+        response.extensions_mut().insert(LoggedError {
+            source: self.origin,
+            code: self.code,
+            message: self.message,
+        });
+        response
+    }
+}
+
+/// Attached to error responses so one middleware can log them.
+#[derive(Debug, Clone)]
+pub struct LoggedError {
+    pub source: ErrorSource,
+    pub code: Option<String>,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aigate_plugins::canonical::ProviderError;
+
+    fn provider_error(status: u16, code: &str) -> ProviderError {
+        ProviderError {
+            status,
+            error_type: "invalid_request_error".into(),
+            code: Some(code.into()),
+            message: "m".into(),
+            retryable: status == 429,
+        }
+    }
+
+    #[test]
+    fn body_has_all_four_keys() {
+        let v: serde_json::Value = serde_json::from_str(&ApiError::invalid_request("x").to_json()).unwrap();
+        let e = &v["error"];
+        assert_eq!(e["message"], "x");
+        assert_eq!(e["type"], "invalid_request_error");
+        assert!(e.get("param").is_some() && e.get("code").is_some());
+    }
+
+    #[test]
+    fn provider_auth_failure_is_a_502_naming_the_credential() {
+        let e = ApiError::from_provider("qwen", "QWEN_API_KEY", &provider_error(401, "invalid_api_key"));
+        assert_eq!(e.status, StatusCode::BAD_GATEWAY);
+        assert!(e.message.contains("QWEN_API_KEY"));
+    }
+
+    #[test]
+    fn provider_throttling_stays_429_with_its_own_type() {
+        let e = ApiError::from_provider("qwen", "QWEN_API_KEY", &provider_error(429, "limit_requests"));
+        assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(e.kind, kind::PROVIDER_RATE_LIMIT);
+        assert!(e.retryable);
+    }
+}

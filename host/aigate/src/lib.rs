@@ -1,0 +1,18 @@
+//! AIGate: an OpenAI-compatible AI gateway whose provider adapters are
+//! sandboxed WebAssembly components.
+//!
+//! This crate is the server and the CLI. The plugin runtime (the only code
+//! that links wasmtime) is `aigate-plugins`. See ARCHITECTURE.md for the map.
+
+pub mod chat;
+pub mod config;
+pub mod error;
+pub mod metering;
+pub mod models;
+pub mod openai;
+pub mod routing;
+pub mod server;
+pub mod upstream;
+
+pub use config::Config;
+pub use server::Gateway;

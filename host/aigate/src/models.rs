@@ -1,0 +1,127 @@
+//! `GET /v1/models` and `GET /v1/models/{id}`.
+//!
+//! Each provider is asked for its live list (through its plugin, with the
+//! models timeout), filtered to the models this gateway allows. A provider
+//! whose list fails (5xx, timeout, unreachable) falls back to its allowlist
+//! (config `models`, or the plugin's own list), so the endpoint keeps
+//! answering; the response header `x-aigate-models-fallback` names those
+//! providers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aigate_plugins::LoadedPlugin;
+use axum::extract::{Path, State};
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Json, Response};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::error::ApiError;
+use crate::routing::Route;
+use crate::server::AppState;
+
+#[derive(Serialize)]
+struct ModelObject {
+    id: String,
+    object: &'static str,
+    created: u64,
+    owned_by: String,
+}
+
+#[derive(Serialize)]
+struct ModelList {
+    object: &'static str,
+    data: Vec<ModelObject>,
+}
+
+struct ProviderModels {
+    provider: String,
+    models: Vec<String>,
+    fallback: bool,
+}
+
+async fn live_models(state: &AppState, route: &Route) -> Result<Vec<String>, String> {
+    let deadline = Instant::now() + state.upstream.config.models_timeout;
+    let mut instance = route.plugin.instantiate().await.map_err(|e| e.to_string())?;
+    let Some(request) = instance.build_models_request(route.base_url.as_str()).await.map_err(|e| e.to_string())? else {
+        return Err("the plugin has no models endpoint".to_owned());
+    };
+    let request = state.upstream.prepare(&route.target(), route.plugin.name(), request).map_err(|e| e.message)?;
+    let work = async {
+        let response = state.upstream.send(&route.provider, request, deadline).await.map_err(|e| e.message)?;
+        state.upstream.read(&route.provider, response, deadline).await.map_err(|e| e.message)
+    };
+    let response = tokio::time::timeout_at(deadline, work).await.map_err(|_| "timed out".to_owned())??;
+    match instance.parse_models(&response).await.map_err(|e| e.to_string())? {
+        Ok(models) => Ok(models.into_iter().map(|m| m.id).collect()),
+        Err(pe) => Err(format!("HTTP {}: {}", pe.status, pe.message)),
+    }
+}
+
+async fn provider_models(state: &AppState, plugins: &HashMap<String, Arc<LoadedPlugin>>, provider: String) -> Option<ProviderModels> {
+    let route = state.providers.route_to(plugins, &provider, "").ok()?;
+    let allowed = state.providers.allowed_models(&route);
+    let fallback_list = || allowed.clone().unwrap_or_else(|| route.plugin.info().models.iter().map(|m| m.id.clone()).collect());
+    let (models, fallback) = match live_models(state, &route).await {
+        Ok(live) => {
+            let models = match &allowed {
+                None => live,
+                Some(allowed) => live.into_iter().filter(|m| allowed.contains(m)).collect(),
+            };
+            (models, false)
+        }
+        Err(reason) => {
+            tracing::warn!(%provider, "models list unavailable, serving the allowlist: {reason}");
+            (fallback_list(), true)
+        }
+    };
+    Some(ProviderModels { provider, models, fallback })
+}
+
+async fn all_models(state: &AppState) -> (Vec<ModelObject>, Vec<String>) {
+    let plugins = state.registry.plugins();
+    let names = state.providers.names(&plugins);
+    let lists = futures_util::future::join_all(names.into_iter().map(|p| provider_models(state, &plugins, p))).await;
+    let mut data = Vec::new();
+    let mut fallbacks = Vec::new();
+    for list in lists.into_iter().flatten() {
+        if list.fallback {
+            fallbacks.push(list.provider.clone());
+        }
+        for m in list.models {
+            data.push(ModelObject {
+                id: format!("{}:{m}", list.provider),
+                object: "model",
+                created: 0,
+                owned_by: list.provider.clone(),
+            });
+        }
+    }
+    for (alias, target) in &state.config.aliases {
+        if let Some(t) = data.iter().find(|m| &m.id == target) {
+            let owned_by = t.owned_by.clone();
+            data.push(ModelObject { id: alias.clone(), object: "model", created: 0, owned_by });
+        }
+    }
+    (data, fallbacks)
+}
+
+pub async fn list(State(state): State<Arc<AppState>>) -> Response {
+    let (data, fallbacks) = all_models(&state).await;
+    let mut response = Json(ModelList { object: "list", data }).into_response();
+    if !fallbacks.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&fallbacks.join(",")) {
+            response.headers_mut().insert("x-aigate-models-fallback", v);
+        }
+    }
+    response
+}
+
+pub async fn get(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    let (data, _) = all_models(&state).await;
+    match data.into_iter().find(|m| m.id == id) {
+        Some(m) => Json(m).into_response(),
+        None => ApiError::model_not_found(format!("Model `{id}` is not served here; GET /v1/models lists the models.")).into_response(),
+    }
+}

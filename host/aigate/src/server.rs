@@ -1,0 +1,184 @@
+//! The HTTP server: state, routes and the middleware stack.
+//!
+//! Layers, outermost first (each request passes them in this order):
+//! 1. `SetRequestId`: gives the request an `x-request-id` (a UUID) unless the
+//!    client sent one.
+//! 2. `log_requests`: one log line per request with its id, status and
+//!    latency; error responses are logged here, once, with their source.
+//! 3. `PropagateRequestId`: copies `x-request-id` onto every response.
+//! 4. `CatchPanic`: a panic in a handler becomes a 500 OpenAI-shaped error
+//!    instead of a dropped connection.
+//! 5. The routes. Unknown paths and methods get OpenAI-shaped 404/405 errors.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use aigate_plugins::{PluginRegistry, PluginRuntime, RuntimeConfig, WatchGuard};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::HeaderName;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+use crate::config::{Config, Env};
+use crate::error::{ApiError, ErrorSource, LoggedError};
+use crate::metering::{LogUsageSink, UsageSink};
+use crate::routing::Providers;
+use crate::upstream::Upstream;
+use crate::{chat, models};
+
+/// Everything a request may need; one per gateway, shared by all requests.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub registry: Arc<PluginRegistry>,
+    pub providers: Providers,
+    pub upstream: Upstream,
+    pub usage: Arc<dyn UsageSink>,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let x_request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/health", get(health))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{*id}", get(models::get))
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/admin/plugins", get(admin_plugins))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(CatchPanicLayer::custom(|_| ApiError::internal("The gateway hit an internal error; it has been logged. Try again.").into_response()))
+        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
+        .layer(middleware::from_fn(log_requests))
+        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(json!({"status": "ok", "plugins": state.registry.plugins().len()}))
+}
+
+async fn admin_plugins(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(json!({"object": "list", "data": state.registry.statuses()}))
+}
+
+async fn not_found() -> Response {
+    ApiError::not_found("No such endpoint. This gateway serves /v1/chat/completions, /v1/models and /health.").into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::method_not_allowed().into_response()
+}
+
+async fn log_requests(request: Request<Body>, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    match response.extensions().get::<LoggedError>() {
+        Some(e) if matches!(e.source, ErrorSource::Internal | ErrorSource::Plugin) => {
+            tracing::error!(request_id = %id, %method, %path, status, ms, source = ?e.source, code = ?e.code, "{}", e.message);
+        }
+        Some(e) if e.source == ErrorSource::Upstream => {
+            tracing::warn!(request_id = %id, %method, %path, status, ms, code = ?e.code, "{}", e.message);
+        }
+        Some(e) => tracing::info!(request_id = %id, %method, %path, status, ms, code = ?e.code, "{}", e.message),
+        None => tracing::info!(request_id = %id, %method, %path, status, ms, "request"),
+    }
+    response
+}
+
+/// A running gateway. Dropping it does not stop it; call [`Gateway::shutdown`].
+pub struct Gateway {
+    addr: SocketAddr,
+    state: Arc<AppState>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+    _watch: Option<WatchGuard>,
+}
+
+impl Gateway {
+    /// Loads the plugins, binds `config.listen` (port 0 picks a free port) and serves.
+    pub async fn start(config: Config, env: Arc<dyn Env + Send + Sync>) -> anyhow::Result<Gateway> {
+        Self::start_with_sink(config, env, Arc::new(LogUsageSink)).await
+    }
+
+    pub async fn start_with_sink(config: Config, env: Arc<dyn Env + Send + Sync>, usage: Arc<dyn UsageSink>) -> anyhow::Result<Gateway> {
+        let config = Arc::new(config);
+        let runtime = PluginRuntime::new(RuntimeConfig {
+            memory_limit_bytes: config.plugins.memory_limit_bytes,
+            cpu_timeout: config.plugins.cpu_timeout,
+            wall_timeout: config.plugins.wall_timeout,
+            max_instances: config.plugins.max_instances,
+            cache_dir: Some(config.data_dir.join("plugin-cache")),
+        })?;
+        let registry = PluginRegistry::new(runtime);
+        let loaded = registry.load_dir(&config.plugins_dir).await;
+        if loaded == 0 {
+            tracing::warn!(dir = %config.plugins_dir.display(), "no provider plugin loaded: run `cargo xtask build-plugins` or set AIGATE_PLUGINS_DIR");
+        }
+        let watch_guard = if config.plugins.watch { Some(registry.watch(&config.plugins_dir)?) } else { None };
+        let state = Arc::new(AppState {
+            providers: Providers::new(config.clone(), env),
+            upstream: Upstream::new(config.upstream.clone())?,
+            config: config.clone(),
+            registry,
+            usage,
+        });
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {} (AIGATE_LISTEN): {e}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let (stop, mut stopped) = watch::channel(false);
+        let app = router(state.clone());
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            // Without it every SSE chunk can wait ~40 ms for a delayed ACK.
+            let _ = tcp.set_nodelay(true);
+        });
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await
+        });
+        tracing::info!(%addr, plugins = loaded, "AIGate listening");
+        Ok(Gateway { addr, state, stop, task, _watch: watch_guard })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Stops accepting, lets requests in flight finish, then returns.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await??;
+        Ok(())
+    }
+
+    /// Serves until the task ends (it ends only on shutdown or a fatal error).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let Gateway { task, _watch, .. } = self;
+        task.await??;
+        Ok(())
+    }
+
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+}

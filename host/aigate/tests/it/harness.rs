@@ -1,0 +1,218 @@
+//! Starts a gateway for one test: its own plugins folder (copied from
+//! plugins/dist), its own mock upstream, port 0. Tests run in parallel.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aigate::Gateway;
+use aigate::config::Config;
+use aigate_testkit::{MockDashScope, MockOptions};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// The folder `cargo xtask build-plugins` fills.
+pub fn dist_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/dist")
+}
+
+/// A built plugin artifact, relative to plugins/dist.
+pub fn artifact(relative: &str) -> PathBuf {
+    let path = dist_dir().join(relative);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo xtask build-plugins` first (the README's test command does)",
+        path.display()
+    );
+    path
+}
+
+/// The compiled-component cache shared by all tests (content-addressed, so sharing is safe).
+fn shared_cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("aigate-it-data")
+}
+
+pub struct Setup {
+    /// (artifact relative to plugins/dist, file name in the gateway's plugins folder)
+    pub plugins: Vec<(&'static str, &'static str)>,
+    pub toml: String,
+    pub env: BTreeMap<String, String>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            plugins: vec![("qwen.wasm", "qwen.wasm"), ("openai.wasm", "openai.wasm"), ("test/faulty.wasm", "faulty.wasm")],
+            toml: String::new(),
+            env: BTreeMap::new(),
+        }
+    }
+}
+
+pub struct TestGateway {
+    pub gateway: Option<Gateway>,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub mock: MockDashScope,
+    pub plugins_dir: TempDir,
+}
+
+pub async fn start() -> TestGateway {
+    start_with(Setup::default()).await
+}
+
+pub async fn start_with(setup: Setup) -> TestGateway {
+    // The faulty plugin's models that reach the provider must exist there.
+    let extra_models = ["healthy", "stream-trap", "parse-trap"].map(str::to_owned).to_vec();
+    let mock = MockDashScope::start_with(MockOptions { extra_models, ..MockOptions::default() }).await;
+    start_with_mock(setup, mock).await
+}
+
+pub async fn start_with_mock(setup: Setup, mock: MockDashScope) -> TestGateway {
+    // Gateway logs show with a failing test's output (AIGATE_LOG=debug for more).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("AIGATE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
+    let plugins_dir = tempfile::tempdir().unwrap();
+    for (from, to) in &setup.plugins {
+        std::fs::copy(artifact(from), plugins_dir.path().join(to)).unwrap();
+    }
+    let toml_text = format!(
+        r#"
+listen = "127.0.0.1:0"
+plugins_dir = "{plugins}"
+data_dir = "{data}"
+max_body_bytes = 65536
+
+[providers.qwen]
+base_url = "{base}"
+
+[providers.openai]
+base_url = "{base}"
+models = ["*"]
+
+[providers.faulty]
+base_url = "{base}"
+models = ["*"]
+
+[aliases]
+turbo = "qwen:qwen-turbo"
+{extra}
+"#,
+        plugins = plugins_dir.path().display(),
+        data = shared_cache_dir().display(),
+        base = mock.base_url(),
+        extra = setup.toml,
+    );
+    let raw = Config::parse_toml(Path::new("test.toml"), &toml_text).unwrap();
+    let mut env: BTreeMap<String, String> = [
+        ("QWEN_API_KEY", MockDashScope::API_KEY),
+        ("OPENAI_API_KEY", MockDashScope::API_KEY),
+        ("FAULTY_API_KEY", MockDashScope::API_KEY),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    env.extend(setup.env);
+    let config = Config::from_raw(raw, &env).unwrap();
+    let gateway = Gateway::start(config, Arc::new(env)).await.unwrap();
+    let base = format!("http://{}", gateway.local_addr());
+    TestGateway { gateway: Some(gateway), base, http: reqwest::Client::new(), mock, plugins_dir }
+}
+
+impl TestGateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn chat(&self, body: &Value) -> reqwest::Response {
+        self.post_raw(serde_json::to_vec(body).unwrap(), "application/json").await
+    }
+
+    pub async fn post_raw(&self, body: Vec<u8>, content_type: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/v1/chat/completions"))
+            .header("content-type", content_type)
+            .header("authorization", "Bearer client-key-must-not-leak")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(self.url(path)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json_value().await)
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(g) = self.gateway.take() {
+            g.shutdown().await.unwrap();
+        }
+    }
+}
+
+pub trait JsonBody {
+    async fn json_value(self) -> Value;
+}
+
+impl JsonBody for reqwest::Response {
+    async fn json_value(self) -> Value {
+        let bytes = self.bytes().await.unwrap();
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
+    }
+}
+
+/// A minimal valid chat request.
+pub fn chat_body(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "Who are you?"}]})
+}
+
+pub fn stream_body(model: &str, include_usage: bool) -> Value {
+    let mut b = chat_body(model);
+    b["stream"] = json!(true);
+    if include_usage {
+        b["stream_options"] = json!({"include_usage": true});
+    }
+    b
+}
+
+/// Asserts an OpenAI-shaped error with this status and code.
+pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    assert!(response.headers().contains_key("x-request-id"), "x-request-id on errors too");
+    let body = response.json_value().await;
+    let err = &body["error"];
+    for key in ["message", "type", "param", "code"] {
+        assert!(err.get(key).is_some(), "error body lacks `{key}`: {body}");
+    }
+    assert_eq!(err["code"], code, "{body}");
+    assert!(err["message"].as_str().is_some_and(|m| m.len() > 10), "a message that says what to do: {body}");
+    body
+}
+
+/// Reads an SSE body into its `data:` payloads (`[DONE]` included as a string).
+pub async fn sse_payloads(response: reqwest::Response) -> Vec<Value> {
+    let text = response.text().await.unwrap();
+    text.split("\n\n")
+        .filter_map(|event| event.lines().find_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:"))))
+        .map(|d| serde_json::from_str(d).unwrap_or_else(|_| Value::String(d.to_owned())))
+        .collect()
+}
+
+/// Polls `check` until it holds or `within` passes.
+pub async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,98 @@
+//! Hot reload under load: a new version copied over, one renamed in, then a
+//! broken file; no request fails and the broken file is refused visibly.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use crate::harness::{Setup, artifact, chat_body, eventually, start_with};
+
+#[derive(Default)]
+struct Load {
+    stop: AtomicBool,
+    ok: AtomicUsize,
+    failed: Mutex<Vec<String>>,
+    last_plugin: Mutex<String>,
+}
+
+async fn plugin_state(gw: &crate::harness::TestGateway) -> Value {
+    let (_, body) = gw.get_json("/admin/plugins").await;
+    body["data"].as_array().unwrap().iter().find(|p| p["file"] == "qwen.wasm").cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_swaps_under_load_without_failing_a_request() {
+    let gw = Arc::new(start_with(Setup { plugins: vec![("qwen.wasm", "qwen.wasm")], ..Default::default() }).await);
+    let v1 = std::fs::read(artifact("qwen.wasm")).unwrap();
+    let v2 = std::fs::read(artifact("test/qwen-next.wasm")).unwrap();
+    let live = gw.plugins_dir.path().join("qwen.wasm");
+
+    let load = Arc::new(Load::default());
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (gw, load) = (gw.clone(), load.clone());
+        clients.push(tokio::spawn(async move {
+            while !load.stop.load(Ordering::Relaxed) {
+                let r = gw.chat(&chat_body("qwen:qwen-turbo")).await;
+                let status = r.status();
+                let plugin = r.headers().get("x-aigate-plugin").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+                let body = r.text().await.unwrap_or_default();
+                if status == 200 {
+                    load.ok.fetch_add(1, Ordering::Relaxed);
+                    *load.last_plugin.lock().await = plugin;
+                } else {
+                    load.failed.lock().await.push(format!("{status}: {body}"));
+                }
+            }
+        }));
+    }
+    let serving = |version: &'static str| {
+        let load = load.clone();
+        async move || load.last_plugin.lock().await.as_str() == format!("qwen@{version}")
+    };
+    assert!(eventually(Duration::from_secs(5), serving("0.1.0")).await, "starts on 0.1.0");
+
+    // 1. A new version copied over the file in place.
+    std::fs::write(&live, &v2).unwrap();
+    assert!(eventually(Duration::from_secs(2), serving("0.1.1-next")).await, "copied-in version serves within 2 s");
+
+    // 2. The old version renamed in over it (what deploy tools do).
+    let staged = gw.plugins_dir.path().join(".qwen.wasm.partial");
+    std::fs::write(&staged, &v1).unwrap();
+    std::fs::rename(&staged, &live).unwrap();
+    assert!(eventually(Duration::from_secs(2), serving("0.1.0")).await, "renamed-in version serves within 2 s");
+
+    // 3. A broken file: refused, the previous version keeps serving, the error is visible.
+    std::fs::write(&live, b"\0asm this is not a component").unwrap();
+    let gw2 = gw.clone();
+    assert!(
+        eventually(Duration::from_secs(5), async || plugin_state(&gw2).await["last_error"].is_string()).await,
+        "the refusal shows in /admin/plugins"
+    );
+    let state = plugin_state(&gw).await;
+    assert_eq!(state["version"], "0.1.0", "{state}");
+    assert_eq!(state["state"], "serving", "{state}");
+    let before = load.ok.load(Ordering::Relaxed);
+    assert!(eventually(Duration::from_secs(2), async || load.ok.load(Ordering::Relaxed) > before + 5).await);
+    assert_eq!(load.last_plugin.lock().await.as_str(), "qwen@0.1.0");
+
+    load.stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let failed = load.failed.lock().await;
+    assert!(failed.is_empty(), "{} requests failed: {:?}", failed.len(), &failed[..failed.len().min(3)]);
+    assert!(load.ok.load(Ordering::Relaxed) > 20, "the load really ran");
+}
+
+#[tokio::test]
+async fn removed_file_unloads_and_new_file_loads() {
+    let gw = start_with(Setup { plugins: vec![("qwen.wasm", "qwen.wasm")], ..Default::default() }).await;
+    std::fs::remove_file(gw.plugins_dir.path().join("qwen.wasm")).unwrap();
+    assert!(eventually(Duration::from_secs(3), async || gw.chat(&chat_body("qwen:qwen-turbo")).await.status() == 503).await, "a configured provider whose plugin is gone is unavailable");
+    std::fs::copy(artifact("openai.wasm"), gw.plugins_dir.path().join("openai.wasm")).unwrap();
+    assert!(eventually(Duration::from_secs(3), async || gw.chat(&chat_body("openai:qwen-plus")).await.status() == 200).await);
+}

@@ -1,0 +1,61 @@
+//! `/v1/models`: the provider's live list, or the allowlist when it fails.
+
+use aigate_testkit::{ModelsBehaviour, MockDashScope};
+
+use crate::harness::{Setup, start_with_mock};
+
+fn qwen_only() -> Setup {
+    Setup {
+        plugins: vec![("qwen.wasm", "qwen.wasm")],
+        toml: "[upstream]\nmodels_timeout_ms = 400\n".into(),
+        ..Default::default()
+    }
+}
+
+fn ids(body: &serde_json::Value) -> Vec<String> {
+    body["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn live_list_is_filtered_to_allowed_chat_models() {
+    let gw = start_with_mock(qwen_only(), MockDashScope::start().await).await;
+    let r = gw.http.get(gw.url("/v1/models")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-aigate-models-fallback").is_none());
+    let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["object"], "list");
+    let ids = ids(&body);
+    for m in ["qwen:qwen-turbo", "qwen:qwen-plus", "qwen:qwen-max", "turbo"] {
+        assert!(ids.contains(&m.to_owned()), "{m} in {ids:?}");
+    }
+    assert!(!ids.iter().any(|m| m.contains("embedding") || m.contains("rerank")), "{ids:?}");
+    let models_call = gw.mock.requests().into_iter().find(|r| r.path.ends_with("/models")).unwrap();
+    assert_eq!(models_call.header("authorization"), Some(format!("Bearer {}", MockDashScope::API_KEY).as_str()));
+}
+
+#[tokio::test]
+async fn failing_list_falls_back_to_the_allowlist() {
+    for behaviour in [ModelsBehaviour::Status(502), ModelsBehaviour::Status(504), ModelsBehaviour::Hang] {
+        let mock = MockDashScope::start().await;
+        mock.set_models_behaviour(behaviour.clone());
+        let gw = start_with_mock(qwen_only(), mock).await;
+        let r = gw.http.get(gw.url("/v1/models")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{behaviour:?}");
+        assert_eq!(r.headers()["x-aigate-models-fallback"], "qwen", "{behaviour:?}");
+        let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        let mut ids = ids(&body);
+        ids.sort();
+        assert_eq!(ids, ["qwen:qwen-max", "qwen:qwen-plus", "qwen:qwen-turbo", "turbo"], "{behaviour:?}");
+    }
+}
+
+#[tokio::test]
+async fn one_model_by_id() {
+    let gw = start_with_mock(qwen_only(), MockDashScope::start().await).await;
+    let (status, body) = gw.get_json("/v1/models/qwen:qwen-plus").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["id"], "qwen:qwen-plus");
+    let (status, body) = gw.get_json("/v1/models/qwen:nope").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "model_not_found");
+}
