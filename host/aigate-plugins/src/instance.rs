@@ -1,0 +1,583 @@
+//! [`LoadedPlugin`] (compiled and pre-linked, shared), [`PluginInstance`] (one fresh sandbox per
+//! request) and [`StreamDecoder`] (one sandbox per stream), plus the per-call limits and the
+//! mapping of every failure to a [`PluginFault`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use tokio::time::error::Elapsed;
+use wasmtime::component::{ResourceAny, ResourceTable};
+use wasmtime::{
+    PoolConcurrencyLimitError, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap,
+    UpdateDeadline,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::canonical::{
+    self, ChatRequest, ChatResponse, HttpRequest, HttpResponse, ModelInfo, PluginInfo, Provider,
+    ProviderError, ProviderPre, SseEvent, StreamChunk,
+};
+use crate::error::PluginFault;
+use crate::output::CapturedOutput;
+use crate::runtime::RuntimeInner;
+use crate::validate;
+
+/// A plugin that was compiled, pre-linked and validated: everything needed to create instances
+/// cheaply. Immutable and shared (`Arc`); the registry swaps whole `LoadedPlugin`s, so a request
+/// that holds one (or an instance of one) finishes on that version even while a new one takes
+/// over.
+pub struct LoadedPlugin {
+    info: PluginInfo,
+    hash: String,
+    source: String,
+    loaded_at: OffsetDateTime,
+    from_cache: bool,
+    pre: ProviderPre<StoreState>,
+    runtime: Arc<RuntimeInner>,
+}
+
+impl fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.info.name)
+            .field("version", &self.info.version)
+            .field("hash", &self.hash)
+            .field("source", &self.source)
+            .field("loaded_at", &self.loaded_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoadedPlugin {
+    pub(crate) fn new(
+        info: PluginInfo,
+        hash: String,
+        source: String,
+        loaded_at: OffsetDateTime,
+        from_cache: bool,
+        pre: ProviderPre<StoreState>,
+        runtime: Arc<RuntimeInner>,
+    ) -> Self {
+        LoadedPlugin {
+            info,
+            hash,
+            source,
+            loaded_at,
+            from_cache,
+            pre,
+            runtime,
+        }
+    }
+
+    /// What `describe` returned when the plugin was loaded (the plugin's static facts).
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    /// The provider name clients use as the model prefix (`qwen`).
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// The plugin's own version (semver).
+    pub fn version(&self) -> &str {
+        &self.info.version
+    }
+
+    /// The contract version the plugin was built against.
+    pub fn contract_version(&self) -> &str {
+        &self.info.contract_version
+    }
+
+    /// Hex sha256 of the component file's bytes.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// Where the plugin came from (the file path, or the label given to `load_bytes`).
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// When this version finished loading.
+    pub fn loaded_at(&self) -> OffsetDateTime {
+        self.loaded_at
+    }
+
+    /// Whether the compiled code came from the cache folder rather than a fresh compile.
+    pub fn from_cache(&self) -> bool {
+        self.from_cache
+    }
+
+    /// A fresh instance for one request: a new store with its own memory limit, CPU budget and
+    /// WASI context, instantiated from the pre-linked component (tens of microseconds with the
+    /// pooling allocator).
+    ///
+    /// Fails with [`PluginFault::Busy`] when every instance slot is in use, or with another
+    /// fault if the plugin's start-up code traps or overruns.
+    pub async fn instantiate(self: &Arc<Self>) -> Result<PluginInstance, PluginFault> {
+        let sandbox = Sandbox::new(&self.runtime, &self.pre, &self.info.name).await?;
+        Ok(PluginInstance {
+            plugin: Arc::clone(self),
+            sandbox,
+        })
+    }
+}
+
+/// One live instance of a plugin, for one request. Owns its store: nothing a plugin keeps in
+/// memory survives into another request.
+///
+/// Every call is limited by the CPU budget and the wall-clock timeout of
+/// [`crate::RuntimeConfig`] and by its memory limit. A call returns `Err(PluginFault)` when the
+/// plugin failed (trap, timeout, out of memory, malformed result), and
+/// `Ok(Err(ProviderError))` when the plugin worked and reports an error of the provider (or a
+/// request it cannot translate). After a fault the instance is poisoned: every further call
+/// returns the same fault without entering the plugin again.
+pub struct PluginInstance {
+    plugin: Arc<LoadedPlugin>,
+    sandbox: Sandbox,
+}
+
+impl fmt::Debug for PluginInstance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginInstance")
+            .field("plugin", &self.plugin.info.name)
+            .field("version", &self.plugin.info.version)
+            .field("fault", &self.sandbox.fault)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Run one export call inside the sandbox's limits: `call!(sandbox, |guest, store| expr)`.
+/// A macro rather than a function because the call's future borrows both the bindings and the
+/// store, which a closure-returning-future signature cannot express without boxing.
+macro_rules! call {
+    ($sandbox:expr, |$guest:ident, $store:ident| $call:expr) => {{
+        let sandbox: &mut Sandbox = $sandbox;
+        sandbox.begin()?;
+        let wall = sandbox.runtime.config.wall_timeout;
+        let $guest = sandbox.bindings.aigate_provider_adapter();
+        let $store = &mut sandbox.store;
+        let outcome = tokio::time::timeout(wall, $call).await;
+        sandbox.end(outcome)
+    }};
+}
+
+impl PluginInstance {
+    /// The plugin (and version) this instance belongs to.
+    pub fn plugin(&self) -> &Arc<LoadedPlugin> {
+        &self.plugin
+    }
+
+    /// Translate a canonical request into the provider's HTTP request. `base_url` is the
+    /// operator's configured base URL, or the plugin's `default_base_url`.
+    ///
+    /// The returned request is checked: the method must be a valid HTTP method, the URL an
+    /// absolute http(s) URL, every header name and value valid; anything else is
+    /// [`PluginFault::Malformed`].
+    pub async fn build_request(
+        &mut self,
+        base_url: &str,
+        request: &ChatRequest,
+    ) -> Result<Result<HttpRequest, ProviderError>, PluginFault> {
+        let result = call!(&mut self.sandbox, |guest, store| guest
+            .call_build_request(store, base_url, request))?;
+        self.sandbox.check(&result, |r| {
+            validate::provider_result(r, validate::http_request)
+        })?;
+        Ok(result)
+    }
+
+    /// Translate the provider's whole response (any status) into a canonical response or the
+    /// provider's error.
+    pub async fn parse_response(
+        &mut self,
+        response: &HttpResponse,
+    ) -> Result<Result<ChatResponse, ProviderError>, PluginFault> {
+        let result = call!(&mut self.sandbox, |guest, store| guest
+            .call_parse_response(store, response))?;
+        self.sandbox.check(&result, |r| {
+            validate::provider_result(r, validate::chat_response)
+        })?;
+        Ok(result)
+    }
+
+    /// The request that lists the provider's models, when the provider has such an endpoint.
+    /// Checked like [`PluginInstance::build_request`].
+    pub async fn build_models_request(
+        &mut self,
+        base_url: &str,
+    ) -> Result<Option<HttpRequest>, PluginFault> {
+        let result = call!(&mut self.sandbox, |guest, store| guest
+            .call_build_models_request(store, base_url))?;
+        self.sandbox.check(&result, |r| {
+            r.as_ref().map_or(Ok(()), validate::http_request)
+        })?;
+        Ok(result)
+    }
+
+    /// Parse the provider's models list (chat models only).
+    pub async fn parse_models(
+        &mut self,
+        response: &HttpResponse,
+    ) -> Result<Result<Vec<ModelInfo>, ProviderError>, PluginFault> {
+        let result = call!(&mut self.sandbox, |guest, store| guest
+            .call_parse_models(store, response))?;
+        self.sandbox.check(&result, |r| {
+            validate::provider_result(r, |m| validate::models(m))
+        })?;
+        Ok(result)
+    }
+
+    /// Turn this instance into the decoder of one SSE stream. `model` is the model the request
+    /// asked for, as sent upstream. The decoder owns the instance (and its store) until the
+    /// stream ends; the stateful guest decoder lives in that store.
+    pub async fn stream_decoder(mut self, model: &str) -> Result<StreamDecoder, PluginFault> {
+        let handle = call!(&mut self.sandbox, |guest, store| guest
+            .stream_decoder()
+            .call_constructor(store, model))?;
+        Ok(StreamDecoder {
+            plugin: self.plugin,
+            sandbox: self.sandbox,
+            handle,
+        })
+    }
+}
+
+/// The decoder of one provider SSE stream: the plugin's `stream-decoder` resource in an instance
+/// of its own. Same limits and poisoning as [`PluginInstance`]; the CPU budget and the
+/// wall-clock timeout apply to each `push`/`finish` call, not to the stream as a whole.
+///
+/// Dropping the decoder drops the store and everything in it; the guest's destructor is not
+/// run (there is nothing in a sandbox worth cleaning up).
+pub struct StreamDecoder {
+    plugin: Arc<LoadedPlugin>,
+    sandbox: Sandbox,
+    handle: ResourceAny,
+}
+
+impl fmt::Debug for StreamDecoder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamDecoder")
+            .field("plugin", &self.plugin.info.name)
+            .field("version", &self.plugin.info.version)
+            .field("fault", &self.sandbox.fault)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamDecoder {
+    /// Decode one event into zero or more canonical chunks, or the provider's error event.
+    pub async fn push(
+        &mut self,
+        event: &SseEvent,
+    ) -> Result<Result<Vec<StreamChunk>, ProviderError>, PluginFault> {
+        let handle = self.handle;
+        let result = call!(&mut self.sandbox, |guest, store| guest
+            .stream_decoder()
+            .call_push(store, handle, event))?;
+        self.sandbox.check(&result, |r| {
+            validate::provider_result(r, |c| validate::stream_chunks(c))
+        })?;
+        Ok(result)
+    }
+
+    /// The upstream stream ended: flush whatever the decoder held back.
+    pub async fn finish(&mut self) -> Result<Result<Vec<StreamChunk>, ProviderError>, PluginFault> {
+        let handle = self.handle;
+        let result = call!(&mut self.sandbox, |guest, store| guest
+            .stream_decoder()
+            .call_finish(store, handle))?;
+        self.sandbox.check(&result, |r| {
+            validate::provider_result(r, |c| validate::stream_chunks(c))
+        })?;
+        Ok(result)
+    }
+
+    /// The plugin (and version) decoding this stream.
+    pub fn plugin(&self) -> &Arc<LoadedPlugin> {
+        &self.plugin
+    }
+}
+
+/// The data of one store: the WASI context, the limiter and the per-call CPU budget.
+pub(crate) struct StoreState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    stderr: CapturedOutput,
+    /// Epoch ticks left in the current call's CPU budget.
+    ticks_left: u64,
+    /// Set by the epoch callback when it stopped the plugin for running out of budget.
+    cpu_exhausted: bool,
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl canonical::types_interface::Host for StoreState {}
+
+/// [`StoreLimits`] that also remembers whether it refused a memory growth, so the trap that
+/// follows (directly, or a Rust allocator abort) is reported as out-of-memory.
+struct MemoryLimiter {
+    limits: StoreLimits,
+    refused_memory: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum);
+        if !matches!(allowed, Ok(true)) {
+            self.refused_memory = true;
+        }
+        allowed
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.refused_memory = true;
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
+}
+
+/// A store with an instantiated plugin and the first fault it hit, if any.
+pub(crate) struct Sandbox {
+    /// Names the plugin in faults: its name, or the file while it is being loaded.
+    label: String,
+    runtime: Arc<RuntimeInner>,
+    store: Store<StoreState>,
+    bindings: Provider,
+    fault: Option<PluginFault>,
+}
+
+impl Sandbox {
+    pub(crate) async fn new(
+        runtime: &Arc<RuntimeInner>,
+        pre: &ProviderPre<StoreState>,
+        label: &str,
+    ) -> Result<Sandbox, PluginFault> {
+        let config = &runtime.config;
+        let stderr = CapturedOutput::default();
+        let wasi = WasiCtx::builder()
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(config.memory_limit_bytes)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(
+            &runtime.engine,
+            StoreState {
+                wasi,
+                table: ResourceTable::new(),
+                limiter: MemoryLimiter {
+                    limits,
+                    refused_memory: false,
+                },
+                stderr,
+                ticks_left: runtime.cpu_budget_ticks,
+                cpu_exhausted: false,
+            },
+        );
+        store.limiter(|state| &mut state.limiter);
+        // Called each time the epoch passes the deadline while the plugin runs: yield to the
+        // executor (other requests on this thread keep going) and charge one tick, until the
+        // call's budget is spent.
+        store.epoch_deadline_callback(|mut context| {
+            let state = context.data_mut();
+            if state.ticks_left == 0 {
+                state.cpu_exhausted = true;
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            state.ticks_left -= 1;
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store.set_epoch_deadline(1);
+
+        let outcome =
+            tokio::time::timeout(config.wall_timeout, pre.instantiate_async(&mut store)).await;
+        let error = match outcome {
+            Ok(Ok(bindings)) => {
+                return Ok(Sandbox {
+                    label: label.to_owned(),
+                    runtime: Arc::clone(runtime),
+                    store,
+                    bindings,
+                    fault: None,
+                });
+            }
+            Ok(Err(error)) if is_pool_exhausted(&error) => {
+                return Err(PluginFault::Busy {
+                    plugin: label.to_owned(),
+                });
+            }
+            Ok(Err(error)) => Some(error),
+            Err(_elapsed) => None,
+        };
+        Err(PartialSandbox {
+            label,
+            runtime,
+            store: &store,
+        }
+        .classify(error, true))
+    }
+
+    /// Call `describe` (at load time).
+    pub(crate) async fn describe(&mut self) -> Result<PluginInfo, PluginFault> {
+        call!(self, |guest, store| guest.call_describe(store))
+    }
+
+    /// Refuse to enter a poisoned instance; otherwise give the call a full CPU budget.
+    fn begin(&mut self) -> Result<(), PluginFault> {
+        if let Some(fault) = &self.fault {
+            return Err(fault.clone());
+        }
+        let budget = self.runtime.cpu_budget_ticks;
+        let state = self.store.data_mut();
+        state.ticks_left = budget;
+        state.cpu_exhausted = false;
+        self.store.set_epoch_deadline(1);
+        Ok(())
+    }
+
+    /// Map the outcome of a call; any failure poisons the sandbox.
+    fn end<R>(&mut self, outcome: Result<wasmtime::Result<R>, Elapsed>) -> Result<R, PluginFault> {
+        let fault = match outcome {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(error)) => self.partial().classify(Some(error), false),
+            Err(_elapsed) => self.partial().classify(None, false),
+        };
+        self.fault = Some(fault.clone());
+        Err(fault)
+    }
+
+    /// Check a returned value against the contract; a violation poisons the sandbox.
+    fn check<T>(
+        &mut self,
+        value: &T,
+        rule: impl FnOnce(&T) -> Result<(), String>,
+    ) -> Result<(), PluginFault> {
+        rule(value).map_err(|what| {
+            let fault = PluginFault::Malformed {
+                plugin: self.label.clone(),
+                what,
+            };
+            self.fault = Some(fault.clone());
+            fault
+        })
+    }
+
+    fn partial(&self) -> PartialSandbox<'_> {
+        PartialSandbox {
+            label: &self.label,
+            runtime: &self.runtime,
+            store: &self.store,
+        }
+    }
+}
+
+/// What fault classification needs, available both before and after instantiation succeeded.
+struct PartialSandbox<'a> {
+    label: &'a str,
+    runtime: &'a RuntimeInner,
+    store: &'a Store<StoreState>,
+}
+
+impl PartialSandbox<'_> {
+    /// Turn a failed call (`None`: the wall-clock timeout fired) into the fault an operator
+    /// should see. Order matters: the epoch callback and the limiter know for sure why the
+    /// plugin was stopped, the trap code and stderr only hint at it.
+    fn classify(&self, error: Option<wasmtime::Error>, instantiating: bool) -> PluginFault {
+        let plugin = self.label.to_owned();
+        let config = &self.runtime.config;
+        let state = self.store.data();
+        let Some(error) = error else {
+            return PluginFault::WallTimeout {
+                plugin,
+                timeout: config.wall_timeout,
+            };
+        };
+        let trap = error.downcast_ref::<Trap>().copied();
+        if state.cpu_exhausted || trap == Some(Trap::Interrupt) {
+            return PluginFault::CpuTimeout {
+                plugin,
+                budget: config.cpu_timeout,
+            };
+        }
+        let stderr = state.stderr.message();
+        let allocator_abort = stderr
+            .as_deref()
+            .is_some_and(|s| s.contains("memory allocation of") && s.contains("failed"));
+        if state.limiter.refused_memory || allocator_abort {
+            return PluginFault::OutOfMemory {
+                plugin,
+                limit: config.memory_limit_bytes,
+            };
+        }
+        let cause = match trap {
+            Some(trap) => trap.to_string(),
+            None => error.root_cause().to_string(),
+        };
+        // A Rust panic prints `thread '<unnamed>' (1) panicked at src/lib.rs:3:5: boom`: lead
+        // with what the plugin said, keep the trap as the detail.
+        let message = match stderr {
+            Some(stderr) => {
+                let said = stderr
+                    .find("panicked at")
+                    .map_or(stderr.as_str(), |at| &stderr[at..]);
+                format!("{said} ({cause})")
+            }
+            None => cause,
+        };
+        if instantiating && trap.is_none() {
+            PluginFault::Instantiate { plugin, message }
+        } else {
+            PluginFault::Trap { plugin, message }
+        }
+    }
+}
+
+fn is_pool_exhausted(error: &wasmtime::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| cause.is::<PoolConcurrencyLimitError>())
+}

@@ -1,0 +1,513 @@
+//! [`PluginRuntime`]: the one wasmtime engine, its linker, the epoch ticker, the compile cache,
+//! and loading (compile → pre-link → validate) of plugin components.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::canonical::{self, PluginInfo, ProviderPre};
+use crate::contract_compatible;
+use crate::error::{LoadError, RuntimeError};
+use crate::instance::{LoadedPlugin, Sandbox, StoreState};
+
+/// How often the ticker thread advances the engine's epoch. A plugin's CPU budget is counted in
+/// these ticks, so this is also the granularity of [`RuntimeConfig::cpu_timeout`].
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+// What one instance slot of the pool holds. A Rust plugin built for `wasm32-wasip2` has 1 linear
+// memory, 2 tables and 3 core instances (the module and the component's shims). A component
+// may use up to the `MAX_*` of each (more is refused at load time with wasmtime's message); one
+// that uses more than a slot holds simply takes more of the pool, leaving fewer slots for others.
+const MEMORIES_PER_SLOT: u32 = 1;
+const MAX_MEMORIES_PER_COMPONENT: u32 = 2;
+const TABLES_PER_SLOT: u32 = 4;
+const MAX_TABLES_PER_COMPONENT: u32 = 8;
+const CORE_INSTANCES_PER_SLOT: u32 = 8;
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+
+/// Limits of the plugin sandbox. Every limit applies per instance (that is, per request) or per
+/// call, never to a plugin as a whole.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Largest linear memory one instance may grow to. Default 64 MiB. Growing past it traps and
+    /// fails the call with [`crate::PluginFault::OutOfMemory`].
+    pub memory_limit_bytes: usize,
+    /// CPU budget of one call, enforced with epoch interruption. Default 200 ms. Counted in
+    /// ticks of a few milliseconds while the plugin runs; a plugin over budget is stopped with
+    /// [`crate::PluginFault::CpuTimeout`].
+    pub cpu_timeout: Duration,
+    /// Wall-clock limit of one call (and of instantiation), enforced with a tokio timeout.
+    /// Default 1 s. Catches what epochs cannot: a plugin blocked inside a host call.
+    pub wall_timeout: Duration,
+    /// Instance slots of the pooling allocator: how many instances (requests and open streams)
+    /// may exist at once across all plugins. Default 1000. When they are all taken,
+    /// instantiation fails with [`crate::PluginFault::Busy`]. A slot fits a typical Rust plugin
+    /// (one linear memory); a plugin with two memories takes two. The pool reserves (but does
+    /// not commit) address space up front: about 4 GiB per slot, so that compiled code can skip
+    /// bounds checks, so 1000 slots take ~4 TiB of the 128 TiB a 64-bit Linux process has.
+    pub max_instances: u32,
+    /// Folder for compiled components (`<sha256>-<engine>.cwasm`). `None` compiles every plugin
+    /// at every load. With a cache, a restart or a reload of a known file takes about a
+    /// millisecond instead of hundreds.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            memory_limit_bytes: 64 << 20,
+            cpu_timeout: Duration::from_millis(200),
+            wall_timeout: Duration::from_secs(1),
+            max_instances: 1000,
+            cache_dir: None,
+        }
+    }
+}
+
+/// The plugin runtime: one wasmtime [`Engine`] and one pre-configured [`Linker`] shared by every
+/// plugin. Cheap to clone (an `Arc` inside); clones share everything.
+///
+/// The engine uses the component model, the pooling allocator (instance slots are reserved
+/// once, so a fresh instance per request costs tens of microseconds) and epoch interruption
+/// (a background thread advances the epoch every few milliseconds; it stops when the runtime
+/// and every plugin loaded through it are dropped).
+///
+/// The linker provides WASI 0.2 with an empty context: no files, no network, no environment, no
+/// arguments, closed stdin, stdout discarded and stderr captured (bounded) so a panic message
+/// can be reported. A Rust plugin's standard library imports WASI even when it never uses it.
+#[derive(Clone)]
+pub struct PluginRuntime {
+    inner: Arc<RuntimeInner>,
+}
+
+/// Shared by the runtime and every plugin loaded through it (so the ticker outlives neither).
+pub(crate) struct RuntimeInner {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<StoreState>,
+    pub(crate) config: RuntimeConfig,
+    /// `cpu_timeout` in epoch ticks (at least one).
+    pub(crate) cpu_budget_ticks: u64,
+    /// Identifies the engine settings in cache file names, so a `.cwasm` compiled by another
+    /// wasmtime version or configuration is never even tried.
+    engine_key: String,
+    _ticker: EpochTicker,
+}
+
+impl fmt::Debug for PluginRuntime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginRuntime")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginRuntime {
+    /// Create the engine, the linker and the epoch ticker, and the cache folder if configured.
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let engine = Engine::new(&engine_config(&config)).map_err(|e| RuntimeError::Engine {
+            message: format!("{e:#}"),
+        })?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| RuntimeError::Linker {
+            message: format!("{e:#}"),
+        })?;
+        // The contract's `types` interface holds only types, but the component still imports it.
+        canonical::types_interface::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(
+            |e| RuntimeError::Linker {
+                message: format!("{e:#}"),
+            },
+        )?;
+
+        if let Some(dir) = &config.cache_dir {
+            std::fs::create_dir_all(dir).map_err(|source| RuntimeError::CacheDir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+
+        let tick_nanos = EPOCH_TICK.as_nanos().max(1);
+        let cpu_budget_ticks =
+            u64::try_from(config.cpu_timeout.as_nanos().div_ceil(tick_nanos)).unwrap_or(u64::MAX);
+        let engine_key = engine_key(&engine);
+        let ticker = EpochTicker::start(engine.clone()).map_err(RuntimeError::Ticker)?;
+
+        Ok(PluginRuntime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                config,
+                cpu_budget_ticks: cpu_budget_ticks.max(1),
+                engine_key,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The configuration the runtime was created with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// Read and load one plugin file. See [`PluginRuntime::load_bytes`].
+    pub async fn load(&self, path: &Path) -> Result<Arc<LoadedPlugin>, LoadError> {
+        let origin = path.display().to_string();
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|source| LoadError::Read {
+                origin: origin.clone(),
+                source,
+            })?;
+        self.load_bytes(origin, bytes).await
+    }
+
+    /// Load a plugin from its bytes; `origin` (usually the file path) only labels statuses and
+    /// errors.
+    ///
+    /// Steps, each of which can refuse the plugin with a [`LoadError`]:
+    /// 1. Compile on a blocking thread (never on the async runtime: it takes hundreds of
+    ///    milliseconds), or, with a cache folder, map `<sha256 of the bytes>-<engine>.cwasm` when
+    ///    it exists (about a millisecond). A cache file that cannot be used is ignored and
+    ///    rewritten.
+    /// 2. Pre-link against the host's linker (`InstancePre`): type-checks the component against
+    ///    the `aigate:provider@0.1.x` world once, so each request only instantiates.
+    /// 3. Validate: instantiate once, call `describe`, and check the facts: the contract version
+    ///    must be compatible with [`crate::CONTRACT_VERSION`] (see [`contract_compatible`]), the name a
+    ///    lowercase identifier (`[a-z0-9][a-z0-9._-]*`, at most 64 bytes), the version semver,
+    ///    the default base URL an absolute http(s) URL.
+    pub async fn load_bytes(
+        &self,
+        origin: String,
+        bytes: Vec<u8>,
+    ) -> Result<Arc<LoadedPlugin>, LoadError> {
+        let started = Instant::now();
+        let inner = Arc::clone(&self.inner);
+        let task_origin = origin.clone();
+        let compiled = tokio::task::spawn_blocking(move || {
+            let hash = hex::encode(Sha256::digest(&bytes));
+            compile_or_map(&inner, &task_origin, &bytes, &hash).map(|(c, cached)| (c, cached, hash))
+        })
+        .await
+        .map_err(|e| LoadError::Internal {
+            origin: origin.clone(),
+            message: format!("the compile task failed: {e}"),
+        })?;
+        let (component, from_cache, hash) = compiled?;
+
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .and_then(ProviderPre::new)
+            .map_err(|e| LoadError::Contract {
+                origin: origin.clone(),
+                message: format!("{e:#}"),
+            })?;
+
+        let mut sandbox = Sandbox::new(&self.inner, &pre, &origin)
+            .await
+            .map_err(|fault| LoadError::Describe {
+                origin: origin.clone(),
+                fault,
+            })?;
+        let info = sandbox
+            .describe()
+            .await
+            .map_err(|fault| LoadError::Describe {
+                origin: origin.clone(),
+                fault,
+            })?;
+        drop(sandbox);
+        validate_info(&origin, &info)?;
+
+        tracing::debug!(
+            plugin = %info.name,
+            version = %info.version,
+            origin = %origin,
+            from_cache,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "plugin compiled and validated"
+        );
+        Ok(Arc::new(LoadedPlugin::new(
+            info,
+            hash,
+            origin,
+            OffsetDateTime::now_utc(),
+            from_cache,
+            pre,
+            Arc::clone(&self.inner),
+        )))
+    }
+}
+
+fn engine_config(config: &RuntimeConfig) -> Config {
+    let slots = config.max_instances.max(1);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(slots)
+        .total_memories(slots.saturating_mul(MEMORIES_PER_SLOT))
+        .total_tables(slots.saturating_mul(TABLES_PER_SLOT))
+        .total_core_instances(slots.saturating_mul(CORE_INSTANCES_PER_SLOT))
+        // Every call runs on a fiber (async), so every live instance may need a stack.
+        .total_stacks(slots)
+        .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
+        .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+        // The limiter traps at the limit; the pool agrees, so no memory can outgrow it even if
+        // a future change forgot the limiter.
+        .max_memory_size(config.memory_limit_bytes);
+
+    let mut engine = Config::new();
+    engine
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    engine
+}
+
+/// A stable text key for the engine's compile settings (wasmtime version, target, flags):
+/// sha256 over what [`Engine::precompile_compatibility_hash`] hashes.
+fn engine_key(engine: &Engine) -> String {
+    use std::hash::{Hash, Hasher};
+
+    struct Sha256Hasher(Sha256);
+    impl Hasher for Sha256Hasher {
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+        fn finish(&self) -> u64 {
+            // Only `write` is used: the digest is read from the inner hasher below.
+            0
+        }
+    }
+
+    let mut hasher = Sha256Hasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    let digest = hex::encode(hasher.0.finalize());
+    digest[..16].to_owned()
+}
+
+/// Compile the component, or map it from the cache. Runs on a blocking thread.
+fn compile_or_map(
+    inner: &RuntimeInner,
+    origin: &str,
+    bytes: &[u8],
+    hash: &str,
+) -> Result<(Component, bool), LoadError> {
+    let cache_file = inner
+        .config
+        .cache_dir
+        .as_ref()
+        .map(|dir| dir.join(format!("{hash}-{}.cwasm", inner.engine_key)));
+
+    if let Some(path) = &cache_file
+        && path.is_file()
+    {
+        // SAFETY: `deserialize_file` maps the file and runs its machine code, so it must be a
+        // component this crate compiled with this engine configuration and nobody may change
+        // it while it is mapped. Both hold: the file name carries the sha256 of the source
+        // bytes and the engine's compatibility key, only `write_cache_file` below creates
+        // such files, and it does so atomically (temp file + rename, never writing into an
+        // existing file). Wasmtime additionally checks the header and the engine settings and
+        // refuses a mismatch, in which case we fall back to compiling.
+        #[allow(unsafe_code)]
+        let mapped = unsafe { Component::deserialize_file(&inner.engine, path) };
+        match mapped {
+            Ok(component) => return Ok((component, true)),
+            Err(e) => tracing::warn!(
+                file = %path.display(),
+                origin,
+                error = %format!("{e:#}"),
+                "cached compiled plugin unusable; compiling again"
+            ),
+        }
+    }
+
+    let component = Component::new(&inner.engine, bytes).map_err(|e| LoadError::Compile {
+        origin: origin.to_owned(),
+        message: format!("{e:#}"),
+    })?;
+
+    if let Some(path) = &cache_file {
+        match component.serialize() {
+            Ok(serialized) => {
+                if let Err(e) = write_cache_file(path, &serialized) {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot write plugin cache file");
+                }
+            }
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot serialize compiled plugin"),
+        }
+    }
+    Ok((component, false))
+}
+
+/// Write atomically: a temp file in the same folder, then rename over the final name. A file
+/// that another load may have mapped is replaced as a directory entry, never written into.
+fn write_cache_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let file_name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{file_name}.{}.{n}.tmp", std::process::id()));
+    let result = std::fs::write(&tmp, contents).and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Check what `describe` returned.
+fn validate_info(origin: &str, info: &PluginInfo) -> Result<(), LoadError> {
+    if !contract_compatible(&info.contract_version) {
+        return Err(LoadError::IncompatibleContract {
+            origin: origin.to_owned(),
+            plugin_contract: info.contract_version.clone(),
+        });
+    }
+    let invalid = |what: String| LoadError::InvalidInfo {
+        origin: origin.to_owned(),
+        what,
+    };
+    if !valid_plugin_name(&info.name) {
+        return Err(invalid(format!(
+            "name {:?} is not a lowercase identifier ([a-z0-9][a-z0-9._-]*, at most 64 bytes)",
+            info.name
+        )));
+    }
+    if let Err(e) = semver::Version::parse(&info.version) {
+        return Err(invalid(format!(
+            "version {:?} is not semver: {e}",
+            info.version
+        )));
+    }
+    if let Err(what) = crate::validate::http_url(&info.default_base_url) {
+        return Err(invalid(format!("default-base-url: {what}")));
+    }
+    match &info.auth {
+        canonical::AuthScheme::Header(name) => {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(invalid(format!(
+                    "auth header name {name:?} is not a valid header name"
+                )));
+            }
+        }
+        canonical::AuthScheme::Query(name) => {
+            if name.is_empty() {
+                return Err(invalid("auth query parameter name is empty".to_owned()));
+            }
+        }
+        canonical::AuthScheme::None | canonical::AuthScheme::Bearer => {}
+    }
+    Ok(())
+}
+
+/// Plugin names are model prefixes (`qwen:qwen-max`) and registry keys: keep them boring.
+fn valid_plugin_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'0'..=b'9'))
+        && name.len() <= 64
+        && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'))
+}
+
+/// Advances the engine epoch every [`EPOCH_TICK`] on a small std thread. Dropping the ticker
+/// drops the channel's sender, which wakes the thread and ends it.
+struct EpochTicker {
+    _stop: mpsc::Sender<()>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> std::io::Result<Self> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("aigate-plugin-epoch".to_owned())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(EPOCH_TICK) {
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(EpochTicker { _stop: stop })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn plugin_names_are_lowercase_identifiers() {
+        for ok in ["qwen", "openai", "open-ai.v2", "a", "x_1"] {
+            assert!(valid_plugin_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "Qwen",
+            "qwen:max",
+            "a/b",
+            "-x",
+            " qwen",
+            &"a".repeat(65),
+        ] {
+            assert!(!valid_plugin_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cache_file_is_written_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.cwasm");
+        write_cache_file(&path, b"one").unwrap();
+        write_cache_file(&path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "no temp file left behind: {names:?}");
+    }
+
+    #[test]
+    fn the_default_configuration_fits_this_machine() {
+        // 1000 slots reserve a few TiB of address space; the engine must still come up.
+        PluginRuntime::new(RuntimeConfig::default()).unwrap();
+    }
+
+    #[test]
+    fn engine_key_is_stable_for_one_configuration() {
+        let config = RuntimeConfig {
+            max_instances: 2,
+            ..RuntimeConfig::default()
+        };
+        let a = Engine::new(&engine_config(&config)).unwrap();
+        let b = Engine::new(&engine_config(&config)).unwrap();
+        assert_eq!(engine_key(&a), engine_key(&b));
+        assert_eq!(engine_key(&a).len(), 16);
+    }
+
+    #[test]
+    fn contract_version_check_names_the_host_version() {
+        let info = PluginInfo {
+            name: "x".into(),
+            version: "1.0.0".into(),
+            contract_version: "0.2.0".into(),
+            default_base_url: "https://example.com".into(),
+            auth: canonical::AuthScheme::Bearer,
+            models: vec![],
+        };
+        let err = validate_info("x.wasm", &info).unwrap_err();
+        assert!(
+            matches!(err, LoadError::IncompatibleContract { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains(crate::CONTRACT_VERSION));
+    }
+}
