@@ -46,11 +46,13 @@ pub mod canonical;
 mod error;
 mod instance;
 mod output;
+mod registry;
 mod runtime;
 mod validate;
 
 pub use error::{LoadError, PluginFault, RuntimeError};
 pub use instance::{LoadedPlugin, PluginInstance, StreamDecoder};
+pub use registry::{DEBOUNCE, PluginRegistry, PluginStatus, WatchGuard};
 pub use runtime::{PluginRuntime, RuntimeConfig};
 
 /// The contract version this host implements. It accepts plugins built against any
