@@ -21,14 +21,56 @@ struct Task {
     run: fn(&Path, &[String]) -> Result<()>,
 }
 
-const TASKS: &[Task] = &[Task {
-    name: "build-plugins",
-    about: "build the provider plugins for wasm32-wasip2 into plugins/dist/ (test plugins into plugins/dist/test/)",
-    run: |root, args| {
-        no_arguments("build-plugins", args)?;
-        build_plugins(root)
+const TASKS: &[Task] = &[
+    Task {
+        name: "build-plugins",
+        about: "build the provider plugins for wasm32-wasip2 into plugins/dist/ (test plugins into plugins/dist/test/)",
+        run: |root, args| {
+            no_arguments("build-plugins", args)?;
+            build_plugins(root)
+        },
     },
-}];
+    Task {
+        name: "run",
+        about: "build the plugins, then start the gateway (`aigate serve`; extra args go to aigate)",
+        run: |root, args| {
+            build_plugins(root)?;
+            let mut cmd = cargo(root);
+            cmd.args(["run", "--quiet", "--package", "aigate", "--"]);
+            if args.is_empty() {
+                cmd.arg("serve");
+            } else {
+                cmd.args(args);
+            }
+            run(&mut cmd)
+        },
+    },
+    Task {
+        name: "test",
+        about: "build the plugins, then run every test: the host workspace and the plugins' own (extra args go to the host's cargo test)",
+        run: |root, args| {
+            build_plugins(root)?;
+            run(cargo(root).args(["test", "--manifest-path"]).arg(root.join("plugins/Cargo.toml")))?;
+            run(cargo(root).args(["test", "--workspace"]).args(args))
+        },
+    },
+    Task {
+        name: "bench",
+        about: "build the plugins, then measure plugin cost and the gateway's added latency (release build)",
+        run: |root, args| {
+            no_arguments("bench", args)?;
+            build_plugins(root)?;
+            run(cargo(root).args(["bench", "--package", "aigate", "--bench", "gateway"]))
+        },
+    },
+];
+
+/// `cargo` run from the repository root.
+fn cargo(root: &Path) -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root);
+    cmd
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod chat;
+mod contract;
 mod faults;
 mod harness;
 mod hot_reload;

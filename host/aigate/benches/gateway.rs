@@ -1,0 +1,202 @@
+#![allow(clippy::expect_used, reason = "a benchmark binary: any setup failure should stop it loudly")]
+
+//! `cargo xtask bench`: what the gateway costs, measured on this machine.
+//!
+//! 1. Plugin cost per request: fresh instance + build-request + parse-response
+//!    through the real qwen component (p50/p99 in µs).
+//! 2. Added latency: the same chat call at fixed concurrency, straight to the
+//!    mock DashScope upstream and through the gateway (p50/p99 of each and the
+//!    difference). Both paths include the mock's own time; the difference is
+//!    what the gateway adds (HTTP parse, validation, routing, plugin, upstream
+//!    pool, response serialisation).
+//!
+//! Numbers, not assertions: record them in docs/benchmarks.md.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aigate::Gateway;
+use aigate::config::Config;
+use aigate_plugins::canonical::{ChatRequest, HttpResponse, Message, MessageContent, Role};
+use aigate_plugins::{PluginRuntime, RuntimeConfig};
+use aigate_testkit::MockDashScope;
+
+const PLUGIN_WARMUP: usize = 500;
+const PLUGIN_ITERATIONS: usize = 10_000;
+const HTTP_CONCURRENCY: usize = 16;
+const HTTP_WARMUP: usize = 500;
+const HTTP_REQUESTS: usize = 10_000;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn report(label: &str, mut samples: Vec<Duration>) -> (Duration, Duration) {
+    samples.sort();
+    let (p50, p99) = (percentile(&samples, 0.50), percentile(&samples, 0.99));
+    println!(
+        "{label:<44} n={:<6} p50={:>8.1} µs  p99={:>8.1} µs  max={:>8.1} µs",
+        samples.len(),
+        p50.as_secs_f64() * 1e6,
+        p99.as_secs_f64() * 1e6,
+        samples.last().map_or(0.0, |d| d.as_secs_f64() * 1e6)
+    );
+    (p50, p99)
+}
+
+fn request_1kb() -> ChatRequest {
+    let filler = "The quick brown fox jumps over the lazy dog. ".repeat(20);
+    ChatRequest {
+        model: "qwen-turbo".into(),
+        messages: vec![
+            Message { role: Role::System, content: Some(MessageContent::Text("You are a helpful assistant.".into())), name: None, tool_calls: vec![], tool_call_id: None, reasoning_content: None },
+            Message { role: Role::User, content: Some(MessageContent::Text(filler)), name: None, tool_calls: vec![], tool_call_id: None, reasoning_content: None },
+        ],
+        tools: vec![],
+        tool_choice: None,
+        parallel_tool_calls: None,
+        temperature: Some(0.7),
+        top_p: None,
+        max_tokens: Some(256),
+        stop: vec![],
+        seed: None,
+        n: None,
+        presence_penalty: None,
+        frequency_penalty: None,
+        response_format: None,
+        user: None,
+        stream: false,
+        extra: String::new(),
+    }
+}
+
+const DASHSCOPE_RESPONSE: &str = r#"{"choices":[{"message":{"role":"assistant","content":"I am Qwen, a large language model created by Alibaba Cloud. How can I help you today?"},"finish_reason":"stop","index":0,"logprobs":null}],"object":"chat.completion","usage":{"prompt_tokens":11,"completion_tokens":65,"total_tokens":76,"prompt_tokens_details":{"cached_tokens":0}},"created":1770285809,"system_fingerprint":null,"model":"qwen-turbo","id":"chatcmpl-63414f89-e97d-9449-8f3c-1e72cf1f6e40"}"#;
+
+async fn plugin_cost(dist: &Path) {
+    let runtime = PluginRuntime::new(RuntimeConfig { cache_dir: None, ..RuntimeConfig::default() }).expect("runtime");
+    let plugin = runtime.load(&dist.join("qwen.wasm")).await.expect("load qwen.wasm");
+    let request = request_1kb();
+    let response = HttpResponse {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: DASHSCOPE_RESPONSE.as_bytes().to_vec(),
+    };
+    let base = "https://dashscope-intl.aliyuncs.com/compatible-mode/v1";
+    let mut instantiate = Vec::with_capacity(PLUGIN_ITERATIONS);
+    let mut total = Vec::with_capacity(PLUGIN_ITERATIONS);
+    for i in 0..PLUGIN_WARMUP + PLUGIN_ITERATIONS {
+        let t0 = Instant::now();
+        let mut instance = plugin.instantiate().await.expect("instantiate");
+        let t1 = Instant::now();
+        instance.build_request(base, &request).await.expect("no fault").expect("request");
+        instance.parse_response(&response).await.expect("no fault").expect("response");
+        let t2 = Instant::now();
+        if i >= PLUGIN_WARMUP {
+            instantiate.push(t1 - t0);
+            total.push(t2 - t0);
+        }
+    }
+    println!("\n== plugin cost per request (qwen.wasm, 1 KB request, pooling allocator)");
+    report("instantiate (fresh store + instance)", instantiate);
+    report("instantiate + build-request + parse-response", total);
+}
+
+async fn load(url: String, body: Arc<Vec<u8>>, auth: &'static str) -> Vec<Duration> {
+    let client = reqwest::Client::builder().tcp_nodelay(true).build().expect("client");
+    let run = |n: usize| {
+        let (client, url, body) = (client.clone(), url.clone(), body.clone());
+        async move {
+            let per_worker = n / HTTP_CONCURRENCY;
+            let mut workers = Vec::new();
+            for _ in 0..HTTP_CONCURRENCY {
+                let (client, url, body) = (client.clone(), url.clone(), body.clone());
+                workers.push(tokio::spawn(async move {
+                    let mut samples = Vec::with_capacity(per_worker);
+                    for _ in 0..per_worker {
+                        let t0 = Instant::now();
+                        let r = client
+                            .post(&url)
+                            .header("content-type", "application/json")
+                            .header("authorization", auth)
+                            .body(body.as_ref().clone())
+                            .send()
+                            .await
+                            .expect("send");
+                        assert!(r.status().is_success(), "status {}", r.status());
+                        r.bytes().await.expect("body");
+                        samples.push(t0.elapsed());
+                    }
+                    samples
+                }));
+            }
+            let mut all = Vec::with_capacity(n);
+            for w in workers {
+                all.extend(w.await.expect("worker"));
+            }
+            all
+        }
+    };
+    run(HTTP_WARMUP).await;
+    run(HTTP_REQUESTS).await
+}
+
+async fn added_latency(dist: &Path) {
+    let mock = MockDashScope::start().await;
+    let plugins = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(dist.join("qwen.wasm"), plugins.path().join("qwen.wasm")).expect("copy qwen.wasm");
+    let data = tempfile::tempdir().expect("tempdir");
+    let toml_text = format!(
+        "listen = \"127.0.0.1:0\"\nplugins_dir = \"{}\"\ndata_dir = \"{}\"\n[providers.qwen]\nbase_url = \"{}\"\n",
+        plugins.path().display(),
+        data.path().display(),
+        mock.base_url()
+    );
+    let env: BTreeMap<String, String> = [("QWEN_API_KEY".to_owned(), MockDashScope::API_KEY.to_owned())].into();
+    let config = Config::from_raw(Config::parse_toml(Path::new("bench.toml"), &toml_text).expect("toml"), &env).expect("config");
+    let gateway = Gateway::start_with_sink(config, Arc::new(env), Arc::new(NullSink)).await.expect("gateway");
+
+    let body = |model: &str| {
+        Arc::new(
+            serde_json::to_vec(&serde_json::json!({
+                "model": model,
+                "messages": [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "Who are you?"}],
+                "max_tokens": 64
+            }))
+            .expect("json"),
+        )
+    };
+    let direct_auth: &'static str = "Bearer sk-mock-upstream-key";
+    let direct = load(format!("{}/chat/completions", mock.base_url()), body("qwen-turbo"), direct_auth).await;
+    let via = load(format!("http://{}/v1/chat/completions", gateway.local_addr()), body("qwen:qwen-turbo"), "Bearer client").await;
+    println!("\n== added latency, non-stream chat, concurrency {HTTP_CONCURRENCY}, {HTTP_REQUESTS} requests each");
+    let (d50, d99) = report("direct to the mock upstream", direct);
+    let (g50, g99) = report("through the gateway", via);
+    println!(
+        "{:<44} p50={:>8.1} µs  p99={:>8.1} µs",
+        "added by the gateway",
+        (g50.as_secs_f64() - d50.as_secs_f64()) * 1e6,
+        (g99.as_secs_f64() - d99.as_secs_f64()) * 1e6
+    );
+    gateway.shutdown().await.expect("shutdown");
+}
+
+/// Usage records are dropped here: this bench measures the request path only.
+struct NullSink;
+impl aigate::metering::UsageSink for NullSink {
+    fn record(&self, _: aigate::metering::UsageRecord) {}
+}
+
+fn main() {
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/dist");
+    assert!(dist.join("qwen.wasm").is_file(), "run `cargo xtask build-plugins` first");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("machine: {cores} cores; build: release");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        plugin_cost(&dist).await;
+        added_latency(&dist).await;
+    });
+}
