@@ -41,11 +41,10 @@ pub fn fault_error(fault: &PluginFault) -> ApiError {
 
 /// Reads the body up to `limit` bytes: 413 past it, 400 on a broken body.
 pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
-        if len > limit as u64 {
+    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+        && len > limit as u64 {
             return Err(ApiError::payload_too_large(limit));
         }
-    }
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::payload_too_large(limit)),
@@ -175,11 +174,10 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
     // that comes before any content (an error event, a plugin fault) then gets
     // its real HTTP status instead of a 200 with an error event.
     relay.fill().await;
-    if !relay.emitted {
-        if let Some(err) = relay.error.take() {
+    if !relay.emitted
+        && let Some(err) = relay.error.take() {
             return Err(err);
         }
-    }
     let body = Body::from_stream(futures_util::stream::unfold(relay, Relay::next));
     let mut response = Response::new(body);
     let h = response.headers_mut();
@@ -291,7 +289,7 @@ impl Relay {
                     }
                     self.queue.push_back(Bytes::from_static(openai::DONE_EVENT));
                     self.finished = true;
-                    let usage = self.usage.clone();
+                    let usage = self.usage;
                     self.meter.time_to_first_token(self.first_token);
                     self.meter.finish(Outcome::Completed, 200, usage, None);
                     continue;
@@ -321,9 +319,9 @@ impl Relay {
     fn emit(&mut self, chunks: Vec<StreamChunk>) {
         for chunk in chunks {
             if let Some(u) = &chunk.usage {
-                self.usage = Some(u.clone());
+                self.usage = Some(*u);
                 if let Some(r) = self.meter.record.as_mut() {
-                    r.usage = Some(u.clone());
+                    r.usage = Some(*u);
                     if chunk.raw_cost.is_some() {
                         r.raw_cost = chunk.raw_cost.clone();
                     }
@@ -354,7 +352,7 @@ impl Relay {
         }
         self.queue.push_back(Bytes::from(openai::error_event(err)));
         self.finished = true;
-        let usage = self.usage.clone();
+        let usage = self.usage;
         let status = if self.emitted { 200 } else { err.status.as_u16() };
         self.meter.finish(outcome, status, usage, None);
         self.error = Some(err.clone());

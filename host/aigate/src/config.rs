@@ -281,11 +281,10 @@ impl Config {
                 None => p.base_url.as_deref().map(|v| parse_base_url(&base_field, v)).transpose()?,
             };
             let api_key_env = p.api_key_env.unwrap_or_else(|| provider_env_name(&name, "API_KEY"));
-            if let Some(models) = &p.models {
-                if models.iter().any(|m| m.trim().is_empty()) {
+            if let Some(models) = &p.models
+                && models.iter().any(|m| m.trim().is_empty()) {
                     return Err(invalid(format!("providers.{name}.models"), "model names must not be empty"));
                 }
-            }
             providers.insert(
                 name.clone(),
                 ProviderConfig {

@@ -110,11 +110,10 @@ async fn all_models(state: &AppState) -> (Vec<ModelObject>, Vec<String>) {
 pub async fn list(State(state): State<Arc<AppState>>) -> Response {
     let (data, fallbacks) = all_models(&state).await;
     let mut response = Json(ModelList { object: "list", data }).into_response();
-    if !fallbacks.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&fallbacks.join(",")) {
+    if !fallbacks.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&fallbacks.join(",")) {
             response.headers_mut().insert("x-aigate-models-fallback", v);
         }
-    }
     response
 }
 

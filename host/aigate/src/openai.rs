@@ -196,21 +196,19 @@ fn validate(r: &ChatCompletionRequest) -> Result<(), ApiError> {
     range("top_p", r.top_p, 0.0, 1.0)?;
     range("presence_penalty", r.presence_penalty, -2.0, 2.0)?;
     range("frequency_penalty", r.frequency_penalty, -2.0, 2.0)?;
-    if let Some(n) = r.n {
-        if !(1..=128).contains(&n) {
+    if let Some(n) = r.n
+        && !(1..=128).contains(&n) {
             return Err(ApiError::invalid_param("n", format!("`n` must be between 1 and 128, got {n}.")));
         }
-    }
     for (param, v) in [("max_tokens", r.max_tokens), ("max_completion_tokens", r.max_completion_tokens)] {
         if v == Some(0) {
             return Err(ApiError::invalid_param(param, format!("`{param}` must be at least 1.")));
         }
     }
-    if let Some(Stop::Many(stops)) = &r.stop {
-        if stops.len() > 4 {
+    if let Some(Stop::Many(stops)) = &r.stop
+        && stops.len() > 4 {
             return Err(ApiError::invalid_param("stop", "`stop` takes at most 4 sequences."));
         }
-    }
     if r.stream_options.is_some() && r.stream != Some(true) {
         return Err(ApiError::invalid_param("stream_options", "`stream_options` is only allowed when `stream` is true."));
     }

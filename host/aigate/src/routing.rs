@@ -150,14 +150,13 @@ impl Providers {
             return Err(ApiError::model_not_found(format!("Model `{model}` names no model after `{provider}:`.")));
         }
         let route = self.route_to(plugins, provider, upstream_model)?;
-        if let Some(allowed) = self.allowed_models(&route) {
-            if !allowed.iter().any(|m| m == upstream_model) {
+        if let Some(allowed) = self.allowed_models(&route)
+            && !allowed.iter().any(|m| m == upstream_model) {
                 return Err(ApiError::model_not_found(format!(
                     "Provider `{provider}` does not serve model `{upstream_model}` here. Allowed: {}.",
                     allowed.join(", ")
                 )));
             }
-        }
         if route.settings.api_key.is_none() && !matches!(route.plugin.info().auth, AuthScheme::None) {
             return Err(ApiError::provider_not_configured(provider, &route.settings.api_key_env));
         }

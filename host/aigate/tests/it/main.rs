@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed setup must stop the test")]
+
 //! Integration tests: the real gateway on an ephemeral port, real plugins
 //! built from plugins/ (`cargo xtask build-plugins`), and a mock DashScope
 //! upstream that speaks the provider's wire format.
