@@ -68,6 +68,8 @@
 //! was wrong as a [`types::ProviderError`], because a panic fails the request
 //! as a plugin fault (HTTP 502) instead of the provider's error.
 
+pub mod errors;
+pub mod media;
 pub mod openai_compat;
 
 mod constructors;

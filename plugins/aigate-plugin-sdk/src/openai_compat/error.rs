@@ -4,6 +4,7 @@ use serde_json::Value;
 
 use super::Dialect;
 use super::json::{code_field, str_field, truncate};
+use crate::errors::fallback_type;
 use crate::types::ProviderError;
 
 /// Longest message kept from a provider; longer ones are cut.
@@ -135,19 +136,4 @@ fn sse_payloads(text: &str) -> Vec<String> {
     }
     payloads.extend(current);
     payloads
-}
-
-/// The error type to report when the provider named none, in OpenAI's
-/// vocabulary so clients' error handling keeps working.
-fn fallback_type(status: u16) -> &'static str {
-    match status {
-        400 | 413 | 422 => "invalid_request_error",
-        401 => "authentication_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        408 => "timeout_error",
-        429 => "rate_limit_error",
-        500..=599 => "server_error",
-        _ => "api_error",
-    }
 }

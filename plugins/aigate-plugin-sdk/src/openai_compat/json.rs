@@ -121,15 +121,4 @@ pub(crate) fn usage(value: Option<&Value>) -> Option<Usage> {
     Some(Usage { prompt_tokens, completion_tokens, total_tokens, cached_tokens, reasoning_tokens })
 }
 
-/// Cuts `text` to at most `max` bytes on a character boundary, so an HTML
-/// error page from a proxy does not end up whole in a client's error message.
-pub(crate) fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
-}
+pub(crate) use crate::errors::truncate;

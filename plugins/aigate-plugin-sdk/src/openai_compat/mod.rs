@@ -21,6 +21,8 @@ mod stream;
 
 pub use stream::StreamDecoder;
 
+pub use crate::errors::same_code;
+use crate::errors::RetryRules;
 use crate::types::ProviderError;
 
 /// One OpenAI-compatible provider's differences from OpenAI itself.
@@ -89,13 +91,12 @@ impl Dialect {
     /// no. `status` is 200 for an error inside a stream, where only the code
     /// can tell.
     pub fn is_retryable(&self, status: u16, error_type: &str, code: Option<&str>) -> bool {
-        let listed = |list: &[&str]| {
-            list.iter().any(|entry| same_code(entry, error_type) || code.is_some_and(|c| same_code(entry, c)))
-        };
-        if listed(self.billing_codes) {
-            return false;
-        }
-        matches!(status, 408 | 429 | 500..=599) || listed(self.retryable_codes)
+        self.retry_rules().is_retryable(status, error_type, code)
+    }
+
+    /// The dialect's code lists as the SDK's generic [`RetryRules`].
+    pub fn retry_rules(&self) -> RetryRules {
+        RetryRules { billing_codes: self.billing_codes, retryable_codes: self.retryable_codes }
     }
 }
 
@@ -112,21 +113,6 @@ pub fn openai_is_chat_model(id: &str) -> bool {
     ];
     let id = id.to_ascii_lowercase();
     !NOT_CHAT.iter().any(|marker| id.contains(marker))
-}
-
-/// Whether two error codes are the same code: providers (and one provider's
-/// two APIs) spell a code with different case and underscores
-/// (`PrepaidBillOverdue`, `prepaid_bill_overdue`).
-pub fn same_code(entry: &str, code: &str) -> bool {
-    let mut a = entry.bytes().filter(|b| *b != b'_').map(|b| b.to_ascii_lowercase());
-    let mut b = code.bytes().filter(|b| *b != b'_').map(|b| b.to_ascii_lowercase());
-    loop {
-        match (a.next(), b.next()) {
-            (None, None) => return true,
-            (Some(x), Some(y)) if x == y => {}
-            _ => return false,
-        }
-    }
 }
 
 #[cfg(test)]
