@@ -43,6 +43,7 @@
 //! adds them to the requests the plugin builds, per the plugin's declared auth scheme.
 
 pub mod canonical;
+pub mod conformance;
 mod error;
 mod instance;
 mod output;

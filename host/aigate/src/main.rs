@@ -28,6 +28,52 @@ enum Command {
     Serve,
     /// Check the configuration and print the effective settings.
     CheckConfig,
+    /// Work with plugin components.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Load a plugin as the gateway would and run the conformance fixtures against it; exits
+    /// non-zero when any check fails.
+    Check {
+        /// The component (`.wasm`) to check.
+        file: PathBuf,
+        /// Fixture root holding `<provider>/<case>/` folders. Default: ./fixtures when present.
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
+    },
+}
+
+/// `aigate plugin check`: needs no configuration, only the file and the fixtures.
+fn plugin_check(file: &std::path::Path, fixtures: Option<PathBuf>) -> ExitCode {
+    use aigate_plugins::{PluginRuntime, RuntimeConfig, conformance};
+    let fixtures = fixtures.or_else(|| Some(PathBuf::from("fixtures")).filter(|dir| dir.is_dir()));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("aigate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = runtime.block_on(async {
+        // The gateway's own defaults: the same engine, limits and contract check.
+        let plugins = PluginRuntime::new(RuntimeConfig::default())?;
+        anyhow::Ok(conformance::check(&plugins, file, fixtures.as_deref()).await)
+    });
+    match report {
+        Ok(report) => {
+            println!("{report}");
+            if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Err(e) => {
+            eprintln!("aigate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_logging(json: bool) {
@@ -68,6 +114,9 @@ fn main() -> ExitCode {
     // Runs before any other thread exists, as setting variables requires.
     let _ = dotenvy::dotenv();
     init_logging(cli.log_json);
+    if let Some(Command::Plugin { command: PluginCommand::Check { file, fixtures } }) = cli.command {
+        return plugin_check(&file, fixtures);
+    }
     let config = match Config::load(cli.config.as_deref(), &ProcessEnv) {
         Ok(c) => c,
         Err(e) => {
@@ -91,6 +140,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Plugin { .. } => ExitCode::SUCCESS,
         Command::Serve => {
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(r) => r,
