@@ -119,7 +119,7 @@ fn repo_root() -> PathBuf {
 const WASM_TARGET: &str = "wasm32-wasip2";
 
 /// Plugins the gateway loads by default: copied to `plugins/dist/`.
-const SHIPPED_PLUGINS: &[&str] = &["qwen", "openai"];
+const SHIPPED_PLUGINS: &[&str] = &["qwen", "openai", "anthropic"];
 
 /// Plugins for tests only: copied to `plugins/dist/test/`, which the gateway
 /// does not watch.

@@ -1,0 +1,289 @@
+//! Canonical chat request → `POST {base}/messages`.
+
+use aigate_plugin_sdk::join_url;
+use aigate_plugin_sdk::media::parse_data_url;
+use aigate_plugin_sdk::types::{
+    ChatRequest, ContentPart, FunctionTool, HttpRequest, Message, MessageContent, ProviderError, ResponseFormat,
+    Role, ToolChoice,
+};
+use serde_json::{Map, Number, Value, json};
+
+use crate::ANTHROPIC_VERSION;
+
+/// `max_tokens` when the request has none: the Messages API requires it, and
+/// 4096 is the lowest output limit among current Claude models, so it is
+/// valid for all of them.
+pub const DEFAULT_MAX_TOKENS: u32 = 4096;
+
+/// Keys `extra` may not set even when the translation left them out: the
+/// request's identity and framing.
+const RESERVED_KEYS: &[&str] = &["model", "messages", "stream"];
+
+pub(crate) fn build(base_url: &str, request: &ChatRequest) -> Result<HttpRequest, ProviderError> {
+    let body = body(request)?;
+    let body = serde_json::to_vec(&body)
+        .map_err(|e| ProviderError::invalid_request(format!("cannot encode the request: {e}")))?;
+    let mut headers = vec![
+        ("content-type".to_string(), "application/json".to_string()),
+        ("anthropic-version".to_string(), ANTHROPIC_VERSION.to_string()),
+    ];
+    if request.stream {
+        headers.push(("accept".to_string(), "text/event-stream".to_string()));
+    }
+    Ok(HttpRequest { method: "POST".to_string(), url: join_url(base_url, "messages"), headers, body })
+}
+
+/// The JSON body of the Messages request.
+pub(crate) fn body(request: &ChatRequest) -> Result<Value, ProviderError> {
+    if request.n.is_some_and(|n| n > 1) {
+        return Err(ProviderError::invalid_request(
+            "anthropic returns one choice per request: `n` must be 1 or absent",
+        ));
+    }
+    if let Some(format @ (ResponseFormat::JsonObject | ResponseFormat::JsonSchema(_))) = &request.response_format {
+        let name = if matches!(format, ResponseFormat::JsonObject) { "json_object" } else { "json_schema" };
+        return Err(ProviderError::invalid_request(format!(
+            "anthropic's Messages API has no `response_format` {name}; describe the JSON in the prompt or use a tool"
+        )));
+    }
+    let extra = extra_object(&request.extra)?;
+
+    let mut body = Map::new();
+    body.insert("model".into(), request.model.clone().into());
+    body.insert("max_tokens".into(), max_tokens(request, &extra).into());
+    if let Some(system) = system_text(&request.messages) {
+        body.insert("system".into(), system.into());
+    }
+    body.insert("messages".into(), Value::Array(messages(&request.messages)?));
+
+    if !request.tools.is_empty() {
+        let tools = request.tools.iter().enumerate().map(|(i, t)| tool(i, t)).collect::<Result<Vec<_>, _>>()?;
+        body.insert("tools".into(), Value::Array(tools));
+        if let Some(choice) = tool_choice(request.tool_choice.as_ref(), request.parallel_tool_calls) {
+            body.insert("tool_choice".into(), choice);
+        }
+    }
+    if let Some(temperature) = request.temperature {
+        if !(0.0..=1.0).contains(&temperature) {
+            return Err(ProviderError::invalid_request(format!(
+                "temperature {temperature} is out of range for anthropic: its range is 0 to 1 (OpenAI's is 0 to 2)"
+            )));
+        }
+        body.insert("temperature".into(), number(temperature, "temperature")?);
+    }
+    if let Some(top_p) = request.top_p {
+        body.insert("top_p".into(), number(top_p, "top_p")?);
+    }
+    if !request.stop.is_empty() {
+        body.insert("stop_sequences".into(), json!(request.stop));
+    }
+    if let Some(user) = &request.user {
+        body.insert("metadata".into(), json!({"user_id": user}));
+    }
+    body.insert("stream".into(), Value::Bool(request.stream));
+    for (key, value) in extra {
+        if !RESERVED_KEYS.contains(&key.as_str()) && !body.contains_key(&key) {
+            body.insert(key, value);
+        }
+    }
+    Ok(Value::Object(body))
+}
+
+/// The request's `max_tokens`, else [`DEFAULT_MAX_TOKENS`], raised when an
+/// extended-thinking budget passed in `extra` would not fit under it (the API
+/// wants `budget_tokens < max_tokens`).
+fn max_tokens(request: &ChatRequest, extra: &Map<String, Value>) -> u32 {
+    if let Some(max_tokens) = request.max_tokens {
+        return max_tokens;
+    }
+    let budget = extra
+        .get("thinking")
+        .and_then(|t| t.get("budget_tokens"))
+        .and_then(Value::as_u64)
+        .map(|b| u32::try_from(b).unwrap_or(u32::MAX));
+    match budget {
+        Some(budget) if budget >= DEFAULT_MAX_TOKENS => budget.saturating_add(DEFAULT_MAX_TOKENS),
+        _ => DEFAULT_MAX_TOKENS,
+    }
+}
+
+fn extra_object(extra: &str) -> Result<Map<String, Value>, ProviderError> {
+    if extra.trim().is_empty() {
+        return Ok(Map::new());
+    }
+    match json_text(extra, "extra")? {
+        Value::Object(extra) => Ok(extra),
+        _ => Err(ProviderError::invalid_request("extra must be a JSON object")),
+    }
+}
+
+/// Every `system` and `developer` message, wherever it stands, joined by a
+/// blank line: the Messages API has one top-level system prompt.
+fn system_text(messages: &[Message]) -> Option<String> {
+    let texts: Vec<String> = messages
+        .iter()
+        .filter(|m| matches!(m.role, Role::System | Role::Developer))
+        .filter_map(|m| m.content.as_ref().map(plain_text))
+        .filter(|t| !t.is_empty())
+        .collect();
+    (!texts.is_empty()).then(|| texts.join("\n\n"))
+}
+
+fn plain_text(content: &MessageContent) -> String {
+    match content {
+        MessageContent::Text(text) => text.clone(),
+        MessageContent::Parts(parts) => parts
+            .iter()
+            .filter_map(|p| match p {
+                ContentPart::Text(t) => Some(t.as_str()),
+                ContentPart::Image(_) => None,
+            })
+            .collect(),
+    }
+}
+
+/// The conversation as alternating turns: tool messages become `tool_result`
+/// blocks of a user turn, and adjacent messages of one role share a turn
+/// (several tool results, or a tool result followed by the user's text).
+fn messages(messages: &[Message]) -> Result<Vec<Value>, ProviderError> {
+    let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    for (i, message) in messages.iter().enumerate() {
+        let (role, blocks) = match message.role {
+            Role::System | Role::Developer => continue,
+            Role::User => ("user", content_blocks(message.content.as_ref())),
+            Role::Assistant => ("assistant", assistant_blocks(i, message)?),
+            Role::Tool => ("user", vec![tool_result(message)]),
+        };
+        match turns.last_mut() {
+            Some((last_role, last_blocks)) if *last_role == role => last_blocks.extend(blocks),
+            _ => turns.push((role, blocks)),
+        }
+    }
+    Ok(turns.into_iter().map(|(role, blocks)| json!({"role": role, "content": turn_content(blocks)})).collect())
+}
+
+/// A turn that is one text block goes out as a plain string, the common form;
+/// anything else as its block list.
+fn turn_content(blocks: Vec<Value>) -> Value {
+    match blocks.as_slice() {
+        [] => Value::String(String::new()),
+        [only] if only.get("type").and_then(Value::as_str) == Some("text") => {
+            only.get("text").cloned().unwrap_or_default()
+        }
+        _ => Value::Array(blocks),
+    }
+}
+
+/// Text and image blocks. Empty text is left out: the API refuses empty text
+/// blocks.
+fn content_blocks(content: Option<&MessageContent>) -> Vec<Value> {
+    match content {
+        None => Vec::new(),
+        Some(MessageContent::Text(text)) => text_block(text).into_iter().collect(),
+        Some(MessageContent::Parts(parts)) => parts
+            .iter()
+            .filter_map(|part| match part {
+                ContentPart::Text(text) => text_block(text),
+                ContentPart::Image(image) => Some(image_block(&image.url)),
+            })
+            .collect(),
+    }
+}
+
+fn text_block(text: &str) -> Option<Value> {
+    (!text.is_empty()).then(|| json!({"type": "text", "text": text}))
+}
+
+/// A `data:` URL becomes a `base64` source, anything else a `url` source
+/// (the API fetches it). OpenAI's `detail` has no equivalent and is dropped.
+fn image_block(url: &str) -> Value {
+    match parse_data_url(url) {
+        Some(data) if data.base64 => json!({
+            "type": "image",
+            "source": {"type": "base64", "media_type": data.media_type, "data": data.data},
+        }),
+        _ => json!({"type": "image", "source": {"type": "url", "url": url}}),
+    }
+}
+
+/// The assistant's text, then its tool calls as `tool_use` blocks. Reasoning
+/// text is not sent back: the API accepts earlier thinking only with the
+/// signature it issued, which the canonical format does not carry.
+fn assistant_blocks(position: usize, message: &Message) -> Result<Vec<Value>, ProviderError> {
+    let mut blocks = content_blocks(message.content.as_ref());
+    for (i, call) in message.tool_calls.iter().enumerate() {
+        let input = if call.arguments.trim().is_empty() {
+            json!({})
+        } else {
+            json_text(&call.arguments, &format!("messages[{position}].tool_calls[{i}].function.arguments"))?
+        };
+        if !input.is_object() {
+            return Err(ProviderError::invalid_request(format!(
+                "messages[{position}].tool_calls[{i}].function.arguments must be a JSON object for anthropic"
+            )));
+        }
+        blocks.push(json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input}));
+    }
+    Ok(blocks)
+}
+
+/// A tool message's answer: its text as the result content (images as image
+/// blocks when it has any).
+fn tool_result(message: &Message) -> Value {
+    let content = match &message.content {
+        Some(MessageContent::Parts(parts)) if parts.iter().any(|p| matches!(p, ContentPart::Image(_))) => {
+            Value::Array(content_blocks(message.content.as_ref()))
+        }
+        Some(content) => Value::String(plain_text(content)),
+        None => Value::String(String::new()),
+    };
+    json!({
+        "type": "tool_result",
+        "tool_use_id": message.tool_call_id.clone().unwrap_or_default(),
+        "content": content,
+    })
+}
+
+/// `{name, description, input_schema}`; a tool without parameters gets the
+/// empty object schema, since `input_schema` is required.
+fn tool(index: usize, tool: &FunctionTool) -> Result<Value, ProviderError> {
+    let mut out = Map::new();
+    out.insert("name".into(), tool.name.clone().into());
+    if let Some(description) = &tool.description {
+        out.insert("description".into(), description.clone().into());
+    }
+    let schema = match &tool.parameters {
+        Some(parameters) => json_text(parameters, &format!("tools[{index}].function.parameters"))?,
+        None => json!({"type": "object", "properties": {}}),
+    };
+    out.insert("input_schema".into(), schema);
+    Ok(Value::Object(out))
+}
+
+/// `auto`/`none`/`required`/a named function → `auto`/`none`/`any`/`tool`.
+/// `parallel_tool_calls: false` is the API's `disable_parallel_tool_use`,
+/// which lives on the tool choice (and has no meaning on `none`).
+fn tool_choice(choice: Option<&ToolChoice>, parallel: Option<bool>) -> Option<Value> {
+    let mut out = match choice {
+        None if parallel == Some(false) => json!({"type": "auto"}),
+        None => return None,
+        Some(ToolChoice::Auto) => json!({"type": "auto"}),
+        Some(ToolChoice::None) => return Some(json!({"type": "none"})),
+        Some(ToolChoice::Required) => json!({"type": "any"}),
+        Some(ToolChoice::Function(name)) => json!({"type": "tool", "name": name}),
+    };
+    if parallel == Some(false) {
+        out["disable_parallel_tool_use"] = Value::Bool(true);
+    }
+    Some(out)
+}
+
+fn json_text(text: &str, what: &str) -> Result<Value, ProviderError> {
+    serde_json::from_str(text).map_err(|e| ProviderError::invalid_request(format!("{what} is not valid JSON: {e}")))
+}
+
+fn number(value: f64, key: &str) -> Result<Value, ProviderError> {
+    Number::from_f64(value)
+        .map(Value::Number)
+        .ok_or_else(|| ProviderError::invalid_request(format!("{key} must be a finite number")))
+}
