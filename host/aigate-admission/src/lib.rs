@@ -34,10 +34,18 @@
 
 mod error;
 mod expiry;
+mod idempotency;
 mod limits;
 mod redis_conn;
 
 pub use error::{IdempotencyError, LimitError};
+pub use idempotency::key::{KeyError, fingerprint, parse_idempotency_key};
+pub use idempotency::memory::MemoryIdempotencyStore;
+pub use idempotency::record::{BodyKind, SseEvents, StoredResponse};
+pub use idempotency::redis::RedisIdempotencyStore;
+pub use idempotency::{
+    Claim, ClaimGuard, DEFAULT_RECORD_TTL, Fingerprint, IN_PROGRESS_RETRY_HINT, IdempotencyStore,
+};
 pub use limits::memory::MemoryRateLimiter;
 pub use limits::redis::RedisRateLimiter;
 pub use limits::{
