@@ -63,14 +63,18 @@ pub trait IdempotencyStore: Send + Sync {
 #[derive(Debug)]
 #[must_use = "an acquired claim must be completed or released"]
 pub enum Claim {
+    /// The caller owns the key: run the call, then complete or release the guard.
     Acquired(ClaimGuard),
+    /// Another request with the same key and body is in flight (409).
     InProgress {
         /// The remaining lease, capped at [`IN_PROGRESS_RETRY_HINT`]: for `Retry-After`.
         retry_after: Duration,
         /// The remaining lease of the request in flight.
         lease_remaining: Duration,
     },
+    /// The key was used with a different request (422).
     Mismatch,
+    /// The key's request already finished: replay this response.
     Completed(StoredResponse),
 }
 

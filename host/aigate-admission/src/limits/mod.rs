@@ -152,7 +152,9 @@ impl LimitKey {
 #[derive(Debug)]
 #[must_use = "a granted admission holds a reservation to settle"]
 pub enum Admission {
+    /// Every limit was charged; settle the reservation when the usage is known.
     Granted(Reservation),
+    /// Nothing was charged (429).
     Denied {
         /// When the request would be admitted if nothing else is charged meanwhile.
         retry_after: Duration,
