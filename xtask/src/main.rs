@@ -14,6 +14,9 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
+mod scaffold;
+use scaffold::{new_plugin, scaffold_test};
+
 /// A `cargo xtask` subcommand.
 struct Task {
     name: &'static str,
@@ -28,6 +31,22 @@ const TASKS: &[Task] = &[
         run: |root, args| {
             no_arguments("build-plugins", args)?;
             build_plugins(root)
+        },
+    },
+    Task {
+        name: "new-plugin",
+        about: "scaffold plugins/NAME (an OpenAI-compatible provider on the SDK) and fixtures/NAME, add it to the plugins workspace",
+        run: |root, args| match args {
+            [name] => new_plugin(root, name),
+            _ => bail!("usage: cargo xtask new-plugin NAME"),
+        },
+    },
+    Task {
+        name: "scaffold-test",
+        about: "on a copy of plugins/, wit/ and fixtures/: new-plugin demo, build-plugins, `aigate plugin check` demo.wasm",
+        run: |root, args| {
+            no_arguments("scaffold-test", args)?;
+            scaffold_test(root)
         },
     },
     Task {
@@ -51,7 +70,8 @@ const TASKS: &[Task] = &[
         run: |root, args| {
             build_plugins(root)?;
             run(cargo(root).args(["test", "--manifest-path"]).arg(root.join("plugins/Cargo.toml")))?;
-            run(cargo(root).args(["test", "--workspace"]).args(args))
+            run(cargo(root).args(["test", "--workspace"]).args(args))?;
+            scaffold_test(root)
         },
     },
     Task {
@@ -118,16 +138,54 @@ fn repo_root() -> PathBuf {
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 
-/// Plugins the gateway loads by default: copied to `plugins/dist/`.
-const SHIPPED_PLUGINS: &[&str] = &["qwen", "openai", "anthropic"];
-
-/// Plugins for tests only: copied to `plugins/dist/test/`, which the gateway
-/// does not watch.
-const TEST_PLUGINS: &[&str] = &["faulty"];
-
 /// The version the hot-reload tests swap in: the qwen plugin built again with
 /// this version, as `plugins/dist/test/qwen-next.wasm`.
 const NEXT_VERSION: &str = "0.1.1-next";
+
+/// One plugin crate of the plugins workspace.
+#[derive(Debug)]
+struct PluginCrate {
+    name: String,
+    /// `[package.metadata.aigate] test-only = true`: installed in
+    /// `plugins/dist/test/`, which the gateway does not watch.
+    test_only: bool,
+}
+
+/// The plugin crates of the plugins workspace: every member whose manifest
+/// builds a `cdylib` (the SDK and other libraries are skipped). Read from
+/// `plugins/Cargo.toml`, so a new plugin only has to be a workspace member.
+fn plugin_crates(plugins: &Path) -> Result<Vec<PluginCrate>> {
+    let manifest = fs::read_to_string(plugins.join("Cargo.toml")).context("cannot read plugins/Cargo.toml")?;
+    let mut crates = Vec::new();
+    for member in workspace_members(&manifest)? {
+        let path = plugins.join(&member).join("Cargo.toml");
+        let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        if !lines.iter().any(|line| line.starts_with("crate-type") && line.contains("\"cdylib\"")) {
+            continue;
+        }
+        let name = lines
+            .iter()
+            .find_map(|line| line.strip_prefix("name").map(str::trim).and_then(|rest| rest.strip_prefix('=')))
+            .map(|value| value.trim().trim_matches('"').to_string())
+            .with_context(|| format!("{} has no package name", path.display()))?;
+        let test_only = lines.iter().any(|line| line.replace(' ', "") == "test-only=true");
+        crates.push(PluginCrate { name, test_only });
+    }
+    Ok(crates)
+}
+
+/// The `members = [...]` of a workspace manifest (one line or several).
+fn workspace_members(manifest: &str) -> Result<Vec<String>> {
+    let start = manifest.find("members").context("plugins/Cargo.toml has no `members`")?;
+    let open = start + manifest[start..].find('[').context("`members` is not a list")?;
+    let close = open + manifest[open..].find(']').context("`members` is not closed")?;
+    Ok(manifest[open + 1..close]
+        .split(',')
+        .map(|item| item.trim().trim_matches('"').to_string())
+        .filter(|item| !item.is_empty())
+        .collect())
+}
 
 /// Builds every plugin for `wasm32-wasip2` and installs the components:
 /// shipped plugins in `plugins/dist/`, test plugins (and a second build of
@@ -138,28 +196,38 @@ const NEXT_VERSION: &str = "0.1.1-next";
 /// load a half-written component; an unchanged component is not rewritten, so
 /// a rebuild with no changes does not trigger a reload.
 fn build_plugins(root: &Path) -> Result<()> {
+    build_plugins_into(root, &root.join("plugins").join("target"))
+}
+
+/// [`build_plugins`] with an explicit cargo target folder (the scaffold test
+/// builds a copy of the workspace but reuses the real one's compiled deps).
+fn build_plugins_into(root: &Path, target_dir: &Path) -> Result<()> {
     let plugins = root.join("plugins");
     let dist = plugins.join("dist");
     let test_dist = dist.join("test");
     ensure_rust_target(root, WASM_TARGET)?;
+    let crates = plugin_crates(&plugins)?;
 
-    let target_dir = plugins.join("target");
-    cargo_build_wasm(&plugins, &target_dir, &[], None)?;
+    let mut build = Vec::new();
+    for plugin in &crates {
+        build.extend(["--package", plugin.name.as_str()]);
+    }
+    cargo_build_wasm(&plugins, target_dir, &build, None)?;
     let release = target_dir.join(WASM_TARGET).join("release");
     let mut installed = Vec::new();
-    for name in SHIPPED_PLUGINS {
-        installed.push(install(&release.join(artifact(name)), &dist.join(artifact(name)))?);
-    }
-    for name in TEST_PLUGINS {
-        installed.push(install(&release.join(artifact(name)), &test_dist.join(artifact(name)))?);
+    for plugin in &crates {
+        let folder = if plugin.test_only { &test_dist } else { &dist };
+        installed.push(install(&release.join(artifact(&plugin.name)), &folder.join(artifact(&plugin.name)))?);
     }
 
-    // A target dir of its own: the version is baked in at compile time, so
-    // sharing one would rebuild qwen on every alternation.
-    let next_target_dir = target_dir.join("next");
-    cargo_build_wasm(&plugins, &next_target_dir, &["--package", "qwen"], Some(NEXT_VERSION))?;
-    let next = next_target_dir.join(WASM_TARGET).join("release").join(artifact("qwen"));
-    installed.push(install(&next, &test_dist.join("qwen-next.wasm"))?);
+    if crates.iter().any(|plugin| plugin.name == "qwen") {
+        // A target dir of its own: the version is baked in at compile time, so
+        // sharing one would rebuild qwen on every alternation.
+        let next_target_dir = target_dir.join("next");
+        cargo_build_wasm(&plugins, &next_target_dir, &["--package", "qwen"], Some(NEXT_VERSION))?;
+        let next = next_target_dir.join(WASM_TARGET).join("release").join(artifact("qwen"));
+        installed.push(install(&next, &test_dist.join("qwen-next.wasm"))?);
+    }
 
     println!("\nplugins built for {WASM_TARGET}:");
     for (path, size, changed) in installed {

@@ -11,5 +11,6 @@ mod faults;
 mod harness;
 mod hot_reload;
 mod models;
+mod plugin_check;
 mod sdk;
 mod streaming;
