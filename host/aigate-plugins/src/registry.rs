@@ -16,10 +16,15 @@
 //!   file already serves is skipped. A candidate that fails never replaces the serving version:
 //!   the file's status stays `serving` (old version) with `last_error` saying why the new
 //!   content was refused. A removed file unloads its plugin.
+//! - **Trust.** With a trusted-hash allowlist ([`PluginRegistry::with_trusted_hashes`]), a file
+//!   whose content's sha256 is not listed is refused before it is compiled, by
+//!   [`PluginRegistry::load_dir`] and by the watcher alike; a version already serving from that
+//!   file keeps serving. Without an allowlist every file in the folder loads, so write access
+//!   to the folder is then the trust boundary.
 //! - **In-flight requests** hold an `Arc<LoadedPlugin>` (or an instance of one), so they finish
 //!   on the version they started with.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -54,6 +59,8 @@ pub struct PluginRegistry {
     files: Mutex<BTreeMap<String, FileState>>,
     /// Serialises file synchronisation (held across the compile).
     sync: tokio::sync::Mutex<()>,
+    /// Lowercase hex sha256 of every file content allowed to load; `None` allows everything.
+    trusted: Option<HashSet<String>>,
 }
 
 impl fmt::Debug for PluginRegistry {
@@ -124,12 +131,35 @@ struct FileState {
 impl PluginRegistry {
     /// An empty registry loading through `runtime`.
     pub fn new(runtime: PluginRuntime) -> Arc<Self> {
+        Self::with_trusted_hashes(runtime, None::<Vec<String>>)
+    }
+
+    /// A registry that loads only files whose content hash (hex sha256, any case) is in
+    /// `trusted`; `None` trusts every file in the folder. A file outside the list is refused
+    /// without being compiled, and its status says its hash is not trusted.
+    pub fn with_trusted_hashes(
+        runtime: PluginRuntime,
+        trusted: Option<impl IntoIterator<Item = String>>,
+    ) -> Arc<Self> {
         Arc::new(PluginRegistry {
             runtime,
             plugins: ArcSwap::from_pointee(HashMap::new()),
             files: Mutex::new(BTreeMap::new()),
             sync: tokio::sync::Mutex::new(()),
+            trusted: trusted.map(|hashes| {
+                hashes
+                    .into_iter()
+                    .map(|hash| hash.trim().to_ascii_lowercase())
+                    .collect()
+            }),
         })
+    }
+
+    /// Whether content with this hash may load.
+    fn is_trusted(&self, hash: &str) -> bool {
+        self.trusted
+            .as_ref()
+            .is_none_or(|trusted| trusted.contains(hash))
     }
 
     /// The runtime plugins are loaded through.
@@ -304,6 +334,14 @@ impl PluginRegistry {
                     return Vec::new();
                 }
             }
+        }
+        if !self.is_trusted(&hash) {
+            let message = format!(
+                "{file} was refused: its sha256 {hash} is not in the trusted plugin hashes \
+                 ([plugins] trusted_hashes / AIGATE_TRUSTED_PLUGINS)"
+            );
+            self.refuse(&file, path, Some(hash), None, message);
+            return Vec::new();
         }
         match self
             .runtime

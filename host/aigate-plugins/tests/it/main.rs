@@ -12,3 +12,4 @@ mod faults;
 mod load;
 mod registry;
 mod support;
+mod trust;
