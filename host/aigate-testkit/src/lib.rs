@@ -23,6 +23,9 @@
 //! answer and token usage are pure functions of the request (see [`answer`]), so tests can
 //! assert exact numbers.
 //!
+//! [`MockAnthropic`] does the same for Anthropic's Messages API (section 5), with the same
+//! answer and token formulas, so tests can compare the two providers through the gateway.
+//!
 //! [`sse`] parses SSE bodies: the mock's, and the gateway's own output.
 
 mod scenario;
@@ -30,6 +33,7 @@ mod server;
 mod wire;
 
 pub mod answer;
+pub mod anthropic;
 pub mod errors;
 pub mod sse;
 
@@ -41,6 +45,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use serde_json::Value;
 
+pub use anthropic::{AnthropicError, AnthropicScenario, MockAnthropic};
 pub use errors::DashScopeError;
 pub use scenario::{ModelsBehaviour, Scenario};
 

@@ -115,7 +115,7 @@ impl Shared {
     }
 }
 
-fn splitmix64(x: u64) -> u64 {
+pub(crate) fn splitmix64(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -125,7 +125,11 @@ fn splitmix64(x: u64) -> u64 {
 /// Accepts until aborted. Connections live in a `JoinSet` owned by this future, so aborting
 /// it (dropping the mock) closes them all, hanging requests included.
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    let router = Router::new().fallback(handle).with_state(shared);
+    serve_router(listener, Router::new().fallback(handle).with_state(shared)).await;
+}
+
+/// The accept loop of every mock: serves `router` until aborted.
+pub(crate) async fn serve_router(listener: TcpListener, router: Router) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {

@@ -3,6 +3,7 @@
 // Helpers outside `#[test]` fns are not covered by clippy.toml's allow-*-in-tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod anthropic;
 mod chat;
 mod failures;
 mod models;
