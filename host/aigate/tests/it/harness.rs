@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aigate::Gateway;
 use aigate::config::Config;
-use aigate_testkit::{MockDashScope, MockOptions};
+use aigate_testkit::{MockAnthropic, MockDashScope, MockOptions};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -68,6 +68,16 @@ pub async fn start_with(setup: Setup) -> TestGateway {
     let extra_models = ["healthy", "stream-trap", "parse-trap"].map(str::to_owned).to_vec();
     let mock = MockDashScope::start_with(MockOptions { extra_models, ..MockOptions::default() }).await;
     start_with_mock(setup, mock).await
+}
+
+/// A gateway that also serves the anthropic plugin, pointed at its own
+/// `MockAnthropic` (returned beside the gateway) with `ANTHROPIC_API_KEY`.
+pub async fn start_with_anthropic(mut setup: Setup) -> (TestGateway, MockAnthropic) {
+    let anthropic = MockAnthropic::start().await;
+    setup.plugins.push(("anthropic.wasm", "anthropic.wasm"));
+    setup.toml.push_str(&format!("\n[providers.anthropic]\nbase_url = \"{}\"\n", anthropic.base_url()));
+    setup.env.insert("ANTHROPIC_API_KEY".to_owned(), MockAnthropic::API_KEY.to_owned());
+    (start_with(setup).await, anthropic)
 }
 
 pub async fn start_with_mock(setup: Setup, mock: MockDashScope) -> TestGateway {
