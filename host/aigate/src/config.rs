@@ -29,6 +29,24 @@ pub enum ConfigError {
     Invalid { field: String, message: String },
 }
 
+/// `AIGATE_TRUSTED_PLUGINS` (comma-separated) over `[plugins] trusted_hashes`: each a sha256 in
+/// hex (64 characters), stored in lower case.
+fn trusted_hashes(env: Option<String>, file: Option<Vec<String>>) -> Result<Option<Vec<String>>, ConfigError> {
+    let (field, hashes) = match env {
+        Some(list) => ("AIGATE_TRUSTED_PLUGINS", list.split(',').map(str::trim).filter(|h| !h.is_empty()).map(str::to_owned).collect()),
+        None => match file {
+            Some(hashes) => ("plugins.trusted_hashes", hashes),
+            None => return Ok(None),
+        },
+    };
+    for hash in &hashes {
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid(field, format!("{hash:?} is not a sha256 in hex (64 hex characters)")));
+        }
+    }
+    Ok(Some(hashes.iter().map(|h| h.to_ascii_lowercase()).collect()))
+}
+
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { field: field.into(), message: message.into() }
 }
@@ -62,6 +80,9 @@ pub struct RawPluginLimits {
     pub max_instances: Option<u32>,
     /// Whether to watch the plugins folder and hot-reload (default true).
     pub watch: Option<bool>,
+    /// Hex sha256 of every plugin file allowed to load (env `AIGATE_TRUSTED_PLUGINS`,
+    /// comma-separated). Unset: every file in the plugins folder loads.
+    pub trusted_hashes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,6 +136,8 @@ pub struct PluginLimits {
     pub wall_timeout: Duration,
     pub max_instances: u32,
     pub watch: bool,
+    /// Lowercase hex sha256 of the plugin files allowed to load; `None` trusts the folder.
+    pub trusted_hashes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -253,6 +276,7 @@ impl Config {
                 None => 1000,
             },
             watch: raw.plugins.watch.unwrap_or(true),
+            trusted_hashes: trusted_hashes(env.var("AIGATE_TRUSTED_PLUGINS"), raw.plugins.trusted_hashes)?,
         };
         let upstream = UpstreamConfig {
             connect_timeout: millis("upstream.connect_timeout_ms", raw.upstream.connect_timeout_ms, 5_000)?,
@@ -354,6 +378,21 @@ mod tests {
         assert_eq!(cfg.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(cfg.plugins_dir, PathBuf::from(DEFAULT_PLUGINS_DIR));
         assert_eq!(cfg.plugins.memory_limit_bytes, 64 * 1024 * 1024);
+    }
+
+    #[test]
+    fn trusted_hashes_are_validated_and_the_environment_wins() {
+        let a = "AB".repeat(32);
+        let cfg = load(&format!("[plugins]\ntrusted_hashes = [\"{a}\"]\n"), &[]).unwrap();
+        assert_eq!(cfg.plugins.trusted_hashes, Some(vec!["ab".repeat(32)]));
+        assert_eq!(load("", &[]).unwrap().plugins.trusted_hashes, None, "unset trusts the folder");
+        let b = "cd".repeat(32);
+        let cfg = load(&format!("[plugins]\ntrusted_hashes = [\"{a}\"]\n"), &[("AIGATE_TRUSTED_PLUGINS", &format!("{b}, {a}"))]).unwrap();
+        assert_eq!(cfg.plugins.trusted_hashes, Some(vec![b, "ab".repeat(32)]));
+        let err = load("[plugins]\ntrusted_hashes = [\"abc\"]\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("plugins.trusted_hashes") && err.contains("64 hex"), "{err}");
+        let err = load("", &[("AIGATE_TRUSTED_PLUGINS", &"g".repeat(64))]).unwrap_err().to_string();
+        assert!(err.contains("AIGATE_TRUSTED_PLUGINS"), "{err}");
     }
 
     #[test]

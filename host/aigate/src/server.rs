@@ -122,7 +122,8 @@ impl Gateway {
             max_instances: config.plugins.max_instances,
             cache_dir: Some(config.data_dir.join("plugin-cache")),
         })?;
-        let registry = PluginRegistry::new(runtime);
+        // Without an allowlist, write access to the plugins folder is the trust boundary.
+        let registry = PluginRegistry::with_trusted_hashes(runtime, config.plugins.trusted_hashes.clone());
         let loaded = registry.load_dir(&config.plugins_dir).await;
         if loaded == 0 {
             tracing::warn!(dir = %config.plugins_dir.display(), "no provider plugin loaded: run `cargo xtask build-plugins` or set AIGATE_PLUGINS_DIR");

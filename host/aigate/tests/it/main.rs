@@ -15,3 +15,4 @@ mod models;
 mod plugin_check;
 mod sdk;
 mod streaming;
+mod trusted;
