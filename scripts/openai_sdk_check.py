@@ -1,12 +1,13 @@
 """Drives a running AIGate with the official OpenAI Python SDK.
 
-Usage: python3 scripts/openai_sdk_check.py BASE_URL [MODEL]
+Usage: python3 scripts/openai_sdk_check.py BASE_URL [MODEL] [API_KEY]
 
 Completes one chat and one streamed chat (with usage) and lists the models,
 exactly as an application would. Exits non-zero, with the reason, on any
 failure. The gateway's integration tests run it (tests/it/sdk.rs).
 """
 
+import os
 import sys
 
 from openai import OpenAI
@@ -15,7 +16,8 @@ from openai import OpenAI
 def main() -> int:
     base_url = sys.argv[1].rstrip("/") + "/v1"
     model = sys.argv[2] if len(sys.argv) > 2 else "qwen:qwen-turbo"
-    client = OpenAI(base_url=base_url, api_key="sk-any-client-key", max_retries=0, timeout=30)
+    api_key = sys.argv[3] if len(sys.argv) > 3 else os.environ.get("AIGATE_API_KEY", "")
+    client = OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=30)
 
     chat = client.chat.completions.create(
         model=model,

@@ -104,15 +104,15 @@ async fn plugin_cost(dist: &Path) {
     report("instantiate + build-request + parse-response", total);
 }
 
-async fn load(url: String, body: Arc<Vec<u8>>, auth: &'static str) -> Vec<Duration> {
+async fn load(url: String, body: Arc<Vec<u8>>, auth: String) -> Vec<Duration> {
     let client = reqwest::Client::builder().tcp_nodelay(true).build().expect("client");
     let run = |n: usize| {
-        let (client, url, body) = (client.clone(), url.clone(), body.clone());
+        let (client, url, body, auth) = (client.clone(), url.clone(), body.clone(), auth.clone());
         async move {
             let per_worker = n / HTTP_CONCURRENCY;
             let mut workers = Vec::new();
             for _ in 0..HTTP_CONCURRENCY {
-                let (client, url, body) = (client.clone(), url.clone(), body.clone());
+                let (client, url, body, auth) = (client.clone(), url.clone(), body.clone(), auth.clone());
                 workers.push(tokio::spawn(async move {
                     let mut samples = Vec::with_capacity(per_worker);
                     for _ in 0..per_worker {
@@ -120,7 +120,7 @@ async fn load(url: String, body: Arc<Vec<u8>>, auth: &'static str) -> Vec<Durati
                         let r = client
                             .post(&url)
                             .header("content-type", "application/json")
-                            .header("authorization", auth)
+                            .header("authorization", &auth)
                             .body(body.as_ref().clone())
                             .send()
                             .await
@@ -156,7 +156,12 @@ async fn added_latency(dist: &Path) {
     );
     let env: BTreeMap<String, String> = [("QWEN_API_KEY".to_owned(), MockDashScope::API_KEY.to_owned())].into();
     let config = Config::from_raw(Config::parse_toml(Path::new("bench.toml"), &toml_text).expect("toml"), &env).expect("config");
-    let gateway = Gateway::start_with_sink(config, Arc::new(env), Arc::new(NullSink)).await.expect("gateway");
+    let store = aigate::server::open_store(&config).await.expect("store");
+    let key = aigate::admin::create_key(&store, &aigate::admin::CreateKey { org: "bench".into(), ..Default::default() })
+        .await
+        .expect("key")
+        .key;
+    let gateway = Gateway::start_with(config, Arc::new(env), store, Arc::new(NullSink)).await.expect("gateway");
 
     let body = |model: &str| {
         Arc::new(
@@ -168,9 +173,9 @@ async fn added_latency(dist: &Path) {
             .expect("json"),
         )
     };
-    let direct_auth: &'static str = "Bearer sk-mock-upstream-key";
+    let direct_auth = format!("Bearer {}", MockDashScope::API_KEY);
     let direct = load(format!("{}/chat/completions", mock.base_url()), body("qwen-turbo"), direct_auth).await;
-    let via = load(format!("http://{}/v1/chat/completions", gateway.local_addr()), body("qwen:qwen-turbo"), "Bearer client").await;
+    let via = load(format!("http://{}/v1/chat/completions", gateway.local_addr()), body("qwen:qwen-turbo"), format!("Bearer {key}")).await;
     println!("\n== added latency, non-stream chat, concurrency {HTTP_CONCURRENCY}, {HTTP_REQUESTS} requests each");
     let (d50, d99) = report("direct to the mock upstream", direct);
     let (g50, g99) = report("through the gateway", via);

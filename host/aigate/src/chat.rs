@@ -24,6 +24,8 @@ use futures_util::{Stream, StreamExt};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
+use crate::auth::Tenant;
+use crate::billing::Charge;
 use crate::error::ApiError;
 use crate::metering::{Outcome, UsageRecord};
 use crate::openai;
@@ -85,6 +87,7 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, headers: Heade
 
 async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let started = Instant::now();
+    let tenant = state.auth.authenticate(&headers).await?;
     require_json(&headers)?;
     let bytes = read_body(&headers, body, state.config.max_body_bytes).await?;
     let text = std::str::from_utf8(&bytes).map_err(|e| {
@@ -92,7 +95,7 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
     })?;
     let request = openai::parse_request(text)?;
 
-    // Seams for the next layers: authentication, idempotency and limits go here.
+    // Seams for the next layers: idempotency and limits go here.
 
     let plugins = state.registry.plugins();
     let route = state.providers.resolve(&plugins, &request.model)?;
@@ -111,6 +114,7 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
 
     let mut meter = Meter {
         state: state.clone(),
+        tenant: tenant.clone(),
         record: Some(UsageRecord {
             request_id: request_id(&headers),
             provider: route.provider.to_string(),
@@ -122,6 +126,12 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
             raw_cost: None,
             latency: Duration::ZERO,
             time_to_first_token: None,
+            org_id: tenant.org_id,
+            key_id: tenant.key_id,
+            idempotency_key: None,
+            billed_cost: aigate_core::Money::ZERO,
+            currency: String::new(),
+            created_at: time::OffsetDateTime::now_utc(),
         }),
         started,
     };
@@ -135,9 +145,14 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
         return match parsed {
             Ok(chat) if status.is_success() && !options.stream => {
                 let model = route.public_model(&chat.model_or(&route.upstream_model));
-                meter.finish(Outcome::Completed, 200, chat.usage, chat.raw_cost.clone());
+                let charge = meter.finish(Outcome::Completed, 200, chat.usage, chat.raw_cost.clone());
                 let mut response = (StatusCode::OK, openai::response_json(&chat, &model)).into_response();
                 response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                if let Some(charge) = charge {
+                    if let Ok(v) = HeaderValue::from_str(&format!("{} {}", charge.billed, charge.currency)) {
+                        response.headers_mut().insert("x-aigate-cost", v);
+                    }
+                }
                 provider_headers(&mut response, &route);
                 Ok(response)
             }
@@ -202,20 +217,31 @@ impl ModelOr for aigate_plugins::canonical::ChatResponse {
 /// is dropped (a client that disconnects mid-stream).
 struct Meter {
     state: Arc<AppState>,
+    tenant: Arc<Tenant>,
     record: Option<UsageRecord>,
     started: Instant,
 }
 
 impl Meter {
-    fn finish(&mut self, outcome: Outcome, status: u16, usage: Option<Usage>, raw_cost: Option<aigate_plugins::canonical::RawCost>) {
-        if let Some(mut r) = self.record.take() {
-            r.outcome = outcome;
-            r.status = status;
-            r.usage = usage.or(r.usage);
-            r.raw_cost = raw_cost.or(r.raw_cost);
-            r.latency = self.started.elapsed();
-            self.state.usage.record(r);
-        }
+    /// Prices and records the call; returns the charge the first time only.
+    fn finish(
+        &mut self,
+        outcome: Outcome,
+        status: u16,
+        usage: Option<Usage>,
+        raw_cost: Option<aigate_plugins::canonical::RawCost>,
+    ) -> Option<Charge> {
+        let mut r = self.record.take()?;
+        r.outcome = outcome;
+        r.status = status;
+        r.usage = usage.or(r.usage);
+        r.raw_cost = raw_cost.or(r.raw_cost);
+        r.latency = self.started.elapsed();
+        let charge = self.state.billing.charge(&self.tenant, &r.provider, &r.model, r.usage.as_ref(), r.raw_cost.as_ref());
+        r.billed_cost = charge.billed;
+        r.currency = charge.currency.clone();
+        self.state.usage.record(r);
+        Some(charge)
     }
 }
 

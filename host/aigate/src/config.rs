@@ -69,6 +69,28 @@ pub struct RawConfig {
     /// Bare model name → `provider:model`.
     #[serde(default)]
     pub aliases: BTreeMap<String, String>,
+    #[serde(default)]
+    pub auth: RawAuth,
+    #[serde(default)]
+    pub billing: RawBilling,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// How long a key lookup is cached; a revoked key stops working within it.
+    pub key_cache_ttl_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBilling {
+    /// Currency of calls with no price rule (ISO 4217), default USD.
+    pub currency: Option<String>,
+    /// Ledger rows older than this many days are pruned (rollups stay); 0 keeps them forever.
+    pub ledger_retention_days: Option<u32>,
+    /// How often the in-memory price rules are reloaded from the database.
+    pub price_refresh_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,6 +105,8 @@ pub struct RawPluginLimits {
     /// Hex sha256 of every plugin file allowed to load (env `AIGATE_TRUSTED_PLUGINS`,
     /// comma-separated). Unset: every file in the plugins folder loads.
     pub trusted_hashes: Option<Vec<String>>,
+    /// Compiled-plugin cache (default `<data_dir>/plugin-cache`); content-addressed, shareable.
+    pub cache_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,6 +151,22 @@ pub struct Config {
     /// provider of its own name with defaults (see [`ProviderSettings::resolve`]).
     pub providers: BTreeMap<String, ProviderConfig>,
     pub aliases: BTreeMap<String, String>,
+    /// `DATABASE_URL`: Postgres (`postgres://…`) or SQLite (`sqlite:…`); unset
+    /// means the SQLite file `<data_dir>/aigate.db`.
+    pub database_url: Option<SecretString>,
+    /// `REDIS_URL`: shared limits and idempotency; unset means in-process.
+    pub redis_url: Option<SecretString>,
+    /// `AIGATE_ADMIN_TOKEN`: enables `/admin/*` for bearers of this token.
+    pub admin_token: Option<SecretString>,
+    pub key_cache_ttl: Duration,
+    pub billing: BillingConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct BillingConfig {
+    pub currency: String,
+    pub ledger_retention_days: u32,
+    pub price_refresh: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -138,6 +178,7 @@ pub struct PluginLimits {
     pub watch: bool,
     /// Lowercase hex sha256 of the plugin files allowed to load; `None` trusts the folder.
     pub trusted_hashes: Option<Vec<String>>,
+    pub cache_dir: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -277,6 +318,7 @@ impl Config {
             },
             watch: raw.plugins.watch.unwrap_or(true),
             trusted_hashes: trusted_hashes(env.var("AIGATE_TRUSTED_PLUGINS"), raw.plugins.trusted_hashes)?,
+            cache_dir: raw.plugins.cache_dir.unwrap_or_else(|| data_dir.join("plugin-cache")),
         };
         let upstream = UpstreamConfig {
             connect_timeout: millis("upstream.connect_timeout_ms", raw.upstream.connect_timeout_ms, 5_000)?,
@@ -335,7 +377,40 @@ impl Config {
             }
         }
 
-        Ok(Config { listen, plugins_dir, data_dir, max_body_bytes, plugins, upstream, providers, aliases: raw.aliases })
+        let currency = raw.billing.currency.unwrap_or_else(|| "USD".to_owned());
+        if !aigate_core::pricing::is_currency_code(&currency) {
+            return Err(invalid("billing.currency", format!("`{currency}` is not an ISO 4217 code like USD")));
+        }
+        let billing = BillingConfig {
+            currency,
+            ledger_retention_days: raw.billing.ledger_retention_days.unwrap_or(90),
+            price_refresh: millis("billing.price_refresh_ms", raw.billing.price_refresh_ms, 30_000)?,
+        };
+        let key_cache_ttl = millis("auth.key_cache_ttl_ms", raw.auth.key_cache_ttl_ms, 10_000)?;
+        let database_url = env.var("DATABASE_URL").map(SecretString::from);
+        let redis_url = env.var("REDIS_URL").map(SecretString::from);
+        let admin_token = env.var("AIGATE_ADMIN_TOKEN").map(SecretString::from);
+        if let Some(token) = &admin_token {
+            if secrecy::ExposeSecret::expose_secret(token).len() < 16 {
+                return Err(invalid("AIGATE_ADMIN_TOKEN", "must be at least 16 characters"));
+            }
+        }
+
+        Ok(Config {
+            listen,
+            plugins_dir,
+            data_dir,
+            max_body_bytes,
+            plugins,
+            upstream,
+            providers,
+            aliases: raw.aliases,
+            database_url,
+            redis_url,
+            admin_token,
+            key_cache_ttl,
+            billing,
+        })
     }
 
     /// The settings of provider `name`, whether configured or implied by a loaded plugin.

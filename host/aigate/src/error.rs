@@ -53,7 +53,7 @@ pub mod kind {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, kind: &'static str, code: Option<&str>, message: impl Into<String>, origin: ErrorSource) -> Self {
+    pub fn new(status: StatusCode, kind: &'static str, code: Option<&str>, message: impl Into<String>, origin: ErrorSource) -> Self {
         ApiError {
             status,
             kind,
@@ -139,6 +139,13 @@ impl ApiError {
             format!("Provider `{provider}` has no API key configured: the gateway operator must set {env_var}."),
             ErrorSource::Internal,
         )
+    }
+
+    /// The database (keys, prices, usage) cannot be reached: 503, retry shortly.
+    pub fn store_unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, kind::SERVER, Some("store_unavailable"), message, ErrorSource::Internal)
+            .retryable()
+            .with_retry_after(Duration::from_secs(1))
     }
 
     /// A configured provider whose plugin is not loaded (removed, or refused at start).

@@ -4,6 +4,9 @@
 //! This crate is the server and the CLI. The plugin runtime (the only code
 //! that links wasmtime) is `aigate-plugins`. See ARCHITECTURE.md for the map.
 
+pub mod admin;
+pub mod auth;
+pub mod billing;
 pub mod chat;
 pub mod config;
 pub mod error;

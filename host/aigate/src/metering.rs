@@ -1,12 +1,18 @@
 //! Usage records: one per call that reached a provider, whatever its outcome.
 //!
-//! This is the seam the billing ledger plugs into. Today the sink writes a
-//! structured log line (target `aigate::usage`); the store-backed ledger
-//! replaces it without touching the request path.
+//! The request path hands each record to a [`UsageSink`] and moves on. The
+//! gateway's sink is [`LedgerSink`]: it logs the record (target
+//! `aigate::usage`) and submits it to the store's batched, durable
+//! `UsageWriter` (the ledger is the single source of truth for billing).
 
 use std::time::Duration;
 
+use aigate_core::{KeyId, Money, OrgId};
 use aigate_plugins::canonical::{RawCost, Usage};
+use aigate_store::{LedgerEntry, UsageWriter};
+use time::OffsetDateTime;
+
+use crate::billing::token_usage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -45,6 +51,12 @@ pub struct UsageRecord {
     pub latency: Duration,
     /// Streams: time until the first chunk with content.
     pub time_to_first_token: Option<Duration>,
+    pub org_id: OrgId,
+    pub key_id: KeyId,
+    pub idempotency_key: Option<String>,
+    pub billed_cost: Money,
+    pub currency: String,
+    pub created_at: OffsetDateTime,
 }
 
 /// Where usage records go. Must not block: called on the request path.
@@ -52,12 +64,41 @@ pub trait UsageSink: Send + Sync + 'static {
     fn record(&self, record: UsageRecord);
 }
 
-/// Writes each record as one structured log event.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct LogUsageSink;
+/// Logs each record and submits it to the ledger writer.
+pub struct LedgerSink {
+    pub writer: UsageWriter,
+}
 
-impl UsageSink for LogUsageSink {
+impl UsageSink for LedgerSink {
     fn record(&self, r: UsageRecord) {
+        log(&r);
+        let entry = LedgerEntry {
+            request_id: r.request_id,
+            org_id: r.org_id,
+            key_id: r.key_id,
+            provider: r.provider,
+            model: r.model,
+            stream: r.stream,
+            usage: r.usage.as_ref().map(token_usage).unwrap_or_default(),
+            status: r.status,
+            outcome: r.outcome.as_str().to_owned(),
+            latency_ms: u64::try_from(r.latency.as_millis()).unwrap_or(u64::MAX),
+            ttft_ms: r.time_to_first_token.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            idempotency_key: r.idempotency_key,
+            raw_cost: r.raw_cost.map(|c| aigate_store::RawCost { amount: c.amount, currency: c.currency }),
+            billed_cost: r.billed_cost,
+            currency: r.currency,
+            created_at: r.created_at,
+        };
+        if let Err(e) = self.writer.submit(entry) {
+            // Only when neither the queue nor the spool can take it: loud.
+            tracing::error!(request_id = %e.entry.request_id, "usage record could not be queued nor spooled: {}", e.source);
+        }
+    }
+}
+
+fn log(r: &UsageRecord) {
+    {
         let u = r.usage.as_ref();
         tracing::info!(
             target: "aigate::usage",
@@ -74,6 +115,9 @@ impl UsageSink for LogUsageSink {
             raw_cost = r.raw_cost.as_ref().map(|c| format!("{} {}", c.amount, c.currency)),
             latency_ms = r.latency.as_millis() as u64,
             ttft_ms = r.time_to_first_token.map(|d| d.as_millis() as u64),
+            org = r.org_id.0,
+            billed = %r.billed_cost,
+            currency = %r.currency,
             "usage"
         );
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use aigate_plugins::LoadedPlugin;
 use axum::extract::{Path, State};
-use axum::http::HeaderValue;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Json, Response};
 use serde::Serialize;
 use tokio::time::Instant;
@@ -107,7 +107,10 @@ async fn all_models(state: &AppState) -> (Vec<ModelObject>, Vec<String>) {
     (data, fallbacks)
 }
 
-pub async fn list(State(state): State<Arc<AppState>>) -> Response {
+pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(e) = state.auth.authenticate(&headers).await {
+        return e.into_response();
+    }
     let (data, fallbacks) = all_models(&state).await;
     let mut response = Json(ModelList { object: "list", data }).into_response();
     if !fallbacks.is_empty()
@@ -117,7 +120,10 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Response {
     response
 }
 
-pub async fn get(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+pub async fn get(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(e) = state.auth.authenticate(&headers).await {
+        return e.into_response();
+    }
     let (data, _) = all_models(&state).await;
     match data.into_iter().find(|m| m.id == id) {
         Some(m) => Json(m).into_response(),

@@ -30,10 +30,14 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 
 use crate::config::{Config, Env};
 use crate::error::{ApiError, ErrorSource, LoggedError};
-use crate::metering::{LogUsageSink, UsageSink};
+use crate::auth::Authenticator;
+use crate::billing::Billing;
+use crate::metering::{LedgerSink, UsageSink};
 use crate::routing::Providers;
 use crate::upstream::Upstream;
-use crate::{chat, models};
+use crate::{admin, chat, models};
+use aigate_store::{Store, UsageRepo, UsageWriter, WriterOptions};
+use secrecy::ExposeSecret;
 
 /// Everything a request may need; one per gateway, shared by all requests.
 pub struct AppState {
@@ -41,6 +45,9 @@ pub struct AppState {
     pub registry: Arc<PluginRegistry>,
     pub providers: Providers,
     pub upstream: Upstream,
+    pub store: Store,
+    pub auth: Authenticator,
+    pub billing: Arc<Billing>,
     pub usage: Arc<dyn UsageSink>,
 }
 
@@ -51,7 +58,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::get))
         .route("/v1/chat/completions", post(chat::chat_completions))
-        .route("/admin/plugins", get(admin_plugins))
+        .route("/admin/plugins", get(admin::plugins))
+        .route("/admin/keys", get(admin::get_keys).post(admin::post_key))
+        .route("/admin/keys/{prefix}/revoke", post(admin::post_revoke))
+        .route("/admin/prices", get(admin::get_prices).post(admin::post_price))
+        .route("/admin/prices/seed", post(admin::post_seed))
+        .route("/admin/usage", get(admin::get_usage))
+        .route("/admin/orgs/{org}", post(admin::post_org))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -63,10 +76,6 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
     Json(json!({"status": "ok", "plugins": state.registry.plugins().len()}))
-}
-
-async fn admin_plugins(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    Json(json!({"object": "list", "data": state.registry.statuses()}))
 }
 
 async fn not_found() -> Response {
@@ -105,22 +114,68 @@ pub struct Gateway {
     stop: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
     _watch: Option<WatchGuard>,
+    writer: Option<(UsageWriter, JoinHandle<()>)>,
+}
+
+/// Connects to `DATABASE_URL` (or the SQLite file in the data folder) and migrates.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let url = config.database_url.as_ref().map(|u| u.expose_secret().to_owned());
+    let store = Store::connect(url.as_deref(), &config.data_dir).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// Prunes ledger rows older than the retention, hourly, in bounded batches.
+fn spawn_retention(store: Store, days: u32) {
+    if days == 0 {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let cutoff = time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(days));
+            loop {
+                match store.prune_ledger(cutoff, 1000).await {
+                    Ok(0) => break,
+                    Ok(n) => tracing::info!(rows = n, "pruned ledger rows past retention"),
+                    Err(e) => {
+                        tracing::warn!("ledger pruning failed: {e}");
+                        break;
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+    });
 }
 
 impl Gateway {
-    /// Loads the plugins, binds `config.listen` (port 0 picks a free port) and serves.
+    /// Opens the store (migrating it), loads the plugins, binds
+    /// `config.listen` (port 0 picks a free port) and serves.
     pub async fn start(config: Config, env: Arc<dyn Env + Send + Sync>) -> anyhow::Result<Gateway> {
-        Self::start_with_sink(config, env, Arc::new(LogUsageSink)).await
+        let store = open_store(&config).await?;
+        let (writer, writer_task) = UsageWriter::start(store.clone(), &config.data_dir.join("spool"), WriterOptions::default())?;
+        let sink = Arc::new(LedgerSink { writer: writer.clone() });
+        let mut gateway = Self::start_with(config, env, store, sink).await?;
+        gateway.writer = Some((writer, writer_task));
+        Ok(gateway)
     }
 
-    pub async fn start_with_sink(config: Config, env: Arc<dyn Env + Send + Sync>, usage: Arc<dyn UsageSink>) -> anyhow::Result<Gateway> {
+    /// Like [`Gateway::start`] with a given store and usage sink (benchmarks, tests).
+    pub async fn start_with(
+        config: Config,
+        env: Arc<dyn Env + Send + Sync>,
+        store: Store,
+        usage: Arc<dyn UsageSink>,
+    ) -> anyhow::Result<Gateway> {
         let config = Arc::new(config);
         let runtime = PluginRuntime::new(RuntimeConfig {
             memory_limit_bytes: config.plugins.memory_limit_bytes,
             cpu_timeout: config.plugins.cpu_timeout,
             wall_timeout: config.plugins.wall_timeout,
             max_instances: config.plugins.max_instances,
-            cache_dir: Some(config.data_dir.join("plugin-cache")),
+            cache_dir: Some(config.plugins.cache_dir.clone()),
         })?;
         // Without an allowlist, write access to the plugins folder is the trust boundary.
         let registry = PluginRegistry::with_trusted_hashes(runtime, config.plugins.trusted_hashes.clone());
@@ -129,9 +184,16 @@ impl Gateway {
             tracing::warn!(dir = %config.plugins_dir.display(), "no provider plugin loaded: run `cargo xtask build-plugins` or set AIGATE_PLUGINS_DIR");
         }
         let watch_guard = if config.plugins.watch { Some(registry.watch(&config.plugins_dir)?) } else { None };
+        let billing = Arc::new(Billing::new(config.billing.currency.clone()));
+        billing.prices.reload(&store).await?;
+        billing.spawn_refresh(store.clone(), config.billing.price_refresh);
+        spawn_retention(store.clone(), config.billing.ledger_retention_days);
         let state = Arc::new(AppState {
             providers: Providers::new(config.clone(), env),
             upstream: Upstream::new(config.upstream.clone())?,
+            auth: Authenticator::new(store.clone(), config.key_cache_ttl),
+            billing,
+            store,
             config: config.clone(),
             registry,
             usage,
@@ -153,8 +215,8 @@ impl Gateway {
                 })
                 .await
         });
-        tracing::info!(%addr, plugins = loaded, "AIGate listening");
-        Ok(Gateway { addr, state, stop, task, _watch: watch_guard })
+        tracing::info!(%addr, plugins = loaded, store = state.store.backend(), "AIGate listening");
+        Ok(Gateway { addr, state, stop, task, _watch: watch_guard, writer: None })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -165,17 +227,23 @@ impl Gateway {
         &self.state
     }
 
-    /// Stops accepting, lets requests in flight finish, then returns.
+    /// Stops accepting, lets requests in flight finish, drains the usage
+    /// records to the ledger (or the spool), then returns.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
-        self.task.await??;
-        Ok(())
+        self.wait().await
     }
 
-    /// Serves until the task ends (it ends only on shutdown or a fatal error).
+    /// Serves until shutdown is asked (see [`Gateway::stopper`]), then drains.
     pub async fn wait(self) -> anyhow::Result<()> {
-        let Gateway { task, _watch, .. } = self;
-        task.await??;
+        let Gateway { task, _watch, writer, state, .. } = self;
+        let served = task.await;
+        if let Some((writer, writer_task)) = writer {
+            writer.shutdown().await;
+            let _ = writer_task.await;
+        }
+        state.store.close().await;
+        served??;
         Ok(())
     }
 

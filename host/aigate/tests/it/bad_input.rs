@@ -68,6 +68,7 @@ async fn oversized_body_is_413() {
     let response = gw
         .http
         .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&gw.key)
         .header("content-type", "application/json")
         .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
         .send()

@@ -7,7 +7,7 @@ use crate::harness::{JsonBody, TestGateway, assert_error, chat_body, start_with,
 async fn gateway() -> TestGateway {
     // Tight limits so the faults trip quickly.
     start_with(Setup {
-        toml: "[plugins]\nmemory_limit_mib = 32\ncpu_timeout_ms = 100\nwall_timeout_ms = 1000\n".into(),
+        plugin_limits: "memory_limit_mib = 32\ncpu_timeout_ms = 100\nwall_timeout_ms = 1000\n".into(),
         ..Default::default()
     })
     .await
@@ -57,8 +57,9 @@ async fn concurrent_faults_do_not_disturb_healthy_requests() {
         let model = if i % 3 == 0 { "faulty:loop" } else if i % 3 == 1 { "faulty:trap" } else { "qwen:qwen-turbo" };
         let http = gw.http.clone();
         let url = gw.url("/v1/chat/completions");
+        let key = gw.key.clone();
         tasks.push(tokio::spawn(async move {
-            let r = http.post(url).header("content-type", "application/json").body(serde_json::to_vec(&chat_body(model)).unwrap()).send().await.unwrap();
+            let r = http.post(url).bearer_auth(key).header("content-type", "application/json").body(serde_json::to_vec(&chat_body(model)).unwrap()).send().await.unwrap();
             (model, r.status().as_u16(), r.json_value().await)
         }));
     }

@@ -12,6 +12,8 @@ use aigate_testkit::{MockAnthropic, MockDashScope, MockOptions};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
 /// The folder `cargo xtask build-plugins` fills.
 pub fn dist_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/dist")
@@ -37,6 +39,8 @@ pub struct Setup {
     /// (artifact relative to plugins/dist, file name in the gateway's plugins folder)
     pub plugins: Vec<(&'static str, &'static str)>,
     pub toml: String,
+    /// Extra lines of the `[plugins]` table.
+    pub plugin_limits: String,
     pub env: BTreeMap<String, String>,
 }
 
@@ -45,12 +49,16 @@ impl Default for Setup {
         Setup {
             plugins: vec![("qwen.wasm", "qwen.wasm"), ("openai.wasm", "openai.wasm"), ("test/faulty.wasm", "faulty.wasm")],
             toml: String::new(),
+            plugin_limits: String::new(),
             env: BTreeMap::new(),
         }
     }
 }
 
 pub struct TestGateway {
+    /// An API key of org `test`, created through the admin operations.
+    pub key: String,
+    pub data_dir: TempDir,
     #[allow(dead_code, reason = "kept alive for the test; shut down on drop of the runtime")]
     pub gateway: Option<Gateway>,
     pub base: String,
@@ -87,6 +95,7 @@ pub async fn start_with_mock(setup: Setup, mock: MockDashScope) -> TestGateway {
         .with_test_writer()
         .try_init();
     let plugins_dir = tempfile::tempdir().unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
     for (from, to) in &setup.plugins {
         std::fs::copy(artifact(from), plugins_dir.path().join(to)).unwrap();
     }
@@ -96,6 +105,10 @@ listen = "127.0.0.1:0"
 plugins_dir = "{plugins}"
 data_dir = "{data}"
 max_body_bytes = 65536
+
+[plugins]
+cache_dir = "{cache}"
+{plugin_limits}
 
 [providers.qwen]
 base_url = "{base}"
@@ -113,7 +126,9 @@ turbo = "qwen:qwen-turbo"
 {extra}
 "#,
         plugins = plugins_dir.path().display(),
-        data = shared_cache_dir().display(),
+        data = data_dir.path().display(),
+        cache = shared_cache_dir().display(),
+        plugin_limits = setup.plugin_limits,
         base = mock.base_url(),
         extra = setup.toml,
     );
@@ -122,6 +137,7 @@ turbo = "qwen:qwen-turbo"
         ("QWEN_API_KEY", MockDashScope::API_KEY),
         ("OPENAI_API_KEY", MockDashScope::API_KEY),
         ("FAULTY_API_KEY", MockDashScope::API_KEY),
+        ("AIGATE_ADMIN_TOKEN", ADMIN_TOKEN),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -129,8 +145,12 @@ turbo = "qwen:qwen-turbo"
     env.extend(setup.env);
     let config = Config::from_raw(raw, &env).unwrap();
     let gateway = Gateway::start(config, Arc::new(env)).await.unwrap();
+    let key = aigate::admin::create_key(&gateway.state().store, &aigate::admin::CreateKey { org: "test".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .key;
     let base = format!("http://{}", gateway.local_addr());
-    TestGateway { gateway: Some(gateway), base, http: reqwest::Client::new(), mock, plugins_dir }
+    TestGateway { gateway: Some(gateway), key, data_dir, base, http: reqwest::Client::new(), mock, plugins_dir }
 }
 
 impl TestGateway {
@@ -146,7 +166,7 @@ impl TestGateway {
         self.http
             .post(self.url("/v1/chat/completions"))
             .header("content-type", content_type)
-            .header("authorization", "Bearer client-key-must-not-leak")
+            .header("authorization", format!("Bearer {}", self.key))
             .body(body)
             .send()
             .await
@@ -154,7 +174,15 @@ impl TestGateway {
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
-        let r = self.http.get(self.url(path)).send().await.unwrap();
+        let r = self.http.get(self.url(path)).bearer_auth(&self.key).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json_value().await)
+    }
+}
+
+impl TestGateway {
+    pub async fn admin_json(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(self.url(path)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
         let status = r.status().as_u16();
         (status, r.json_value().await)
     }

@@ -19,7 +19,7 @@ struct Load {
 }
 
 async fn plugin_state(gw: &crate::harness::TestGateway) -> Value {
-    let (_, body) = gw.get_json("/admin/plugins").await;
+    let (_, body) = gw.admin_json("/admin/plugins").await;
     body["data"].as_array().unwrap().iter().find(|p| p["file"] == "qwen.wasm").cloned().unwrap_or_default()
 }
 

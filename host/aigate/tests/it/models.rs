@@ -19,7 +19,7 @@ fn ids(body: &serde_json::Value) -> Vec<String> {
 #[tokio::test]
 async fn live_list_is_filtered_to_allowed_chat_models() {
     let gw = start_with_mock(qwen_only(), MockDashScope::start().await).await;
-    let r = gw.http.get(gw.url("/v1/models")).send().await.unwrap();
+    let r = gw.http.get(gw.url("/v1/models")).bearer_auth(&gw.key).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers().get("x-aigate-models-fallback").is_none());
     let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
@@ -39,7 +39,7 @@ async fn failing_list_falls_back_to_the_allowlist() {
         let mock = MockDashScope::start().await;
         mock.set_models_behaviour(behaviour.clone());
         let gw = start_with_mock(qwen_only(), mock).await;
-        let r = gw.http.get(gw.url("/v1/models")).send().await.unwrap();
+        let r = gw.http.get(gw.url("/v1/models")).bearer_auth(&gw.key).send().await.unwrap();
         assert_eq!(r.status(), 200, "{behaviour:?}");
         assert_eq!(r.headers()["x-aigate-models-fallback"], "qwen", "{behaviour:?}");
         let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();

@@ -31,6 +31,8 @@ async fn openai_python_sdk_chat_and_stream() {
     let output = tokio::process::Command::new("python3")
         .arg(script)
         .arg(&base)
+        .arg("qwen:qwen-turbo")
+        .arg(&gw.key)
         .output()
         .await
         .unwrap();

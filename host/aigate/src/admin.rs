@@ -1,0 +1,391 @@
+//! Operator actions, shared by the CLI (`aigate keys|prices|usage|orgs`) and
+//! the admin HTTP API (`/admin/*`, enabled by `AIGATE_ADMIN_TOKEN`).
+//!
+//! Each action is one function over the [`Store`] returning a serialisable
+//! result, so the CLI and the HTTP API cannot drift apart.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use aigate_core::{Money, OrgName, PriceRule};
+use aigate_store::{KeyRepo, KeySettings, OrgRepo, PriceRepo, Store, UsageRepo, UsageSummary};
+use axum::Json;
+use axum::extract::{Path as UrlPath, RawQuery, State};
+use bytes::Bytes;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use time::{Date, OffsetDateTime};
+
+use crate::error::{ApiError, ErrorSource};
+use crate::server::AppState;
+
+/// The default price file `aigate prices seed` loads.
+pub const DEFAULT_PRICE_FILE: &str = "prices/qwen-intl-usd.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Store(#[from] aigate_store::StoreError),
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> ApiError {
+        match e {
+            AdminError::Invalid(m) => ApiError::invalid_request(m),
+            AdminError::NotFound(m) => ApiError::not_found(m),
+            AdminError::Store(e) if e.is_retryable() => ApiError::store_unavailable(e.to_string()),
+            AdminError::Store(e) => ApiError::invalid_request(e.to_string()),
+        }
+    }
+}
+
+fn org_name(name: &str) -> Result<OrgName, AdminError> {
+    OrgName::parse(name).map_err(|e| AdminError::Invalid(format!("invalid org name `{name}`: {e}")))
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+#[derive(Debug, Serialize)]
+pub struct CreatedKey {
+    pub org: String,
+    pub name: String,
+    pub prefix: String,
+    pub expires_at: Option<String>,
+    /// The key itself: shown once, never stored.
+    pub key: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    pub org: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub expires_in_days: Option<u32>,
+    #[serde(default)]
+    pub rpm: Option<u32>,
+    #[serde(default)]
+    pub tpm: Option<u64>,
+}
+
+/// Creates the org if needed, then a key. The plaintext is returned once.
+pub async fn create_key(store: &Store, req: &CreateKey) -> Result<CreatedKey, AdminError> {
+    let name = org_name(&req.org)?;
+    let org = store.get_or_create_org(&name).await?;
+    let expires_at = req.expires_in_days.map(|d| OffsetDateTime::now_utc() + time::Duration::days(i64::from(d)));
+    let settings = KeySettings {
+        name: req.name.clone().unwrap_or_else(|| "default".to_owned()),
+        expires_at,
+        rpm_limit: req.rpm,
+        tpm_limit: req.tpm,
+    };
+    let issued = aigate_store::issue_key(store, org.id, &settings).await?;
+    Ok(CreatedKey {
+        org: org.name.as_str().to_owned(),
+        name: issued.record.name.clone(),
+        prefix: issued.record.prefix.clone(),
+        expires_at: issued.record.expires_at.map(rfc3339),
+        key: issued.key.plaintext().to_owned(),
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct KeyInfo {
+    pub prefix: String,
+    pub name: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+}
+
+pub async fn list_keys(store: &Store, org: &str) -> Result<Vec<KeyInfo>, AdminError> {
+    let name = org_name(org)?;
+    let org = store.org_by_name(&name).await?.ok_or_else(|| AdminError::NotFound(format!("no org named `{org}`")))?;
+    Ok(store
+        .list_keys(org.id)
+        .await?
+        .into_iter()
+        .map(|k| KeyInfo {
+            prefix: k.prefix,
+            name: k.name,
+            created_at: rfc3339(k.created_at),
+            expires_at: k.expires_at.map(rfc3339),
+            revoked_at: k.revoked_at.map(rfc3339),
+            rpm: k.rpm_limit,
+            tpm: k.tpm_limit,
+        })
+        .collect())
+}
+
+pub async fn revoke_key(store: &Store, prefix: &str) -> Result<(), AdminError> {
+    if store.revoke_key(prefix, OffsetDateTime::now_utc()).await? {
+        Ok(())
+    } else {
+        Err(AdminError::NotFound(format!("no active key with prefix `{prefix}`")))
+    }
+}
+
+pub async fn seed_prices(store: &Store, file: &Path) -> Result<usize, AdminError> {
+    Ok(store.seed_from_file(file).await?)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetPrice {
+    pub provider: String,
+    pub model: String,
+    /// Per million tokens, decimal text (e.g. "0.40").
+    pub input: String,
+    pub output: String,
+    #[serde(default)]
+    pub cached_input: Option<String>,
+    #[serde(default)]
+    pub reasoning_output: Option<String>,
+    #[serde(default)]
+    pub org: Option<String>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// RFC 3339; default now.
+    #[serde(default)]
+    pub effective_from: Option<String>,
+}
+
+fn money(field: &str, text: &str) -> Result<Money, AdminError> {
+    Money::parse(text).map_err(|e| AdminError::Invalid(format!("`{field}` = `{text}`: {e}")))
+}
+
+pub async fn set_price(store: &Store, req: &SetPrice, default_currency: &str) -> Result<PriceRule, AdminError> {
+    let org = match &req.org {
+        None => None,
+        Some(o) => {
+            let name = org_name(o)?;
+            Some(store.org_by_name(&name).await?.ok_or_else(|| AdminError::NotFound(format!("no org named `{o}`")))?.id)
+        }
+    };
+    let effective_from = match &req.effective_from {
+        None => OffsetDateTime::now_utc(),
+        Some(t) => OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| AdminError::Invalid(format!("`effective_from` = `{t}` is not RFC 3339: {e}")))?,
+    };
+    let rule = PriceRule {
+        provider: req.provider.clone(),
+        model: req.model.clone(),
+        org,
+        input_per_million: money("input", &req.input)?,
+        output_per_million: money("output", &req.output)?,
+        cached_input_per_million: req.cached_input.as_deref().map(|t| money("cached_input", t)).transpose()?,
+        reasoning_output_per_million: req.reasoning_output.as_deref().map(|t| money("reasoning_output", t)).transpose()?,
+        effective_from,
+        currency: req.currency.clone().unwrap_or_else(|| default_currency.to_owned()),
+    };
+    rule.validate().map_err(|e| AdminError::Invalid(e.to_string()))?;
+    store.upsert_price_rule(&rule).await?;
+    Ok(rule)
+}
+
+pub async fn list_prices(store: &Store) -> Result<Vec<PriceRule>, AdminError> {
+    Ok(store.list_price_rules().await?)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UsageQuery {
+    pub org: String,
+    /// First day (YYYY-MM-DD), default 30 days ago.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Day after the last (YYYY-MM-DD), default tomorrow.
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+fn day(field: &str, text: &str) -> Result<Date, AdminError> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    Date::parse(text, &format).map_err(|e| AdminError::Invalid(format!("`{field}` = `{text}` is not YYYY-MM-DD: {e}")))
+}
+
+pub async fn usage(store: &Store, q: &UsageQuery) -> Result<Value, AdminError> {
+    let name = org_name(&q.org)?;
+    let org = store.org_by_name(&name).await?.ok_or_else(|| AdminError::NotFound(format!("no org named `{}`", q.org)))?;
+    let today = OffsetDateTime::now_utc().date();
+    let from = match &q.from {
+        Some(t) => day("from", t)?,
+        None => today - time::Duration::days(30),
+    };
+    let to = match &q.to {
+        Some(t) => day("to", t)?,
+        None => today + time::Duration::days(1),
+    };
+    let summary: UsageSummary = store.usage_summary(org.id, from, to).await?;
+    let totals = |t: &aigate_store::UsageTotals| {
+        json!({
+            "currency": t.currency, "requests": t.requests,
+            "prompt_tokens": t.prompt_tokens, "completion_tokens": t.completion_tokens,
+            "cached_tokens": t.cached_tokens, "reasoning_tokens": t.reasoning_tokens,
+            "billed_cost": t.billed_cost.to_string(),
+        })
+    };
+    Ok(json!({
+        "org": org.name.as_str(),
+        "from": from.to_string(),
+        "to": to.to_string(),
+        "rows": summary.rows.iter().map(|r| {
+            let mut v = totals(&r.totals);
+            v["provider"] = json!(r.provider);
+            v["model"] = json!(r.model);
+            v["day"] = json!(r.day.to_string());
+            v
+        }).collect::<Vec<_>>(),
+        "totals": summary.totals.iter().map(totals).collect::<Vec<_>>(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgSettings {
+    #[serde(default)]
+    pub markup_bps: Option<u32>,
+    /// Monthly budget, decimal text; "" or "none" removes it.
+    #[serde(default)]
+    pub monthly_budget: Option<String>,
+}
+
+pub async fn update_org(store: &Store, org: &str, s: &OrgSettings) -> Result<Value, AdminError> {
+    let name = org_name(org)?;
+    let org = store.get_or_create_org(&name).await?;
+    if let Some(bps) = s.markup_bps {
+        store.set_markup(org.id, bps).await?;
+    }
+    if let Some(b) = &s.monthly_budget {
+        let budget = if b.is_empty() || b == "none" { None } else { Some(money("monthly_budget", b)?) };
+        store.set_monthly_budget(org.id, budget).await?;
+    }
+    let org = store.org_by_id(org.id).await?.ok_or_else(|| AdminError::NotFound("org vanished".into()))?;
+    Ok(json!({"org": org.name.as_str(), "markup_bps": org.markup_bps, "monthly_budget": org.monthly_budget.map(|m| m.to_string())}))
+}
+
+/// On a database with no organisation at all: creates org `dev` and one key,
+/// returning its plaintext (the run command prints it once).
+pub async fn ensure_dev_key(store: &Store) -> Result<Option<CreatedKey>, AdminError> {
+    if !store.list_orgs().await?.is_empty() {
+        return Ok(None);
+    }
+    let key = create_key(store, &CreateKey { org: "dev".into(), name: Some("dev".into()), ..Default::default() }).await?;
+    Ok(Some(key))
+}
+
+// ---- HTTP --------------------------------------------------------------------
+
+/// Checks `Authorization: Bearer <AIGATE_ADMIN_TOKEN>`. Admin routes answer
+/// 404 when no token is configured, as if they did not exist.
+fn guard(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &state.config.admin_token else {
+        return Err(ApiError::not_found("No such endpoint. Admin routes are off: set AIGATE_ADMIN_TOKEN to enable them."));
+    };
+    let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    // Compare digests: equal-length values, so the comparison time says nothing about the token.
+    let ok = presented.is_some_and(|p| Sha256::digest(p.as_bytes()) == Sha256::digest(token.expose_secret().as_bytes()));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            crate::error::kind::AUTHENTICATION,
+            Some("invalid_admin_token"),
+            "Admin routes need `Authorization: Bearer <AIGATE_ADMIN_TOKEN>`.",
+            ErrorSource::Client,
+        ))
+    }
+}
+
+type AdminResult = Result<Response, ApiError>;
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(format!("Invalid JSON body: {e}.")))
+}
+
+fn parse_query<T: serde::de::DeserializeOwned>(query: Option<&str>) -> Result<T, ApiError> {
+    serde_urlencoded::from_str(query.unwrap_or_default()).map_err(|e| ApiError::invalid_request(format!("Invalid query: {e}.")))
+}
+
+pub async fn plugins(State(state): State<Arc<AppState>>, headers: HeaderMap) -> AdminResult {
+    guard(&state, &headers)?;
+    Ok(Json(json!({"object": "list", "data": state.registry.statuses()})).into_response())
+}
+
+pub async fn post_key(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> AdminResult {
+    guard(&state, &headers)?;
+    let req: CreateKey = parse_body(&body)?;
+    let key = create_key(&state.store, &req).await?;
+    Ok((StatusCode::CREATED, Json(key)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct OrgQuery {
+    pub org: String,
+}
+
+pub async fn get_keys(State(state): State<Arc<AppState>>, headers: HeaderMap, RawQuery(q): RawQuery) -> AdminResult {
+    guard(&state, &headers)?;
+    let q: OrgQuery = parse_query(q.as_deref())?;
+    Ok(Json(json!({"object": "list", "data": list_keys(&state.store, &q.org).await?})).into_response())
+}
+
+pub async fn post_revoke(State(state): State<Arc<AppState>>, headers: HeaderMap, UrlPath(prefix): UrlPath<String>) -> AdminResult {
+    guard(&state, &headers)?;
+    revoke_key(&state.store, &prefix).await?;
+    Ok(Json(json!({"revoked": prefix})).into_response())
+}
+
+pub async fn get_prices(State(state): State<Arc<AppState>>, headers: HeaderMap) -> AdminResult {
+    guard(&state, &headers)?;
+    Ok(Json(json!({"object": "list", "data": list_prices(&state.store).await?})).into_response())
+}
+
+pub async fn post_price(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> AdminResult {
+    guard(&state, &headers)?;
+    let req: SetPrice = parse_body(&body)?;
+    let rule = set_price(&state.store, &req, &state.config.billing.currency).await?;
+    if let Err(e) = state.billing.prices.reload(&state.store).await {
+        tracing::warn!("price rules not reloaded: {e}");
+    }
+    Ok((StatusCode::CREATED, Json(rule)).into_response())
+}
+
+pub async fn post_seed(State(state): State<Arc<AppState>>, headers: HeaderMap) -> AdminResult {
+    guard(&state, &headers)?;
+    let n = seed_prices(&state.store, Path::new(DEFAULT_PRICE_FILE)).await?;
+    let _ = state.billing.prices.reload(&state.store).await;
+    Ok(Json(json!({"seeded": n})).into_response())
+}
+
+pub async fn get_usage(State(state): State<Arc<AppState>>, headers: HeaderMap, RawQuery(q): RawQuery) -> AdminResult {
+    guard(&state, &headers)?;
+    let q: UsageQuery = parse_query(q.as_deref())?;
+    Ok(Json(usage(&state.store, &q).await?).into_response())
+}
+
+pub async fn post_org(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    UrlPath(org): UrlPath<String>,
+    body: Bytes,
+) -> AdminResult {
+    guard(&state, &headers)?;
+    let s: OrgSettings = parse_body(&body)?;
+    let invalidate = update_org(&state.store, &org, &s).await?;
+    state.auth.forget_all();
+    Ok(Json(invalidate).into_response())
+}
