@@ -103,6 +103,8 @@ pub enum PriceRuleError {
     Empty { field: &'static str },
     #[error("price rule field `{field}` is negative ({value}); prices must be zero or more")]
     NegativePrice { field: &'static str, value: Money },
+    #[error("provider and model names must not contain NUL characters")]
+    Nul,
     #[error("currency `{0}` is not an ISO 4217 code (three capital letters, like `USD`)")]
     Currency(String),
 }
@@ -116,6 +118,9 @@ impl PriceRule {
         }
         if self.model.trim().is_empty() {
             return Err(PriceRuleError::Empty { field: "model" });
+        }
+        if self.provider.contains('\0') || self.model.contains('\0') {
+            return Err(PriceRuleError::Nul);
         }
         let prices = [
             ("input_per_million", Some(self.input_per_million)),
