@@ -1,0 +1,230 @@
+//! What the repositories take and return.
+
+use aigate_core::{KeyHash, KeyId, Money, OrgId, OrgName, TokenUsage};
+use serde::{Deserialize, Serialize};
+use time::{Date, OffsetDateTime};
+
+use crate::StoreError;
+
+/// An organisation (tenant).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Org {
+    pub id: OrgId,
+    pub name: OrgName,
+    /// Added to every billed cost, in basis points (1500 = +15 %).
+    pub markup_bps: u32,
+    /// Spending cap per calendar month (UTC), in the billing currency.
+    pub monthly_budget: Option<Money>,
+    pub created_at: OffsetDateTime,
+}
+
+/// A key to insert: the material from [`aigate_core::ApiKey`] and its settings.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub org_id: OrgId,
+    /// A label for people ("ci", "alice's laptop"); free text, at most 200 characters.
+    pub name: String,
+    pub prefix: String,
+    pub hash: KeyHash,
+    pub expires_at: Option<OffsetDateTime>,
+    /// Requests per minute allowed for this key (`None`: no key-level limit).
+    pub rpm_limit: Option<u32>,
+    /// Tokens per minute allowed for this key (`None`: no key-level limit).
+    pub tpm_limit: Option<u64>,
+}
+
+/// A stored key, with its org's name so authentication needs one lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub id: KeyId,
+    pub org_id: OrgId,
+    pub org_name: String,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+    pub rpm_limit: Option<u32>,
+    pub tpm_limit: Option<u64>,
+}
+
+/// Whether a key may be used at a given moment, and if not, why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    Active,
+    Revoked { at: OffsetDateTime },
+    Expired { at: OffsetDateTime },
+}
+
+impl KeyRecord {
+    /// Revocation wins over expiry when both apply. A key expires at the
+    /// instant `expires_at` (`now >= expires_at` is expired); a revocation
+    /// takes effect at once, whatever `revoked_at` says.
+    pub fn status(&self, now: OffsetDateTime) -> KeyStatus {
+        if let Some(at) = self.revoked_at {
+            return KeyStatus::Revoked { at };
+        }
+        match self.expires_at {
+            Some(at) if now >= at => KeyStatus::Expired { at },
+            _ => KeyStatus::Active,
+        }
+    }
+}
+
+/// A cost reported by the provider, kept verbatim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawCost {
+    /// Exact decimal text as reported (`"0.000123"`).
+    pub amount: String,
+    pub currency: String,
+}
+
+/// One usage record: one call that reached a provider, whatever its outcome.
+/// `request_id` is unique: writing the same entry twice counts it once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub request_id: String,
+    pub org_id: OrgId,
+    pub key_id: KeyId,
+    pub provider: String,
+    pub model: String,
+    pub stream: bool,
+    pub usage: TokenUsage,
+    /// HTTP status the client got.
+    pub status: u16,
+    /// How the call ended (`completed`, `provider_error`, `cancelled`, `failed`).
+    pub outcome: String,
+    pub latency_ms: u64,
+    /// Streams: time to the first chunk with content.
+    pub ttft_ms: Option<u64>,
+    pub idempotency_key: Option<String>,
+    pub raw_cost: Option<RawCost>,
+    /// What the org is charged for this call, markup included.
+    pub billed_cost: Money,
+    /// Currency of `billed_cost` (ISO 4217).
+    pub currency: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+pub(crate) const MAX_REQUEST_ID_CHARS: usize = 200;
+pub(crate) const MAX_KEY_NAME_CHARS: usize = 200;
+
+impl LedgerEntry {
+    /// What the database would refuse, found before it is asked.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        let invalid = |message: String| StoreError::invalid(format!("usage record {:?}", self.request_id), message);
+        if self.request_id.is_empty() || self.request_id.chars().count() > MAX_REQUEST_ID_CHARS {
+            return Err(invalid(format!("the request id must have 1 to {MAX_REQUEST_ID_CHARS} characters")));
+        }
+        let texts = [
+            Some(self.request_id.as_str()),
+            Some(self.provider.as_str()),
+            Some(self.model.as_str()),
+            Some(self.outcome.as_str()),
+            self.idempotency_key.as_deref(),
+            self.raw_cost.as_ref().map(|c| c.amount.as_str()),
+            self.raw_cost.as_ref().map(|c| c.currency.as_str()),
+        ];
+        if texts.into_iter().flatten().any(crate::shared::has_nul) {
+            return Err(invalid("text fields must not contain NUL characters".into()));
+        }
+        if self.provider.is_empty() || self.model.is_empty() {
+            return Err(invalid("provider and model must not be empty".into()));
+        }
+        if self.billed_cost.is_negative() {
+            return Err(invalid(format!("billed cost {} is negative", self.billed_cost)));
+        }
+        if !aigate_core::pricing::is_currency_code(&self.currency) {
+            return Err(invalid(format!("currency `{}` is not an ISO 4217 code", self.currency)));
+        }
+        let u = &self.usage;
+        let big = [u.prompt, u.completion, u.cached, u.reasoning, self.latency_ms, self.ttft_ms.unwrap_or(0)];
+        if big.iter().any(|&v| i64::try_from(v).is_err()) {
+            return Err(invalid("a token count or duration is out of range".into()));
+        }
+        Ok(())
+    }
+
+    /// The UTC day this entry is counted on in the rollups.
+    pub fn day(&self) -> Date {
+        self.created_at.to_offset(time::UtcOffset::UTC).date()
+    }
+}
+
+/// What one [`crate::UsageRepo::insert_usage`] call did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InsertOutcome {
+    /// New ledger rows (each also counted in the rollups).
+    pub inserted: u64,
+    /// Entries whose request id was already in the ledger (or twice in the batch): skipped.
+    pub duplicates: u64,
+}
+
+/// Sums over some usage, in one currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageTotals {
+    pub currency: String,
+    pub requests: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cached_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub billed_cost: Money,
+}
+
+impl UsageTotals {
+    pub(crate) fn zero(currency: &str) -> UsageTotals {
+        UsageTotals {
+            currency: currency.to_owned(),
+            requests: 0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cached_tokens: 0,
+            reasoning_tokens: 0,
+            billed_cost: Money::ZERO,
+        }
+    }
+
+    pub(crate) fn add(&mut self, other: &UsageTotals) -> Result<(), StoreError> {
+        let overflow = || StoreError::corrupt("usage totals", "sum out of range");
+        self.requests = self.requests.checked_add(other.requests).ok_or_else(overflow)?;
+        self.prompt_tokens = self.prompt_tokens.checked_add(other.prompt_tokens).ok_or_else(overflow)?;
+        self.completion_tokens = self.completion_tokens.checked_add(other.completion_tokens).ok_or_else(overflow)?;
+        self.cached_tokens = self.cached_tokens.checked_add(other.cached_tokens).ok_or_else(overflow)?;
+        self.reasoning_tokens = self.reasoning_tokens.checked_add(other.reasoning_tokens).ok_or_else(overflow)?;
+        self.billed_cost = self.billed_cost.checked_add(other.billed_cost).map_err(|_| overflow())?;
+        Ok(())
+    }
+}
+
+/// Usage of one provider/model on one day, from the daily rollups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRow {
+    pub provider: String,
+    pub model: String,
+    pub day: Date,
+    pub totals: UsageTotals,
+}
+
+/// An org's usage over a range of days.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UsageSummary {
+    /// Ordered by day, provider, model, currency.
+    pub rows: Vec<UsageRow>,
+    /// One entry per currency, ordered by currency.
+    pub totals: Vec<UsageTotals>,
+}
+
+impl UsageSummary {
+    pub(crate) fn from_rows(rows: Vec<UsageRow>) -> Result<UsageSummary, StoreError> {
+        let mut totals: std::collections::BTreeMap<String, UsageTotals> = Default::default();
+        for row in &rows {
+            totals
+                .entry(row.totals.currency.clone())
+                .or_insert_with(|| UsageTotals::zero(&row.totals.currency))
+                .add(&row.totals)?;
+        }
+        Ok(UsageSummary { rows, totals: totals.into_values().collect() })
+    }
+}

@@ -1,0 +1,187 @@
+//! The repository traits: one per concern, each implemented once per database
+//! ([`crate::SqliteStore`], [`crate::PgStore`]) and by [`crate::Store`], which
+//! forwards to whichever backend `DATABASE_URL` chose.
+//!
+//! These traits are the boundary between the gateway and SQL: nothing outside
+//! this crate writes a query (an architecture invariant). They speak the
+//! domain types of `aigate-core` ([`OrgName`], [`Money`], [`PriceRule`],
+//! [`KeyHash`]), so validation happens before a value gets here and no
+//! caller ever handles nano-units, timestamps formats or SQL types.
+//!
+//! Conventions shared by every method:
+//! - Every value reaches the database as a bound parameter, never spliced into
+//!   SQL text: SQL-looking input is stored or looked up literally.
+//! - Timestamps are stored in UTC with microsecond precision (what Postgres
+//!   keeps); a value read back equals the value written, truncated to
+//!   microseconds.
+//! - Errors are [`StoreError`]s; [`StoreError::is_retryable`] tells an outage
+//!   from a refusal.
+//! - The returned futures are `Send`, so callers may hold them across
+//!   `tokio::spawn`.
+
+use std::future::Future;
+use std::path::Path;
+
+use aigate_core::{KeyHash, Money, OrgId, OrgName, PriceRule};
+use time::{Date, OffsetDateTime};
+
+use crate::StoreError;
+use crate::records::{InsertOutcome, KeyRecord, LedgerEntry, NewKey, Org, UsageSummary, UsageTotals};
+
+/// Organisations (tenants).
+///
+/// Names are unique and validated by [`OrgName`] before they get here (1 to 64
+/// ASCII letters, digits, `-`, `_`, `.`). Organisations are never deleted:
+/// keys, prices and the ledger refer to them.
+pub trait OrgRepo: Send + Sync {
+    /// Creates an organisation. [`StoreError::Conflict`] if the name is taken.
+    fn create_org(&self, name: &OrgName) -> impl Future<Output = Result<Org, StoreError>> + Send;
+
+    /// The organisation of that name, created first if it does not exist.
+    /// Safe under concurrency: two callers racing on one new name both get
+    /// the same single row.
+    fn get_or_create_org(&self, name: &OrgName) -> impl Future<Output = Result<Org, StoreError>> + Send;
+
+    fn org_by_name(&self, name: &OrgName) -> impl Future<Output = Result<Option<Org>, StoreError>> + Send;
+
+    fn org_by_id(&self, id: OrgId) -> impl Future<Output = Result<Option<Org>, StoreError>> + Send;
+
+    /// Sets the markup added to every billed cost of the org, in basis points
+    /// (0 = none, 1500 = +15 %). Applies to calls metered from then on.
+    /// [`StoreError::NotFound`] for an unknown org.
+    fn set_markup(&self, id: OrgId, markup_bps: u32) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Sets (or with `None` removes) the monthly budget, in the billing
+    /// currency. Negative amounts are [`StoreError::Invalid`].
+    fn set_monthly_budget(
+        &self,
+        id: OrgId,
+        budget: Option<Money>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// All organisations, by name.
+    fn list_orgs(&self) -> impl Future<Output = Result<Vec<Org>, StoreError>> + Send;
+}
+
+/// API key records. The plaintext key is never stored: only its SHA-256
+/// ([`KeyHash`]) and its visible prefix (see `aigate_core::keys`).
+pub trait KeyRepo: Send + Sync {
+    /// Stores a new key. [`StoreError::Conflict`] when its prefix (or hash)
+    /// is already taken: generate another key and try again, which
+    /// [`crate::issue_key`] does for you.
+    fn insert_key(&self, key: &NewKey) -> impl Future<Output = Result<KeyRecord, StoreError>> + Send;
+
+    /// The key with that hash, **whatever its state**: revoked and expired
+    /// keys are returned too, with `revoked_at` / `expires_at` set, so the
+    /// caller can tell the client why it is refused
+    /// ([`KeyRecord::status`]). `None`: no such key.
+    ///
+    /// This is the authentication lookup: one indexed read by hash, joined
+    /// with the org's name. Callers cache the result briefly.
+    fn find_key_by_hash(&self, hash: &KeyHash) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
+
+    /// The org's keys, newest first, in every state.
+    fn list_keys(&self, org: OrgId) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
+
+    /// Revokes the key with that visible prefix, effective `at`. `true` if a
+    /// key was revoked by this call; `false` if there is no such key or it
+    /// was already revoked (its first revocation time is kept).
+    fn revoke_key(&self, prefix: &str, at: OffsetDateTime) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// Price rules: what a call costs, per provider and model, per million
+/// tokens, globally or for one org, from a date on.
+pub trait PriceRepo: Send + Sync {
+    /// Stores a rule, replacing the one with the same provider, model, org
+    /// (or global) and `effective_from`. The rule is validated first
+    /// ([`PriceRule::validate`]): negative prices or a bad currency are
+    /// [`StoreError::Invalid`]. Earlier rules are kept: history stays
+    /// queryable and a rule can be scheduled ahead of time.
+    fn upsert_price_rule(&self, rule: &PriceRule) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The rule that prices a call of `provider`/`model` by `org` made `at`:
+    /// among rules with `effective_from <= at`, an org-specific rule beats
+    /// any global one, and among those the latest `effective_from` wins.
+    /// `None`: the call cannot be priced from rules.
+    fn effective_price_rule(
+        &self,
+        org: Option<OrgId>,
+        provider: &str,
+        model: &str,
+        at: OffsetDateTime,
+    ) -> impl Future<Output = Result<Option<PriceRule>, StoreError>> + Send;
+
+    /// Every rule, by provider, model, org (global first), effective date.
+    fn list_price_rules(&self) -> impl Future<Output = Result<Vec<PriceRule>, StoreError>> + Send;
+
+    /// Loads the rules of a price file (see [`crate::seed`] for its format,
+    /// and `prices/qwen-intl-usd.toml`) and upserts them all as global
+    /// rules. Idempotent. Returns how many rules the file holds.
+    fn seed_from_file(&self, path: &Path) -> impl Future<Output = Result<usize, StoreError>> + Send {
+        async move {
+            let rules = crate::seed::load_price_file(path).await?;
+            for rule in &rules {
+                self.upsert_price_rule(rule).await?;
+            }
+            Ok(rules.len())
+        }
+    }
+}
+
+/// The usage ledger (one row per request id, the source of truth for
+/// billing) and the daily rollups derived from it.
+pub trait UsageRepo: Send + Sync {
+    /// Writes a batch of usage records in **one transaction**: each new
+    /// ledger row, and the upsert-increment of its daily rollup
+    /// (org, day, key, provider, model, currency). Entries whose request id
+    /// is already in the ledger, or repeated within the batch (the first
+    /// wins), are skipped and counted in neither table. So re-delivering a
+    /// batch (a retry after an ambiguous commit, a spool replay) never
+    /// double counts, and rollups always equal ledger sums.
+    ///
+    /// All or nothing: on error nothing of the batch was written. An entry
+    /// failing [`LedgerEntry::validate`], or refused by a constraint (an
+    /// unknown org or key), fails the whole batch with a non-retryable error;
+    /// callers that must keep going split the batch (the [`crate::UsageWriter`] does).
+    fn insert_usage(&self, entries: &[LedgerEntry]) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send;
+
+    /// The org's usage from the rollups for the UTC days `from..=to`, grouped
+    /// by provider, model, day and currency, with totals per currency. Reads
+    /// only rollups, so it keeps working after the ledger is pruned.
+    fn usage_summary(
+        &self,
+        org: OrgId,
+        from: Date,
+        to: Date,
+    ) -> impl Future<Output = Result<UsageSummary, StoreError>> + Send;
+
+    /// Totals per currency straight from the ledger rows created in
+    /// `from..to` (half-open). For audits and for proving the rollups do not
+    /// drift: over whole days not yet pruned, it equals
+    /// [`UsageRepo::usage_summary`]'s totals exactly.
+    fn ledger_totals(
+        &self,
+        org: OrgId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> impl Future<Output = Result<Vec<UsageTotals>, StoreError>> + Send;
+
+    /// Deletes ledger rows created before `older_than`, at most `batch_size`
+    /// rows per statement (so no long lock and no huge transaction), until
+    /// none is left. Rollups are not touched. Returns how many rows went.
+    fn prune_ledger(
+        &self,
+        older_than: OffsetDateTime,
+        batch_size: u32,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// What the org was billed in `currency` on the UTC days from `since`
+    /// (inclusive) until now, from the rollups: the budget check. Entries
+    /// still queued in a [`crate::UsageWriter`] are not counted yet.
+    fn spend_since(
+        &self,
+        org: OrgId,
+        currency: &str,
+        since: Date,
+    ) -> impl Future<Output = Result<Money, StoreError>> + Send;
+}

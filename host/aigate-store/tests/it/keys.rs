@@ -1,0 +1,97 @@
+//! API keys: create, find, list, revoke, expire; hostile lookups.
+
+use aigate_core::{ApiKey, KeyHash, OrgId};
+use aigate_store::{KeyRepo, KeySettings, KeyStatus, NewKey, OrgRepo, Store, StoreError, issue_key};
+use time::{Duration, OffsetDateTime};
+
+use crate::store_suite;
+use crate::support::org_name;
+
+async fn create_find_list_revoke(store: &Store) {
+    let org = store.get_or_create_org(&org_name("acme")).await.unwrap();
+    let settings = KeySettings { name: "ci".into(), rpm_limit: Some(60), tpm_limit: Some(100_000), ..Default::default() };
+    let issued = issue_key(store, org.id, &settings).await.unwrap();
+    let plaintext = issued.key.plaintext().to_owned();
+    assert!(ApiKey::is_well_formed(&plaintext));
+
+    let found = store.find_key_by_hash(&KeyHash::of(&plaintext)).await.unwrap().unwrap();
+    assert_eq!(found, issued.record);
+    assert_eq!(found.org_id, org.id);
+    assert_eq!(found.org_name, "acme");
+    assert_eq!(found.name, "ci");
+    assert_eq!(found.prefix, &plaintext[..12]);
+    assert_eq!((found.rpm_limit, found.tpm_limit), (Some(60), Some(100_000)));
+    assert_eq!(found.status(OffsetDateTime::now_utc()), KeyStatus::Active);
+
+    let second = issue_key(store, org.id, &KeySettings::default()).await.unwrap();
+    let listed = store.list_keys(org.id).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].id, second.record.id, "newest first");
+    assert!(store.list_keys(OrgId(999_999)).await.unwrap().is_empty());
+
+    let at = OffsetDateTime::now_utc();
+    assert!(store.revoke_key(&found.prefix, at).await.unwrap());
+    assert!(!store.revoke_key(&found.prefix, at + Duration::hours(1)).await.unwrap(), "already revoked");
+    let revoked = store.find_key_by_hash(&KeyHash::of(&plaintext)).await.unwrap().unwrap();
+    let revoked_at = revoked.revoked_at.unwrap();
+    assert!((revoked_at - at).abs() < Duration::milliseconds(1), "first revocation time kept");
+    assert!(matches!(revoked.status(OffsetDateTime::now_utc()), KeyStatus::Revoked { .. }));
+    // The other key is untouched.
+    let other = store.find_key_by_hash(second.key.hash()).await.unwrap().unwrap();
+    assert_eq!(other.status(OffsetDateTime::now_utc()), KeyStatus::Active);
+}
+
+async fn expired_keys_are_returned_with_their_expiry(store: &Store) {
+    let org = store.get_or_create_org(&org_name("acme")).await.unwrap();
+    let expires_at = OffsetDateTime::now_utc() - Duration::minutes(5);
+    let issued =
+        issue_key(store, org.id, &KeySettings { expires_at: Some(expires_at), ..Default::default() }).await.unwrap();
+    let found = store.find_key_by_hash(issued.key.hash()).await.unwrap().unwrap();
+    let stored = found.expires_at.unwrap();
+    assert!((stored - expires_at).abs() < Duration::microseconds(1));
+    assert_eq!(found.status(OffsetDateTime::now_utc()), KeyStatus::Expired { at: stored });
+    assert_eq!(found.status(stored - Duration::seconds(1)), KeyStatus::Active);
+}
+
+async fn unknown_and_sql_looking_keys_find_nothing(store: &Store) {
+    let org = store.get_or_create_org(&org_name("acme")).await.unwrap();
+    let issued = issue_key(store, org.id, &KeySettings::default()).await.unwrap();
+    for presented in ["' OR 1=1 --", "sk-aig-' OR '1'='1", "\"; DROP TABLE api_keys; --", "%", "*", "", "\0"] {
+        assert_eq!(store.find_key_by_hash(&KeyHash::of(presented)).await.unwrap(), None, "{presented:?}");
+        // The prefix goes to SQL as is: no pattern matching, no injection.
+        assert!(!store.revoke_key(presented, OffsetDateTime::now_utc()).await.unwrap(), "{presented:?}");
+    }
+    let still = store.find_key_by_hash(issued.key.hash()).await.unwrap().unwrap();
+    assert_eq!(still.revoked_at, None);
+    assert_eq!(store.list_keys(org.id).await.unwrap().len(), 1);
+}
+
+async fn duplicate_prefix_is_a_conflict_and_bad_limits_are_refused(store: &Store) {
+    let org = store.get_or_create_org(&org_name("acme")).await.unwrap();
+    let issued = issue_key(store, org.id, &KeySettings::default()).await.unwrap();
+    let again = ApiKey::generate().unwrap();
+    let clash = NewKey {
+        org_id: org.id,
+        name: "clash".into(),
+        prefix: issued.record.prefix.clone(),
+        hash: again.hash().clone(),
+        expires_at: None,
+        rpm_limit: None,
+        tpm_limit: None,
+    };
+    let err = store.insert_key(&clash).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+
+    let zero = NewKey { prefix: again.prefix().to_owned(), rpm_limit: Some(0), ..clash.clone() };
+    assert!(matches!(store.insert_key(&zero).await.unwrap_err(), StoreError::Invalid { .. }));
+    let unknown_org = NewKey { org_id: OrgId(777_777), prefix: again.prefix().to_owned(), ..clash };
+    let err = store.insert_key(&unknown_org).await.unwrap_err();
+    assert!(!err.is_retryable(), "{err:?}");
+}
+
+store_suite!(
+    create_find_list_revoke,
+    expired_keys_are_returned_with_their_expiry,
+    unknown_and_sql_looking_keys_find_nothing,
+    duplicate_prefix_is_a_conflict_and_bad_limits_are_refused,
+);

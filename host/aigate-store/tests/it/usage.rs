@@ -1,0 +1,188 @@
+//! The ledger and its daily rollups.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aigate_core::{KeyId, Money, OrgId};
+use aigate_store::{LedgerEntry, Store, StoreError, UsageRepo, UsageTotals};
+use time::{Date, Duration};
+
+use crate::store_suite;
+use crate::support::{DAY0, Rng, entry, org_with_keys, request_id};
+
+fn day(n: i64) -> Date {
+    (DAY0 + Duration::days(n)).date()
+}
+
+/// Totals per currency of `entries`, computed here, independently of SQL.
+fn expected_totals<'a>(entries: impl IntoIterator<Item = &'a LedgerEntry>) -> Vec<UsageTotals> {
+    let mut by_currency: BTreeMap<String, UsageTotals> = BTreeMap::new();
+    for e in entries {
+        let t = by_currency.entry(e.currency.clone()).or_insert_with(|| UsageTotals {
+            currency: e.currency.clone(),
+            requests: 0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cached_tokens: 0,
+            reasoning_tokens: 0,
+            billed_cost: Money::ZERO,
+        });
+        t.requests += 1;
+        t.prompt_tokens += e.usage.prompt;
+        t.completion_tokens += e.usage.completion;
+        t.cached_tokens += e.usage.cached;
+        t.reasoning_tokens += e.usage.reasoning;
+        t.billed_cost = t.billed_cost.checked_add(e.billed_cost).unwrap();
+    }
+    by_currency.into_values().collect()
+}
+
+/// 500 random entries for two orgs, inserted in uneven batches with
+/// duplicates inside batches and across them (a duplicate carries different
+/// numbers: the first write must win).
+async fn write_random_usage(store: &Store, seed: u64) -> (OrgId, OrgId, Vec<LedgerEntry>) {
+    let (acme, acme_keys) = org_with_keys(store, "acme", 2).await;
+    let (beta, beta_keys) = org_with_keys(store, "beta", 1).await;
+    let owners: Vec<(OrgId, KeyId)> =
+        acme_keys.iter().map(|k| (acme, *k)).chain(beta_keys.iter().map(|k| (beta, *k))).collect();
+    let mut rng = Rng::new(seed);
+    let mut first_written: HashMap<String, LedgerEntry> = HashMap::new();
+    let mut all: Vec<LedgerEntry> = Vec::new();
+    let mut produced = 0;
+    let mut inserted_total = 0;
+    let mut duplicates_total = 0;
+    while produced < 500 {
+        let size = 1 + rng.below(60) as usize;
+        let mut batch = Vec::with_capacity(size);
+        for _ in 0..size.min(500 - produced) {
+            let &(org, key) = rng.pick(&owners);
+            let reuse = !all.is_empty() && rng.below(8) == 0;
+            let id = if reuse { rng.pick(&all).request_id.clone() } else { request_id() };
+            let e = entry(&mut rng, org, key, id);
+            batch.push(e.clone());
+            all.push(e);
+            produced += 1;
+        }
+        // A duplicate inside the same batch, too.
+        if rng.below(3) == 0 {
+            let mut twin = entry(&mut rng, batch[0].org_id, batch[0].key_id, batch[0].request_id.clone());
+            twin.billed_cost = Money::from_nanos(1);
+            batch.push(twin);
+        }
+        let outcome = store.insert_usage(&batch).await.unwrap();
+        inserted_total += outcome.inserted;
+        duplicates_total += outcome.duplicates;
+        assert_eq!(outcome.inserted + outcome.duplicates, batch.len() as u64);
+        for e in batch {
+            first_written.entry(e.request_id.clone()).or_insert(e);
+        }
+    }
+    assert_eq!(inserted_total, first_written.len() as u64);
+    assert!(duplicates_total > 0, "the test must exercise duplicates");
+    let mut kept: Vec<LedgerEntry> = first_written.into_values().collect();
+    kept.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+    (acme, beta, kept)
+}
+
+async fn rollups_equal_ledger_sums_exactly(store: &Store) {
+    let (acme, beta, kept) = write_random_usage(store, 0x5EED).await;
+    for org in [acme, beta] {
+        let mine: Vec<&LedgerEntry> = kept.iter().filter(|e| e.org_id == org).collect();
+        let expected = expected_totals(mine.iter().copied());
+        let ledger = store.ledger_totals(org, DAY0, DAY0 + Duration::days(3)).await.unwrap();
+        let summary = store.usage_summary(org, day(0), day(2)).await.unwrap();
+        assert_eq!(ledger, expected, "ledger");
+        assert_eq!(summary.totals, expected, "rollups");
+
+        // Per provider/model/day too.
+        let mut per_row: BTreeMap<(String, String, Date), Vec<&LedgerEntry>> = BTreeMap::new();
+        for e in &mine {
+            per_row.entry((e.provider.clone(), e.model.clone(), e.day())).or_default().push(e);
+        }
+        let mut expected_rows = Vec::new();
+        for ((provider, model, d), entries) in &per_row {
+            for totals in expected_totals(entries.iter().copied()) {
+                expected_rows.push((*d, provider.clone(), model.clone(), totals));
+            }
+        }
+        expected_rows.sort_by(|a, b| (a.0, &a.1, &a.2, &a.3.currency).cmp(&(b.0, &b.1, &b.2, &b.3.currency)));
+        let got_rows: Vec<_> =
+            summary.rows.iter().map(|r| (r.day, r.provider.clone(), r.model.clone(), r.totals.clone())).collect();
+        assert_eq!(got_rows, expected_rows);
+
+        // One day alone.
+        let one = store.usage_summary(org, day(1), day(1)).await.unwrap();
+        let expected_day1 = expected_totals(mine.iter().copied().filter(|e| e.day() == day(1)));
+        assert_eq!(one.totals, expected_day1);
+        assert_eq!(store.ledger_totals(org, DAY0 + Duration::days(1), DAY0 + Duration::days(2)).await.unwrap(), expected_day1);
+    }
+
+    // Re-delivering everything changes nothing.
+    let outcome = store.insert_usage(&kept).await.unwrap();
+    assert_eq!((outcome.inserted, outcome.duplicates), (0, kept.len() as u64));
+    let summary = store.usage_summary(acme, day(0), day(2)).await.unwrap();
+    assert_eq!(summary.totals, expected_totals(kept.iter().filter(|e| e.org_id == acme)));
+}
+
+async fn spend_since_reads_the_rollups(store: &Store) {
+    let (acme, _, kept) = write_random_usage(store, 7).await;
+    for since in [day(0), day(1), day(2), day(3)] {
+        let expected = Money::checked_sum(
+            kept.iter().filter(|e| e.org_id == acme && e.currency == "USD" && e.day() >= since).map(|e| e.billed_cost),
+        )
+        .unwrap();
+        assert_eq!(store.spend_since(acme, "USD", since).await.unwrap(), expected);
+    }
+    assert_eq!(store.spend_since(acme, "JPY", day(0)).await.unwrap(), Money::ZERO);
+    assert_eq!(store.spend_since(OrgId(123_456), "USD", day(0)).await.unwrap(), Money::ZERO);
+}
+
+async fn prune_deletes_in_batches_and_keeps_rollups(store: &Store) {
+    let (acme, beta, kept) = write_random_usage(store, 99).await;
+    let before_acme = store.usage_summary(acme, day(0), day(2)).await.unwrap();
+    let before_beta = store.usage_summary(beta, day(0), day(2)).await.unwrap();
+    let cutoff = DAY0 + Duration::days(2);
+    let older = kept.iter().filter(|e| e.created_at < cutoff).count() as u64;
+    assert!(older > 7);
+
+    assert_eq!(store.prune_ledger(cutoff, 7).await.unwrap(), older);
+    assert_eq!(store.prune_ledger(cutoff, 7).await.unwrap(), 0);
+
+    // Rollups are untouched; the ledger keeps only the last day.
+    assert_eq!(store.usage_summary(acme, day(0), day(2)).await.unwrap(), before_acme);
+    assert_eq!(store.usage_summary(beta, day(0), day(2)).await.unwrap(), before_beta);
+    let left = store.ledger_totals(acme, DAY0, DAY0 + Duration::days(3)).await.unwrap();
+    assert_eq!(left, expected_totals(kept.iter().filter(|e| e.org_id == acme && e.created_at >= cutoff)));
+    // Nothing before the cutoff remains.
+    assert!(store.ledger_totals(acme, DAY0, cutoff).await.unwrap().is_empty());
+}
+
+async fn a_refused_row_fails_the_whole_batch(store: &Store) {
+    let (acme, keys) = org_with_keys(store, "acme", 1).await;
+    let mut rng = Rng::new(3);
+    let good = entry(&mut rng, acme, keys[0], request_id());
+    let unknown_key = entry(&mut rng, acme, KeyId(999_999), request_id());
+    let err = store.insert_usage(&[good.clone(), unknown_key]).await.unwrap_err();
+    assert!(!err.is_retryable(), "a foreign key violation is permanent: {err:?}");
+    assert!(store.ledger_totals(acme, DAY0, DAY0 + Duration::days(3)).await.unwrap().is_empty(), "all or nothing");
+
+    let mut negative = good.clone();
+    negative.billed_cost = Money::from_nanos(-1);
+    let err = store.insert_usage(&[negative]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
+    let mut nul = good.clone();
+    nul.model = "qwen\0plus".into();
+    assert!(matches!(store.insert_usage(&[nul]).await.unwrap_err(), StoreError::Invalid { .. }));
+    let mut huge = good.clone();
+    huge.usage.prompt = u64::MAX;
+    assert!(matches!(store.insert_usage(&[huge]).await.unwrap_err(), StoreError::Invalid { .. }));
+
+    assert_eq!(store.insert_usage(&[good]).await.unwrap().inserted, 1);
+    assert_eq!(store.insert_usage(&[]).await.unwrap().inserted, 0);
+}
+
+store_suite!(
+    rollups_equal_ledger_sums_exactly,
+    spend_since_reads_the_rollups,
+    prune_deletes_in_batches_and_keeps_rollups,
+    a_refused_row_fails_the_whole_batch,
+);
