@@ -48,6 +48,11 @@ async fn openai_passes_its_fixtures() {
 }
 
 #[tokio::test]
+async fn anthropic_passes_its_fixtures() {
+    passes("anthropic.wasm", "anthropic").await;
+}
+
+#[tokio::test]
 async fn a_plugin_that_maps_a_field_wrongly_fails_with_a_clear_report() {
     // plugins/mismapped: the openai plugin (it names itself `openai`) sending `max_token`.
     let (output, report) = check("test/mismapped.wasm").await;
