@@ -26,7 +26,8 @@ def main() -> int:
             {"role": "user", "content": "Who are you?"},
         ],
         temperature=0.7,
-        extra_body={"enable_thinking": False},
+        # A DashScope extra, passed through to the provider: only qwen knows it.
+        extra_body={"enable_thinking": False} if model.startswith("qwen:") else None,
     )
     text = chat.choices[0].message.content
     assert text, f"empty content: {chat!r}"
