@@ -71,7 +71,8 @@ impl StoreError {
         match self {
             StoreError::Database(e) => sqlx_error_is_retryable(e),
             StoreError::Connect { .. } | StoreError::Spool { .. } | StoreError::SpoolLocked(_) => true,
-            StoreError::Migrate(_) => true,
+            StoreError::Migrate(sqlx::migrate::MigrateError::Execute(e)) => sqlx_error_is_retryable(e),
+            StoreError::Migrate(_) => false,
             StoreError::UnsupportedUrl(_)
             | StoreError::DataDir { .. }
             | StoreError::Conflict { .. }

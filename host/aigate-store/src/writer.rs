@@ -149,13 +149,16 @@ struct Shared {
 impl UsageWriter {
     /// Opens the spool in `spool_dir` (creating it; one process per folder,
     /// enforced by a lock file) and starts the background task on the current
-    /// tokio runtime. The task first replays batches a previous process left
-    /// in the spool. The join handle ends after [`UsageWriter::shutdown`], or
-    /// once every handle is dropped and the queue is drained.
+    /// tokio runtime (outside one: [`StoreError::Invalid`]). The task first
+    /// replays batches a previous process left in the spool. The join handle
+    /// ends after [`UsageWriter::shutdown`], or once every handle is dropped
+    /// and the queue is drained.
     pub fn start<R>(repo: R, spool_dir: &Path, options: WriterOptions) -> Result<(UsageWriter, JoinHandle<()>), StoreError>
     where
         R: UsageRepo + 'static,
     {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| StoreError::invalid("usage writer start", format!("needs a tokio runtime: {e}")))?;
         let spool = Arc::new(Spool::open(spool_dir)?);
         let options = WriterOptions {
             batch_size: options.batch_size.max(1),
@@ -178,7 +181,7 @@ impl UsageWriter {
             backoff: Duration::ZERO,
             options,
         };
-        let join = tokio::spawn(task.run());
+        let join = runtime.spawn(task.run());
         let shared = Shared { tx, spool, counters, shutdown: shutdown_tx, done: done_rx };
         Ok((UsageWriter { shared: Arc::new(shared) }, join))
     }
@@ -232,8 +235,9 @@ impl UsageWriter {
     }
 
     /// Whether batches are waiting in the spool (the database was down).
+    /// Reads the spool folder: for health checks and tests, not hot paths.
     pub fn spool_pending(&self) -> bool {
-        self.shared.spool.is_dirty()
+        self.shared.spool.is_dirty() || self.shared.spool.pending().map_or(true, |files| !files.is_empty())
     }
 }
 
