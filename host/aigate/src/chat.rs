@@ -184,6 +184,8 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
         first_token: None,
         error: None,
         emitted: false,
+        prompt_estimate: estimate_prompt_tokens(&canonical),
+        produced: 0,
     };
     // Decode until the first client-visible bytes before answering: an error
     // that comes before any content (an error event, a plugin fault) then gets
@@ -201,6 +203,28 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     provider_headers(&mut response, &route);
     Ok(response)
+}
+
+/// ~4 characters a token over the messages' text: only used when a stream
+/// ends before the provider reported its own count.
+fn estimate_prompt_tokens(request: &aigate_plugins::canonical::ChatRequest) -> u32 {
+    use aigate_plugins::canonical::{ContentPart, MessageContent};
+    let chars: usize = request
+        .messages
+        .iter()
+        .map(|m| match &m.content {
+            Some(MessageContent::Text(t)) => t.len(),
+            Some(MessageContent::Parts(parts)) => parts
+                .iter()
+                .map(|p| match p {
+                    ContentPart::Text(t) => t.len(),
+                    ContentPart::Image(_) => 0,
+                })
+                .sum(),
+            None => 0,
+        })
+        .sum();
+    u32::try_from(chars.div_ceil(4).max(1)).unwrap_or(u32::MAX)
 }
 
 trait ModelOr {
@@ -276,6 +300,12 @@ struct Relay {
     error: Option<ApiError>,
     /// Whether any chunk was queued for the client.
     emitted: bool,
+    /// Until the provider reports usage (at the end), a client that leaves is
+    /// metered with these estimates: the prompt at ~4 characters a token, and
+    /// one token per content chunk relayed (providers stream about one token
+    /// per chunk).
+    prompt_estimate: u32,
+    produced: u32,
 }
 
 impl Relay {
@@ -351,6 +381,23 @@ impl Relay {
                     if chunk.raw_cost.is_some() {
                         r.raw_cost = chunk.raw_cost.clone();
                     }
+                }
+            }
+            let has_content = chunk.choices.iter().any(|c| {
+                c.content.as_deref().is_some_and(|s| !s.is_empty())
+                    || c.reasoning_content.as_deref().is_some_and(|s| !s.is_empty())
+                    || !c.tool_calls.is_empty()
+            });
+            if has_content && self.usage.is_none() {
+                self.produced = self.produced.saturating_add(1);
+                if let Some(r) = self.meter.record.as_mut() {
+                    r.usage = Some(Usage {
+                        prompt_tokens: self.prompt_estimate,
+                        completion_tokens: self.produced,
+                        total_tokens: self.prompt_estimate.saturating_add(self.produced),
+                        cached_tokens: None,
+                        reasoning_tokens: None,
+                    });
                 }
             }
             if self.first_token.is_none()

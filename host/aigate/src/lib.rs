@@ -8,6 +8,7 @@ pub mod admin;
 pub mod auth;
 pub mod billing;
 pub mod chat;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod metering;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use aigate::cli::{AdminCommand, KeysCommand, OrgsCommand, PricesCommand};
 use aigate::config::{Config, ProcessEnv};
 use aigate::Gateway;
 use clap::{Parser, Subcommand};
@@ -28,6 +29,34 @@ enum Command {
     Serve,
     /// Check the configuration and print the effective settings.
     CheckConfig,
+    /// Apply the database migrations (`serve` also does).
+    Migrate,
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Manage price rules.
+    Prices {
+        #[command(subcommand)]
+        command: PricesCommand,
+    },
+    /// Show an org's usage and billed cost (from the daily rollups).
+    Usage {
+        #[arg(long)]
+        org: String,
+        /// First day, YYYY-MM-DD (default: 30 days ago).
+        #[arg(long)]
+        from: Option<String>,
+        /// Day after the last, YYYY-MM-DD (default: tomorrow).
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Manage organisations.
+    Orgs {
+        #[command(subcommand)]
+        command: OrgsCommand,
+    },
     /// Work with plugin components.
     Plugin {
         #[command(subcommand)]
@@ -78,7 +107,8 @@ fn plugin_check(file: &std::path::Path, fixtures: Option<PathBuf>) -> ExitCode {
 
 fn init_logging(json: bool) {
     let filter = EnvFilter::try_from_env("AIGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Logs go to stderr: stdout carries command output (a new key, JSON).
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -141,29 +171,58 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Plugin { .. } => ExitCode::SUCCESS,
-        Command::Serve => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("aigate: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(serve(config)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("aigate: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+        Command::Serve => block_on(serve(config)),
+        Command::Migrate => block_on(aigate::cli::run(&config, AdminCommand::Migrate)),
+        Command::Keys { command } => block_on(aigate::cli::run(&config, AdminCommand::Keys(command))),
+        Command::Prices { command } => block_on(aigate::cli::run(&config, AdminCommand::Prices(command))),
+        Command::Usage { org, from, to } => block_on(aigate::cli::run(&config, AdminCommand::Usage { org, from, to })),
+        Command::Orgs { command } => block_on(aigate::cli::run(&config, AdminCommand::Orgs(command))),
+    }
+}
+
+/// Runs a command on a fresh runtime; an error is printed and exits 1.
+fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("aigate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("aigate: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // First start on an empty database: a dev org and key, printed once.
+    let dev_key = {
+        let store = aigate::server::open_store(&config).await?;
+        let key = aigate::admin::ensure_dev_key(&store).await?;
+        if key.is_some() {
+            match aigate::admin::seed_prices(&store, std::path::Path::new(aigate::admin::DEFAULT_PRICE_FILE)).await {
+                Ok(n) => tracing::info!(rules = n, "new database: created org `dev` and seeded the default price rules"),
+                Err(e) => tracing::warn!("new database: default price rules not seeded ({e}); run `aigate prices seed`"),
+            }
+        }
+        store.close().await;
+        key
+    };
     let gateway = Gateway::start(config, Arc::new(ProcessEnv)).await?;
-    println!("AIGate is listening on http://{}", gateway.local_addr());
-    println!("Try: curl http://{}/v1/models", gateway.local_addr());
+    let addr = gateway.local_addr();
+    println!("AIGate is listening on http://{addr}");
+    match dev_key {
+        Some(k) => {
+            println!("Dev API key for org `dev` (shown once, store it now):");
+            println!("  {}", k.key);
+            println!("Try: curl http://{addr}/v1/models -H 'Authorization: Bearer {}'", k.key);
+        }
+        None => println!("Get an API key with: aigate keys create --org NAME (prints the key once)"),
+    }
     let stop = gateway.stopper();
     tokio::spawn(async move {
         shutdown_signal().await;

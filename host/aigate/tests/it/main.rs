@@ -15,4 +15,5 @@ mod models;
 mod plugin_check;
 mod sdk;
 mod streaming;
+mod tenancy;
 mod trusted;

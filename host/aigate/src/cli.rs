@@ -1,0 +1,149 @@
+//! The operator subcommands of the `aigate` binary: `migrate`, `keys`,
+//! `prices`, `usage`, `orgs`. Each runs one [`crate::admin`] operation
+//! against the configured database and prints the result.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use crate::admin::{self, CreateKey, OrgSettings, SetPrice, UsageQuery};
+use crate::config::Config;
+use crate::server::open_store;
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key (and its org if needed). The key is printed once, on the last line.
+    Create {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Expire the key after this many days.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+        /// Requests per minute allowed for this key.
+        #[arg(long)]
+        rpm: Option<u32>,
+        /// Tokens per minute allowed for this key.
+        #[arg(long)]
+        tpm: Option<u64>,
+    },
+    /// List an org's keys (prefixes only: keys are stored hashed).
+    List {
+        #[arg(long)]
+        org: String,
+    },
+    /// Revoke the key with this prefix (as `keys list` shows it).
+    Revoke { prefix: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PricesCommand {
+    /// Load the default price rules (prices/qwen-intl-usd.toml, or --file).
+    Seed {
+        #[arg(long, default_value = admin::DEFAULT_PRICE_FILE)]
+        file: PathBuf,
+    },
+    /// Set a price rule: prices per million tokens, as decimals.
+    Set {
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        model: String,
+        #[arg(long, allow_hyphen_values = true)]
+        input: String,
+        #[arg(long, allow_hyphen_values = true)]
+        output: String,
+        #[arg(long, allow_hyphen_values = true)]
+        cached_input: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        reasoning_output: Option<String>,
+        /// Only for this org (default: every org).
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long)]
+        currency: Option<String>,
+        /// RFC 3339 (default: now).
+        #[arg(long)]
+        effective_from: Option<String>,
+    },
+    /// List every price rule.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgsCommand {
+    /// Set an org's markup (basis points) and/or monthly budget.
+    Set {
+        org: String,
+        #[arg(long)]
+        markup_bps: Option<u32>,
+        /// Decimal amount, or "none".
+        #[arg(long)]
+        monthly_budget: Option<String>,
+    },
+}
+
+/// What an admin subcommand asks for.
+#[derive(Debug)]
+pub enum AdminCommand {
+    Migrate,
+    Keys(KeysCommand),
+    Prices(PricesCommand),
+    Usage { org: String, from: Option<String>, to: Option<String> },
+    Orgs(OrgsCommand),
+}
+
+/// Prints a line on stdout; a closed pipe (`| head`) is not an error.
+fn out(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    out(serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// Runs one admin command against the configured database.
+pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let result = run_on(config, &store, command).await;
+    store.close().await;
+    result
+}
+
+async fn run_on(config: &Config, store: &aigate_store::Store, command: AdminCommand) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::Migrate => out(format!("migrations applied ({})", store.backend())),
+        AdminCommand::Keys(KeysCommand::Create { org, name, expires_in_days, rpm, tpm }) => {
+            let key = admin::create_key(store, &CreateKey { org, name, expires_in_days, rpm, tpm }).await?;
+            eprintln!("org {}: key {} created (prefix {}). Store it now: it is not shown again.", key.org, key.name, key.prefix);
+            out(&key.key);
+        }
+        AdminCommand::Keys(KeysCommand::List { org }) => print_json(&admin::list_keys(store, &org).await?)?,
+        AdminCommand::Keys(KeysCommand::Revoke { prefix }) => {
+            admin::revoke_key(store, &prefix).await?;
+            out(format!("revoked {prefix} (every replica stops accepting it within the key cache TTL)"));
+        }
+        AdminCommand::Prices(PricesCommand::Seed { file }) => {
+            let n = admin::seed_prices(store, &file).await?;
+            out(format!("{n} price rules loaded from {}", file.display()));
+        }
+        AdminCommand::Prices(PricesCommand::Set { provider, model, input, output, cached_input, reasoning_output, org, currency, effective_from }) => {
+            let rule = admin::set_price(
+                store,
+                &SetPrice { provider, model, input, output, cached_input, reasoning_output, org, currency, effective_from },
+                &config.billing.currency,
+            )
+            .await?;
+            print_json(&rule)?;
+        }
+        AdminCommand::Prices(PricesCommand::List) => print_json(&admin::list_prices(store).await?)?,
+        AdminCommand::Usage { org, from, to } => print_json(&admin::usage(store, &UsageQuery { org, from, to }).await?)?,
+        AdminCommand::Orgs(OrgsCommand::Set { org, markup_bps, monthly_budget }) => {
+            print_json(&admin::update_org(store, &org, &OrgSettings { markup_bps, monthly_budget }).await?)?;
+        }
+    }
+    Ok(())
+}
