@@ -1,4 +1,6 @@
-//! The canonical chat format: the types of `aigate:provider/types@0.1.0`, generated from the WIT.
+//! The canonical chat format: the types of `aigate:provider/types@0.2.0` (the newest contract,
+//! the only one the host implements for real), generated from the WIT. Plugins built against an
+//! older contract are adapted to these types by [`crate::compat_0_1`].
 //!
 //! The WIT contract *is* the canonical format, so the host uses the very types `bindgen!` generates
 //! for the plugin boundary instead of a hand-written copy that could drift. Every type is `Clone`,
@@ -13,7 +15,7 @@
 mod generated {
     wasmtime::component::bindgen!({
         world: "provider",
-        path: "../../wit/provider@0.1.0",
+        path: "../../wit/provider@0.2.0",
         exports: { default: async },
         additional_derives: [PartialEq],
     });

@@ -63,16 +63,18 @@ pub enum LoadError {
     /// The component does not fit the host: it does not export `aigate:provider/adapter` at a
     /// version this host accepts, or it imports something the host does not provide.
     #[error(
-        "plugin {origin} does not implement the aigate:provider@{host} contract this host speaks \
-         ({message})",
-        host = crate::CONTRACT_VERSION
+        "plugin {origin} does not implement an aigate:provider contract this host speaks \
+         ({hosts}) ({message})",
+        hosts = crate::SUPPORTED_CONTRACTS.join(", ")
     )]
     Contract { origin: String, message: String },
     /// `describe` says the plugin was built against a contract version this host does not accept.
     #[error(
         "plugin {origin} was built against contract version {plugin_contract}, but this host \
-         accepts {host} (compatible: same major version, and the same minor while the major is 0)",
-        host = crate::CONTRACT_VERSION
+         implements {host} and accepts {accepted} (same major and minor version; see \
+         docs/plugins.md for the versioning policy)",
+        host = crate::CONTRACT_VERSION,
+        accepted = crate::SUPPORTED_CONTRACTS.iter().map(|v| format!("{}.x", v.rsplit_once('.').map_or(*v, |(mm, _)| mm))).collect::<Vec<_>>().join(", ")
     )]
     IncompatibleContract {
         origin: String,
@@ -194,11 +196,11 @@ mod tests {
     fn incompatible_contract_names_both_versions() {
         let e = LoadError::IncompatibleContract {
             origin: "x.wasm".into(),
-            plugin_contract: "0.2.0".into(),
+            plugin_contract: "9.1.0".into(),
         };
         let s = e.to_string();
         assert!(
-            s.contains("0.2.0") && s.contains(crate::CONTRACT_VERSION),
+            s.contains("9.1.0") && s.contains(crate::CONTRACT_VERSION) && s.contains("0.1.x"),
             "{s}"
         );
     }

@@ -18,6 +18,7 @@ use crate::canonical::{
     self, ChatRequest, ChatResponse, HttpRequest, HttpResponse, ModelInfo, PluginInfo, Provider,
     ProviderError, ProviderPre, SseEvent, StreamChunk,
 };
+use crate::compat_0_1;
 use crate::error::PluginFault;
 use crate::output::CapturedOutput;
 use crate::runtime::RuntimeInner;
@@ -33,8 +34,21 @@ pub struct LoadedPlugin {
     source: String,
     loaded_at: OffsetDateTime,
     from_cache: bool,
-    pre: ProviderPre<StoreState>,
+    pre: AnyPre,
     runtime: Arc<RuntimeInner>,
+}
+
+/// A pre-linked component with the bindings of the contract version it exports: the current
+/// one, or an older one whose results [`compat_0_1`] adapts. Chosen once at load time.
+pub(crate) enum AnyPre {
+    Current(ProviderPre<StoreState>),
+    V0_1(compat_0_1::ProviderPre<StoreState>),
+}
+
+/// The instantiated counterpart of [`AnyPre`].
+enum Bindings {
+    Current(Provider),
+    V0_1(compat_0_1::Provider),
 }
 
 impl fmt::Debug for LoadedPlugin {
@@ -56,7 +70,7 @@ impl LoadedPlugin {
         source: String,
         loaded_at: OffsetDateTime,
         from_cache: bool,
-        pre: ProviderPre<StoreState>,
+        pre: AnyPre,
         runtime: Arc<RuntimeInner>,
     ) -> Self {
         LoadedPlugin {
@@ -149,17 +163,27 @@ impl fmt::Debug for PluginInstance {
     }
 }
 
-/// Run one export call inside the sandbox's limits: `call!(sandbox, |guest, store| expr)`.
+/// Run one export call inside the sandbox's limits:
+/// `call!(sandbox, |guest, store| current_call, v0_1_call)`, where the second future calls a
+/// 0.1.0 plugin and converts its result to the current types ([`compat_0_1`]).
 /// A macro rather than a function because the call's future borrows both the bindings and the
 /// store, which a closure-returning-future signature cannot express without boxing.
 macro_rules! call {
-    ($sandbox:expr, |$guest:ident, $store:ident| $call:expr) => {{
+    ($sandbox:expr, |$guest:ident, $store:ident| $current:expr, $v0_1:expr) => {{
         let sandbox: &mut Sandbox = $sandbox;
         sandbox.begin()?;
         let wall = sandbox.runtime.config.wall_timeout;
-        let $guest = sandbox.bindings.aigate_provider_adapter();
         let $store = &mut sandbox.store;
-        let outcome = tokio::time::timeout(wall, $call).await;
+        let outcome = match &sandbox.bindings {
+            Bindings::Current(bindings) => {
+                let $guest = bindings.aigate_provider_adapter();
+                tokio::time::timeout(wall, $current).await
+            }
+            Bindings::V0_1(bindings) => {
+                let $guest = bindings.aigate_provider_adapter();
+                tokio::time::timeout(wall, $v0_1).await
+            }
+        };
         sandbox.end(outcome)
     }};
 }
@@ -181,8 +205,15 @@ impl PluginInstance {
         base_url: &str,
         request: &ChatRequest,
     ) -> Result<Result<HttpRequest, ProviderError>, PluginFault> {
-        let result = call!(&mut self.sandbox, |guest, store| guest
-            .call_build_request(store, base_url, request))?;
+        let result = call!(
+            &mut self.sandbox,
+            |guest, store| guest.call_build_request(store, base_url, request),
+            async {
+                let request = compat_0_1::chat_request(request);
+                let result = guest.call_build_request(store, base_url, &request).await;
+                result.map(|r| compat_0_1::result(r, compat_0_1::http_request))
+            }
+        )?;
         self.sandbox.check(&result, |r| {
             validate::provider_result(r, validate::http_request)
         })?;
@@ -195,8 +226,15 @@ impl PluginInstance {
         &mut self,
         response: &HttpResponse,
     ) -> Result<Result<ChatResponse, ProviderError>, PluginFault> {
-        let result = call!(&mut self.sandbox, |guest, store| guest
-            .call_parse_response(store, response))?;
+        let result = call!(
+            &mut self.sandbox,
+            |guest, store| guest.call_parse_response(store, response),
+            async {
+                let response = compat_0_1::http_response(response);
+                let result = guest.call_parse_response(store, &response).await;
+                result.map(|r| compat_0_1::result(r, compat_0_1::chat_response))
+            }
+        )?;
         self.sandbox.check(&result, |r| {
             validate::provider_result(r, validate::chat_response)
         })?;
@@ -209,8 +247,14 @@ impl PluginInstance {
         &mut self,
         base_url: &str,
     ) -> Result<Option<HttpRequest>, PluginFault> {
-        let result = call!(&mut self.sandbox, |guest, store| guest
-            .call_build_models_request(store, base_url))?;
+        let result = call!(
+            &mut self.sandbox,
+            |guest, store| guest.call_build_models_request(store, base_url),
+            async {
+                let result = guest.call_build_models_request(store, base_url).await;
+                result.map(|r| r.map(compat_0_1::http_request))
+            }
+        )?;
         self.sandbox.check(&result, |r| {
             r.as_ref().map_or(Ok(()), validate::http_request)
         })?;
@@ -222,8 +266,15 @@ impl PluginInstance {
         &mut self,
         response: &HttpResponse,
     ) -> Result<Result<Vec<ModelInfo>, ProviderError>, PluginFault> {
-        let result = call!(&mut self.sandbox, |guest, store| guest
-            .call_parse_models(store, response))?;
+        let result = call!(
+            &mut self.sandbox,
+            |guest, store| guest.call_parse_models(store, response),
+            async {
+                let response = compat_0_1::http_response(response);
+                let result = guest.call_parse_models(store, &response).await;
+                result.map(|r| compat_0_1::result(r, compat_0_1::models))
+            }
+        )?;
         self.sandbox.check(&result, |r| {
             validate::provider_result(r, |m| validate::models(m))
         })?;
@@ -234,9 +285,11 @@ impl PluginInstance {
     /// asked for, as sent upstream. The decoder owns the instance (and its store) until the
     /// stream ends; the stateful guest decoder lives in that store.
     pub async fn stream_decoder(mut self, model: &str) -> Result<StreamDecoder, PluginFault> {
-        let handle = call!(&mut self.sandbox, |guest, store| guest
-            .stream_decoder()
-            .call_constructor(store, model))?;
+        let handle = call!(
+            &mut self.sandbox,
+            |guest, store| guest.stream_decoder().call_constructor(store, model),
+            guest.stream_decoder().call_constructor(store, model)
+        )?;
         Ok(StreamDecoder {
             plugin: self.plugin,
             sandbox: self.sandbox,
@@ -274,9 +327,15 @@ impl StreamDecoder {
         event: &SseEvent,
     ) -> Result<Result<Vec<StreamChunk>, ProviderError>, PluginFault> {
         let handle = self.handle;
-        let result = call!(&mut self.sandbox, |guest, store| guest
-            .stream_decoder()
-            .call_push(store, handle, event))?;
+        let result = call!(
+            &mut self.sandbox,
+            |guest, store| guest.stream_decoder().call_push(store, handle, event),
+            async {
+                let event = compat_0_1::sse_event(event);
+                let result = guest.stream_decoder().call_push(store, handle, &event).await;
+                result.map(|r| compat_0_1::result(r, compat_0_1::chunks))
+            }
+        )?;
         self.sandbox.check(&result, |r| {
             validate::provider_result(r, |c| validate::stream_chunks(c))
         })?;
@@ -286,9 +345,14 @@ impl StreamDecoder {
     /// The upstream stream ended: flush whatever the decoder held back.
     pub async fn finish(&mut self) -> Result<Result<Vec<StreamChunk>, ProviderError>, PluginFault> {
         let handle = self.handle;
-        let result = call!(&mut self.sandbox, |guest, store| guest
-            .stream_decoder()
-            .call_finish(store, handle))?;
+        let result = call!(
+            &mut self.sandbox,
+            |guest, store| guest.stream_decoder().call_finish(store, handle),
+            async {
+                let result = guest.stream_decoder().call_finish(store, handle).await;
+                result.map(|r| compat_0_1::result(r, compat_0_1::chunks))
+            }
+        )?;
         self.sandbox.check(&result, |r| {
             validate::provider_result(r, |c| validate::stream_chunks(c))
         })?;
@@ -323,6 +387,7 @@ impl WasiView for StoreState {
 }
 
 impl canonical::types_interface::Host for StoreState {}
+impl compat_0_1::types_interface::Host for StoreState {}
 
 /// [`StoreLimits`] that also remembers whether it refused a memory growth, so the trap that
 /// follows (directly, or a Rust allocator abort) is reported as out-of-memory.
@@ -382,14 +447,14 @@ pub(crate) struct Sandbox {
     label: String,
     runtime: Arc<RuntimeInner>,
     store: Store<StoreState>,
-    bindings: Provider,
+    bindings: Bindings,
     fault: Option<PluginFault>,
 }
 
 impl Sandbox {
     pub(crate) async fn new(
         runtime: &Arc<RuntimeInner>,
-        pre: &ProviderPre<StoreState>,
+        pre: &AnyPre,
         label: &str,
     ) -> Result<Sandbox, PluginFault> {
         let config = &runtime.config;
@@ -433,8 +498,13 @@ impl Sandbox {
         });
         store.set_epoch_deadline(1);
 
-        let outcome =
-            tokio::time::timeout(config.wall_timeout, pre.instantiate_async(&mut store)).await;
+        let instantiate = async {
+            match pre {
+                AnyPre::Current(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Current),
+                AnyPre::V0_1(pre) => pre.instantiate_async(&mut store).await.map(Bindings::V0_1),
+            }
+        };
+        let outcome = tokio::time::timeout(config.wall_timeout, instantiate).await;
         let error = match outcome {
             Ok(Ok(bindings)) => {
                 return Ok(Sandbox {
@@ -463,7 +533,11 @@ impl Sandbox {
 
     /// Call `describe` (at load time).
     pub(crate) async fn describe(&mut self) -> Result<PluginInfo, PluginFault> {
-        call!(self, |guest, store| guest.call_describe(store))
+        call!(
+            self,
+            |guest, store| guest.call_describe(store),
+            async { guest.call_describe(store).await.map(compat_0_1::plugin_info) }
+        )
     }
 
     /// Refuse to enter a poisoned instance; otherwise give the call a full CPU budget.

@@ -1,5 +1,6 @@
 //! AIGate's plugin runtime: provider plugins are WebAssembly components implementing the
-//! `aigate:provider@0.1.0` contract (`wit/provider@0.1.0/provider.wit`), run in a sandbox.
+//! `aigate:provider` contract (`wit/provider@<version>/provider.wit`: 0.2.0, or 0.1.0 through an
+//! adapter, see [`SUPPORTED_CONTRACTS`]), run in a sandbox.
 //!
 //! This is the only crate that links wasmtime. The rest of the host sees the canonical types
 //! ([`canonical`]), the runtime ([`PluginRuntime`]), loaded plugins ([`LoadedPlugin`]), per-request
@@ -43,6 +44,7 @@
 //! adds them to the requests the plugin builds, per the plugin's declared auth scheme.
 
 pub mod canonical;
+mod compat_0_1;
 pub mod conformance;
 mod error;
 mod instance;
@@ -56,22 +58,24 @@ pub use instance::{LoadedPlugin, PluginInstance, StreamDecoder};
 pub use registry::{DEBOUNCE, PluginRegistry, PluginStatus, WatchGuard};
 pub use runtime::{PluginRuntime, RuntimeConfig};
 
-/// The contract version this host implements. It accepts plugins built against any
-/// semver-compatible version: `0.1.x` while the major version is 0 (see [`contract_compatible`]).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+/// The contract version this host implements for real (the canonical types are its types).
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
-/// Whether a plugin built against contract version `version` can be loaded by this host:
-/// the same major version as [`CONTRACT_VERSION`] and, while that is 0, the same minor version
-/// (semver's rule for 0.x: every minor release may break). Text that is not semver is never
-/// compatible.
+/// Every contract version this host loads plugins for, newest first: [`CONTRACT_VERSION`] and
+/// the older versions adapted to it (`compat_0_1`). The policy is in `docs/plugins.md`.
+pub const SUPPORTED_CONTRACTS: &[&str] = &[CONTRACT_VERSION, "0.1.0"];
+
+/// Whether a plugin built against contract version `version` can be loaded by this host: the
+/// same major and minor version as one of [`SUPPORTED_CONTRACTS`] (patch versions never change
+/// the contract's shape). Text that is not semver is never compatible.
 pub fn contract_compatible(version: &str) -> bool {
-    let (Ok(plugin), Ok(host)) = (
-        semver::Version::parse(version),
-        semver::Version::parse(CONTRACT_VERSION),
-    ) else {
+    let Ok(plugin) = semver::Version::parse(version) else {
         return false;
     };
-    plugin.major == host.major && (host.major != 0 || plugin.minor == host.minor)
+    SUPPORTED_CONTRACTS.iter().any(|supported| {
+        semver::Version::parse(supported)
+            .is_ok_and(|host| plugin.major == host.major && plugin.minor == host.minor)
+    })
 }
 
 #[cfg(test)]
@@ -80,10 +84,10 @@ mod tests {
 
     #[test]
     fn contract_compatibility_follows_semver_for_0_x() {
-        for ok in ["0.1.0", "0.1.1", "0.1.7-rc.1"] {
+        for ok in ["0.2.0", "0.2.3", "0.1.0", "0.1.1", "0.1.7-rc.1"] {
             assert!(contract_compatible(ok), "{ok}");
         }
-        for bad in ["0.2.0", "1.1.0", "0.0.9", "0.1", "", "v0.1.0"] {
+        for bad in ["0.3.0", "1.1.0", "9.1.0", "0.0.9", "0.1", "", "v0.1.0"] {
             assert!(!contract_compatible(bad), "{bad}");
         }
     }

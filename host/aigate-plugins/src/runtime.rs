@@ -14,9 +14,9 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::canonical::{self, PluginInfo, ProviderPre};
-use crate::contract_compatible;
 use crate::error::{LoadError, RuntimeError};
-use crate::instance::{LoadedPlugin, Sandbox, StoreState};
+use crate::instance::{AnyPre, LoadedPlugin, Sandbox, StoreState};
+use crate::{compat_0_1, contract_compatible};
 
 /// How often the ticker thread advances the engine's epoch. A plugin's CPU budget is counted in
 /// these ticks, so this is also the granularity of [`RuntimeConfig::cpu_timeout`].
@@ -120,12 +120,15 @@ impl PluginRuntime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| RuntimeError::Linker {
             message: format!("{e:#}"),
         })?;
-        // The contract's `types` interface holds only types, but the component still imports it.
-        canonical::types_interface::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(
-            |e| RuntimeError::Linker {
+        // The contract's `types` interface holds only types, but the component still imports it,
+        // at the version it was built against: provide every supported one.
+        canonical::types_interface::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .and_then(|()| {
+                compat_0_1::types_interface::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            })
+            .map_err(|e| RuntimeError::Linker {
                 message: format!("{e:#}"),
-            },
-        )?;
+            })?;
 
         if let Some(dir) = &config.cache_dir {
             std::fs::create_dir_all(dir).map_err(|source| RuntimeError::CacheDir {
@@ -178,7 +181,8 @@ impl PluginRuntime {
     ///    it exists (about a millisecond). A cache file that cannot be used is ignored and
     ///    rewritten.
     /// 2. Pre-link against the host's linker (`InstancePre`): type-checks the component against
-    ///    the `aigate:provider@0.1.x` world once, so each request only instantiates.
+    ///    the `aigate:provider` world of the contract version the component exports (0.2.x, or
+    ///    0.1.x through the [`compat_0_1`] adapter) once, so each request only instantiates.
     /// 3. Validate: instantiate once, call `describe`, and check the facts: the contract version
     ///    must be compatible with [`crate::CONTRACT_VERSION`] (see [`contract_compatible`]), the name a
     ///    lowercase identifier (`[a-z0-9][a-z0-9._-]*`, at most 64 bytes), the version semver,
@@ -202,15 +206,7 @@ impl PluginRuntime {
         })?;
         let (component, from_cache, hash) = compiled?;
 
-        let pre = self
-            .inner
-            .linker
-            .instantiate_pre(&component)
-            .and_then(ProviderPre::new)
-            .map_err(|e| LoadError::Contract {
-                origin: origin.clone(),
-                message: format!("{e:#}"),
-            })?;
+        let pre = self.pre_link(&origin, &component)?;
 
         let mut sandbox = Sandbox::new(&self.inner, &pre, &origin)
             .await
@@ -227,6 +223,20 @@ impl PluginRuntime {
             })?;
         drop(sandbox);
         validate_info(&origin, &info)?;
+        let exported = match &pre {
+            AnyPre::Current(_) => crate::CONTRACT_VERSION,
+            AnyPre::V0_1(_) => compat_0_1::VERSION,
+        };
+        if !same_minor(&info.contract_version, exported) {
+            return Err(LoadError::InvalidInfo {
+                origin,
+                what: format!(
+                    "describe reports contract version {}, but the component exports \
+                     aigate:provider/adapter@{exported}",
+                    info.contract_version
+                ),
+            });
+        }
 
         tracing::debug!(
             plugin = %info.name,
@@ -245,6 +255,60 @@ impl PluginRuntime {
             pre,
             Arc::clone(&self.inner),
         )))
+    }
+}
+
+impl PluginRuntime {
+    /// Pre-link the component with the bindings of the contract version it exports (the
+    /// current one, or an older one adapted by [`compat_0_1`]); any other version is refused
+    /// with a message naming it and the versions this host accepts.
+    fn pre_link(&self, origin: &str, component: &Component) -> Result<AnyPre, LoadError> {
+        const ADAPTER: &str = "aigate:provider/adapter@";
+        let ty = component.component_type();
+        let exported: Vec<String> = ty
+            .exports(&self.inner.engine)
+            .filter_map(|(name, _)| name.strip_prefix(ADAPTER).map(str::to_owned))
+            .collect();
+        let contract_error = |message: String| LoadError::Contract {
+            origin: origin.to_owned(),
+            message,
+        };
+        let version = match exported.as_slice() {
+            [version] => version.clone(),
+            [] => {
+                return Err(contract_error(
+                    "the component exports no aigate:provider/adapter interface".to_owned(),
+                ));
+            }
+            many => {
+                return Err(contract_error(format!(
+                    "the component exports several adapter versions: {}",
+                    many.join(", ")
+                )));
+            }
+        };
+        let link = |e: wasmtime::Error| contract_error(format!("{e:#}"));
+        let instance_pre = self.inner.linker.instantiate_pre(component).map_err(link)?;
+        if same_minor(&version, crate::CONTRACT_VERSION) {
+            ProviderPre::new(instance_pre).map(AnyPre::Current).map_err(link)
+        } else if same_minor(&version, compat_0_1::VERSION) {
+            compat_0_1::ProviderPre::new(instance_pre)
+                .map(AnyPre::V0_1)
+                .map_err(link)
+        } else {
+            Err(LoadError::IncompatibleContract {
+                origin: origin.to_owned(),
+                plugin_contract: version,
+            })
+        }
+    }
+}
+
+/// Whether two semver texts share major and minor version (the unit the host has bindings for).
+fn same_minor(a: &str, b: &str) -> bool {
+    match (semver::Version::parse(a), semver::Version::parse(b)) {
+        (Ok(a), Ok(b)) => a.major == b.major && a.minor == b.minor,
+        _ => false,
     }
 }
 
@@ -498,7 +562,7 @@ mod tests {
         let info = PluginInfo {
             name: "x".into(),
             version: "1.0.0".into(),
-            contract_version: "0.2.0".into(),
+            contract_version: "0.3.0".into(),
             default_base_url: "https://example.com".into(),
             auth: canonical::AuthScheme::Bearer,
             models: vec![],

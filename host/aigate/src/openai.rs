@@ -580,6 +580,9 @@ struct DeltaOut<'a> {
     content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reasoning_content: Option<&'a str>,
+    /// A piece of a refusal (contract 0.2.0); absent when the plugin has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refusal: Option<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tool_calls: Vec<ToolCallDeltaOut<'a>>,
 }
@@ -624,6 +627,7 @@ pub fn chunk_event(ch: &c::StreamChunk, model: &str, include_usage: bool) -> Opt
                     role: d.role.as_ref().map(role_name),
                     content: d.content.as_deref(),
                     reasoning_content: d.reasoning_content.as_deref(),
+                    refusal: d.refusal.as_deref(),
                     tool_calls: d
                         .tool_calls
                         .iter()
@@ -711,5 +715,27 @@ mod tests {
         let line = String::from_utf8(chunk_event(&chunk, "qwen:m", true).unwrap()).unwrap();
         assert!(line.starts_with("data: {") && line.ends_with("\n\n"));
         assert!(line.contains(r#""total_tokens":3"#));
+    }
+
+    #[test]
+    fn a_streamed_refusal_reaches_the_client() {
+        let chunk = c::StreamChunk {
+            id: "x".into(),
+            created: 1,
+            model: "m".into(),
+            choices: vec![c::ChoiceDelta {
+                index: 0,
+                role: None,
+                content: None,
+                reasoning_content: None,
+                tool_calls: vec![],
+                finish_reason: None,
+                refusal: Some("I can't help with that.".into()),
+            }],
+            usage: None,
+            raw_cost: None,
+        };
+        let line = String::from_utf8(chunk_event(&chunk, "openai:m", false).unwrap()).unwrap();
+        assert!(line.contains(r#""delta":{"refusal":"I can't help with that."}"#), "{line}");
     }
 }

@@ -1,7 +1,7 @@
 //! Write AIGate provider plugins in Rust.
 //!
 //! A provider plugin is a WebAssembly component (`wasm32-wasip2`) that
-//! implements the `aigate:provider@0.1.0` contract (`wit/provider@0.1.0/` in
+//! implements the `aigate:provider@0.2.0` contract (`wit/provider@0.2.0/` in
 //! the AIGate repository): it translates the gateway's canonical chat format to
 //! one provider's HTTP wire format and back. It does no I/O; the host sends
 //! every request, adds every credential, applies every timeout and retry.
@@ -85,7 +85,7 @@ pub use provider::{ChunkDecoder, Provider};
 #[allow(missing_docs, unsafe_code, clippy::all, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit/provider@0.1.0",
+        path: "../../wit/provider@0.2.0",
         world: "provider",
         pub_export_macro: true,
         export_macro_name: "export",
@@ -101,7 +101,7 @@ pub use bindings::aigate::provider::types;
 
 /// The contract version this SDK implements; a plugin reports it in
 /// `PluginInfo::contract_version` so the host can pick the matching adapter.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// Exports a [`Provider`] implementation as the plugin's component exports.
 ///

@@ -206,6 +206,7 @@ fn empty_delta() -> ChoiceDelta {
         reasoning_content: None,
         tool_calls: Vec::new(),
         finish_reason: None::<FinishReason>,
+        refusal: None,
     }
 }
 

@@ -66,7 +66,7 @@ fn event(name: &str, data: Value) -> SseEvent {
 fn describe() {
     let info = Anthropic::describe();
     assert_eq!(info.name, "anthropic");
-    assert_eq!(info.contract_version, "0.1.0");
+    assert_eq!(info.contract_version, "0.2.0");
     assert_eq!(info.default_base_url, "https://api.anthropic.com/v1");
     assert_eq!(info.auth, AuthScheme::Header("x-api-key".to_string()));
     let ids: Vec<&str> = info.models.iter().map(|m| m.id.as_str()).collect();

@@ -97,7 +97,7 @@ mod tests {
     #[test]
     fn describe() {
         let info = OpenAi::describe();
-        assert_eq!((info.name.as_str(), info.contract_version.as_str()), ("openai", "0.1.0"));
+        assert_eq!((info.name.as_str(), info.contract_version.as_str()), ("openai", "0.2.0"));
         assert_eq!(info.default_base_url, "https://api.openai.com/v1");
         assert_eq!(info.auth, AuthScheme::Bearer);
         let ids: Vec<&str> = info.models.iter().map(|m| m.id.as_str()).collect();

@@ -21,7 +21,7 @@ fn error(status: u16, body: &str) -> ProviderError {
 fn describe() {
     let info = Qwen::describe();
     assert_eq!(info.name, "qwen");
-    assert_eq!(info.contract_version, "0.1.0");
+    assert_eq!(info.contract_version, "0.2.0");
     assert_eq!(info.default_base_url, "https://dashscope-intl.aliyuncs.com/compatible-mode/v1");
     assert_eq!(info.auth, AuthScheme::Bearer);
     assert_eq!(info.version, option_env!("AIGATE_PLUGIN_VERSION").unwrap_or(env!("CARGO_PKG_VERSION")));

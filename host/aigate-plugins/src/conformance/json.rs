@@ -372,6 +372,7 @@ pub fn stream_chunk(chunk: &StreamChunk) -> Value {
             "role": c.role.as_ref().map(role_name),
             "content": c.content,
             "reasoning_content": c.reasoning_content,
+            "refusal": c.refusal,
             "tool_calls": c.tool_calls.iter().map(|t| json!({
                 "index": t.index, "id": t.id, "name": t.name, "arguments": t.arguments,
             })).collect::<Vec<_>>(),

@@ -13,3 +13,4 @@ mod load;
 mod registry;
 mod support;
 mod trust;
+mod versions;

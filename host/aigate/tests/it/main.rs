@@ -7,6 +7,7 @@
 mod anthropic;
 mod bad_input;
 mod chat;
+mod contract_versions;
 mod contract;
 mod faults;
 mod harness;

@@ -137,6 +137,7 @@ impl StreamDecoder {
             reasoning_content: field("reasoning_content").or_else(|| field("reasoning")),
             tool_calls,
             finish_reason: finish_reason(value.get("finish_reason")),
+            refusal: field("refusal"),
         }
     }
 

@@ -514,6 +514,7 @@ fn delta(content: Option<&str>, role: Option<Role>, finish: Option<FinishReason>
         reasoning_content: None,
         tool_calls: vec![],
         finish_reason: finish,
+        refusal: None,
     }
 }
 
@@ -683,4 +684,14 @@ fn models_list_is_filtered_and_enriched() {
     assert_eq!((error.status, error.code.as_deref()), (401, Some("invalid_api_key")));
     let request = Dialect::OPENAI.build_models_request("http://localhost:11434/v1/");
     assert_eq!((request.method.as_str(), request.url.as_str()), ("GET", "http://localhost:11434/v1/models"));
+}
+
+#[test]
+fn streamed_refusal_is_kept() {
+    // Contract 0.2.0 added `choice-delta.refusal` so OpenAI's `delta.refusal` is not lost.
+    let mut decoder = Dialect::OPENAI.stream_decoder("gpt-4o".into());
+    let data = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"refusal":"I can't help with that."},"finish_reason":null}]}"#;
+    let chunks = push_all(&mut decoder, vec![SseEvent { event: None, data: data.into() }]);
+    assert_eq!(chunks[0].choices[0].refusal.as_deref(), Some("I can't help with that."));
+    assert_eq!(chunks[0].choices[0].content, None);
 }
