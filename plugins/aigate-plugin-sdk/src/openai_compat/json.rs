@@ -10,12 +10,12 @@ use serde_json::Value;
 use crate::types::{FinishReason, ToolCall, Usage};
 
 /// A string field; `None` when absent, `null` or not a string.
-pub(crate) fn str_field(value: &Value, key: &str) -> Option<String> {
+pub fn str_field(value: &Value, key: &str) -> Option<String> {
     value.get(key).and_then(Value::as_str).map(str::to_string)
 }
 
 /// A string field that may also be sent as a number (vLLM's error `code`).
-pub(crate) fn code_field(value: &Value, key: &str) -> Option<String> {
+pub fn code_field(value: &Value, key: &str) -> Option<String> {
     match value.get(key)? {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -25,26 +25,27 @@ pub(crate) fn code_field(value: &Value, key: &str) -> Option<String> {
 
 /// A token count; floats are truncated and huge values saturate, because a
 /// count off by a fraction is better than a failed response.
-pub(crate) fn u32_of(value: &Value) -> Option<u32> {
+pub fn u32_of(value: &Value) -> Option<u32> {
     if let Some(n) = value.as_u64() {
         return Some(u32::try_from(n).unwrap_or(u32::MAX));
     }
     value.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f.min(u32::MAX as f64) as u32)
 }
 
-pub(crate) fn u32_field(value: &Value, key: &str) -> Option<u32> {
+/// A token count field (see [`u32_of`]).
+pub fn u32_field(value: &Value, key: &str) -> Option<u32> {
     value.get(key).and_then(u32_of)
 }
 
 /// Unix seconds; 0 when the provider gave none (a plugin has no clock).
-pub(crate) fn created_field(value: &Value) -> Option<u64> {
+pub fn created_field(value: &Value) -> Option<u64> {
     let created = value.get("created")?;
     created.as_u64().or_else(|| created.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))
 }
 
 /// Message text: normally a string, but some compatible servers answer with
 /// a list of text parts, which are concatenated.
-pub(crate) fn text_content(value: Option<&Value>) -> Option<String> {
+pub fn text_content(value: Option<&Value>) -> Option<String> {
     match value? {
         Value::String(s) => Some(s.clone()),
         Value::Array(parts) => {
@@ -61,7 +62,9 @@ pub(crate) fn text_content(value: Option<&Value>) -> Option<String> {
     }
 }
 
-pub(crate) fn finish_reason(value: Option<&Value>) -> Option<FinishReason> {
+/// A finish reason (`stop`, `length`, `tool_calls`, `content_filter`; anything else as
+/// `other`); `None` when absent or `null`.
+pub fn finish_reason(value: Option<&Value>) -> Option<FinishReason> {
     let reason = value?.as_str()?;
     Some(match reason {
         "stop" => FinishReason::Stop,
@@ -74,7 +77,7 @@ pub(crate) fn finish_reason(value: Option<&Value>) -> Option<FinishReason> {
 
 /// Tool-call arguments are JSON text on the wire, but a few servers send the
 /// object itself; re-serialising it gives the text the contract expects.
-pub(crate) fn arguments_text(value: Option<&Value>) -> Option<String> {
+pub fn arguments_text(value: Option<&Value>) -> Option<String> {
     match value? {
         Value::Null => None,
         Value::String(s) => Some(s.clone()),
@@ -84,7 +87,7 @@ pub(crate) fn arguments_text(value: Option<&Value>) -> Option<String> {
 
 /// The tool calls of a non-stream message. DashScope adds an `index` to each;
 /// it is ignored because the list order is the order.
-pub(crate) fn tool_calls(value: Option<&Value>) -> Vec<ToolCall> {
+pub fn tool_calls(value: Option<&Value>) -> Vec<ToolCall> {
     let Some(calls) = value.and_then(Value::as_array) else {
         return Vec::new();
     };
@@ -107,7 +110,7 @@ pub(crate) fn tool_calls(value: Option<&Value>) -> Vec<ToolCall> {
 /// `prompt_cache_hit_tokens`; `reasoning_tokens` from
 /// `completion_tokens_details`. A missing total is the sum, so metering never
 /// sees a zero total for a call that used tokens.
-pub(crate) fn usage(value: Option<&Value>) -> Option<Usage> {
+pub fn usage(value: Option<&Value>) -> Option<Usage> {
     let usage = value.filter(|v| v.is_object())?;
     let prompt_tokens = u32_field(usage, "prompt_tokens").unwrap_or(0);
     let completion_tokens = u32_field(usage, "completion_tokens").unwrap_or(0);

@@ -13,7 +13,7 @@
 //! missing strings become empty.
 
 mod error;
-mod json;
+pub(crate) mod json;
 mod models;
 mod request;
 mod response;
