@@ -38,7 +38,7 @@ use crate::{LoadedPlugin, PluginFault, PluginRuntime};
 pub struct Report {
     /// The component file checked.
     pub file: PathBuf,
-    /// `name version (contract x.y.z)` once the plugin loaded.
+    /// `name version (contract x.y.z), sha256 <hex>` once the plugin loaded.
     pub plugin: Option<String>,
     /// The fixture folder used, if the provider has one.
     pub fixtures: Option<PathBuf>,
@@ -123,11 +123,13 @@ pub async fn check(runtime: &PluginRuntime, file: &Path, fixtures_root: Option<&
             return report;
         }
     };
+    // The hash is what `[plugins] trusted_hashes` pins.
     report.plugin = Some(format!(
-        "{} {} (contract {})",
+        "{} {} (contract {}), sha256 {}",
         plugin.name(),
         plugin.version(),
-        plugin.contract_version()
+        plugin.contract_version(),
+        plugin.hash()
     ));
     report.record("load", Ok(()));
     generic(&plugin, &mut report).await;
