@@ -27,6 +27,8 @@ use tokio::time::Instant;
 use crate::auth::Tenant;
 use crate::billing::Charge;
 use crate::error::ApiError;
+use crate::idempotency;
+use aigate_admission::{ClaimGuard, Reservation};
 use crate::metering::{Outcome, UsageRecord};
 use crate::openai;
 use crate::routing::Route;
@@ -85,6 +87,14 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, headers: Heade
     }
 }
 
+/// Work to do when a call ends: store or release the idempotency claim,
+/// settle the token reservation. Taken by the stream relay for streams.
+pub struct Finish {
+    /// Shared with the lease renewal while the call runs; sole owner after.
+    idempotency: Option<(Arc<ClaimGuard>, String)>,
+    reservation: Option<Reservation>,
+}
+
 async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let started = Instant::now();
     let tenant = state.auth.authenticate(&headers).await?;
@@ -94,12 +104,121 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
         ApiError::invalid_json(format!("The request body is not valid UTF-8 (at byte {}). Send UTF-8 JSON.", e.valid_up_to()))
     })?;
     let request = openai::parse_request(text)?;
-
-    // Seams for the next layers: idempotency and limits go here.
-
     let plugins = state.registry.plugins();
     let route = state.providers.resolve(&plugins, &request.model)?;
     let (canonical, options) = openai::to_canonical(&request, &route.upstream_model)?;
+
+    // Everything above is validation: nothing was claimed, nothing is charged.
+    let cfg = &state.config.idempotency;
+    let claim = match idempotency::begin(state.idempotency.as_ref(), &tenant, &headers, text, cfg.lease, cfg.ttl).await? {
+        idempotency::Begin::Replay(response) => return Ok(response),
+        idempotency::Begin::Proceed(claim) => claim,
+    };
+    let estimate = state.limits.estimate(estimate_prompt_tokens(&canonical), canonical.max_tokens);
+    let admitted = match state.limits.admit(&tenant, estimate).await {
+        Ok(a) => a,
+        Err(e) => {
+            if let Some((guard, _)) = claim {
+                idempotency::finish(guard, None).await;
+            }
+            return Err(e);
+        }
+    };
+    let rate_headers = admitted.headers;
+    let mut finish = Some(Finish { idempotency: claim.map(|(g, k)| (Arc::new(g), k)), reservation: admitted.reservation });
+    let idempotency_key = finish.as_ref().and_then(|f| f.idempotency.as_ref().map(|(_, k)| k.clone()));
+
+    let renew = finish.as_ref().and_then(|f| f.idempotency.as_ref()).map(|(g, _)| g.clone());
+    let work = call(&state, &tenant, &headers, &route, &canonical, &options, started, idempotency_key, &mut finish);
+    let result = with_renewal(renew.as_deref(), cfg.lease, work).await;
+    drop(renew);
+
+    // Streams took `finish` into their relay; the rest end here.
+    let mut response = match finish.take() {
+        None => result?.0,
+        Some(Finish { idempotency, reservation }) => {
+            let (response, tokens) = match result {
+                Ok((response, tokens)) => (response, tokens),
+                Err(e) => {
+                    let tokens = e.from_provider.then_some(0);
+                    (e.into_response(), tokens)
+                }
+            };
+            crate::limits::Limits::settle(reservation, tokens.unwrap_or(0));
+            let response = match idempotency {
+                None => response,
+                Some((guard, _)) => {
+                    let guard = sole(guard);
+                    // Outcomes from the provider are final and stored; others are released.
+                    if tokens.is_some() {
+                        let (parts, body) = response.into_parts();
+                        let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                        finish_claim(guard, Some(idempotency::stored(parts.status, &parts.headers, body.clone(), false))).await;
+                        Response::from_parts(parts, Body::from(body))
+                    } else {
+                        finish_claim(guard, None).await;
+                        response
+                    }
+                }
+            };
+            response
+        }
+    };
+    for (name, value) in rate_headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, v);
+        }
+    }
+    Ok(response)
+}
+
+/// The claim guard once the renewal is over (it always is when this runs).
+fn sole(guard: Arc<ClaimGuard>) -> Option<ClaimGuard> {
+    Arc::try_unwrap(guard).ok()
+}
+
+async fn finish_claim(guard: Option<ClaimGuard>, outcome: Option<aigate_admission::StoredResponse>) {
+    if let Some(g) = guard {
+        idempotency::finish(g, outcome).await;
+    }
+}
+
+/// Keeps an idempotency claim's lease alive while a long call runs.
+async fn with_renewal<T>(guard: Option<&ClaimGuard>, lease: Duration, work: impl std::future::Future<Output = T>) -> T {
+    let Some(guard) = guard else {
+        return work.await;
+    };
+    tokio::pin!(work);
+    let mut tick = tokio::time::interval(lease / 3);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tick.tick() => {
+                if let Err(e) = guard.renew(lease).await {
+                    tracing::warn!("idempotency lease not renewed: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Calls the provider. Returns the response and, when the provider answered,
+/// the tokens it used (for the reservation); `Err` for failures, whose
+/// `from_provider` says whether the provider answered.
+#[allow(clippy::too_many_arguments)]
+async fn call(
+    state: &Arc<AppState>,
+    tenant: &Arc<Tenant>,
+    headers: &HeaderMap,
+    route: &Route,
+    canonical: &aigate_plugins::canonical::ChatRequest,
+    options: &openai::ClientOptions,
+    started: Instant,
+    idempotency_key: Option<String>,
+    finish: &mut Option<Finish>,
+) -> Result<(Response, Option<u32>), ApiError> {
+    let (state, tenant, route, options) = (state.clone(), tenant.clone(), route.clone(), options.clone());
     let deadline = started + state.upstream.config.total_timeout;
 
     let mut instance = route.plugin.instantiate().await.map_err(|f| fault_error(&f))?;
@@ -116,7 +235,7 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
         state: state.clone(),
         tenant: tenant.clone(),
         record: Some(UsageRecord {
-            request_id: request_id(&headers),
+            request_id: request_id(headers),
             provider: route.provider.to_string(),
             model: route.upstream_model.clone(),
             stream: options.stream,
@@ -128,7 +247,7 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
             time_to_first_token: None,
             org_id: tenant.org_id,
             key_id: tenant.key_id,
-            idempotency_key: None,
+            idempotency_key,
             billed_cost: aigate_core::Money::ZERO,
             currency: String::new(),
             created_at: time::OffsetDateTime::now_utc(),
@@ -154,7 +273,7 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
                     }
                 }
                 provider_headers(&mut response, &route);
-                Ok(response)
+                Ok((response, Some(chat.usage.map_or(0, |u| u.total_tokens))))
             }
             Ok(_) => Err(ApiError::plugin_fault(format!(
                 "Plugin `{}` turned a failed provider response (HTTP {status}) into a success.",
@@ -169,6 +288,8 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
     }
 
     let decoder = instance.stream_decoder(&route.upstream_model).await.map_err(|f| fault_error(&f))?;
+    let taken = finish.take();
+    let capture = taken.as_ref().is_some_and(|f| f.idempotency.is_some());
     let events: EventStream = Box::pin(upstream_response.bytes_stream().eventsource());
     let mut relay = Relay {
         events,
@@ -184,8 +305,12 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
         first_token: None,
         error: None,
         emitted: false,
-        prompt_estimate: estimate_prompt_tokens(&canonical),
+        prompt_estimate: estimate_prompt_tokens(canonical),
         produced: 0,
+        finish: taken,
+        captured: capture.then(Vec::new),
+        lease: state.config.idempotency.lease,
+        renewed: Instant::now(),
     };
     // Decode until the first client-visible bytes before answering: an error
     // that comes before any content (an error event, a plugin fault) then gets
@@ -193,6 +318,9 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
     relay.fill().await;
     if !relay.emitted
         && let Some(err) = relay.error.take() {
+            // Nothing reached the client: the ending becomes an HTTP error, and
+            // the claim and reservation go back to the caller with it.
+            *finish = relay.finish.take();
             return Err(err);
         }
     let body = Body::from_stream(futures_util::stream::unfold(relay, Relay::next));
@@ -202,7 +330,7 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     provider_headers(&mut response, &route);
-    Ok(response)
+    Ok((response, None))
 }
 
 /// ~4 characters a token over the messages' text: only used when a stream
@@ -306,6 +434,26 @@ struct Relay {
     /// per chunk).
     prompt_estimate: u32,
     produced: u32,
+    /// The claim and reservation, until the stream ends.
+    finish: Option<Finish>,
+    /// Everything sent to the client, kept only for an idempotent request.
+    captured: Option<Vec<u8>>,
+    /// The idempotency lease, renewed while the stream runs.
+    lease: Duration,
+    renewed: Instant,
+}
+
+impl Drop for Relay {
+    /// The client left mid-stream: settle on what was produced, release the
+    /// claim (the client may retry; the partial call is metered by `Meter`).
+    fn drop(&mut self) {
+        if let Some(Finish { idempotency, reservation }) = self.finish.take() {
+            crate::limits::Limits::settle(reservation, self.prompt_estimate.saturating_add(self.produced));
+            if let Some(guard) = idempotency.and_then(|(g, _)| sole(g)) {
+                idempotency::finish_later(guard, None);
+            }
+        }
+    }
 }
 
 impl Relay {
@@ -324,10 +472,18 @@ impl Relay {
             if !self.queue.is_empty() || self.finished {
                 return;
             }
+            if self.renewed.elapsed() > self.lease / 3 {
+                if let Some(guard) = self.finish.as_ref().and_then(|f| f.idempotency.as_ref()).map(|(g, _)| g.clone()) {
+                    if let Err(e) = guard.renew(self.lease).await {
+                        tracing::warn!("idempotency lease not renewed: {e}");
+                    }
+                }
+                self.renewed = Instant::now();
+            }
             let event = match tokio::time::timeout_at(self.deadline, self.events.next()).await {
                 Err(_) => {
                     let err = ApiError::upstream_timeout(&self.route.provider, "finish the stream", self.meter.state.upstream.config.total_timeout);
-                    self.fail(Outcome::Failed, &err);
+                    self.end_with(Outcome::Failed, &err).await;
                     continue;
                 }
                 Ok(None) => {
@@ -335,24 +491,25 @@ impl Relay {
                         Ok(Ok(chunks)) => self.emit(chunks),
                         Ok(Err(pe)) => {
                             let err = ApiError::from_provider(&self.route.provider, &self.route.settings.api_key_env, &pe);
-                            self.fail(Outcome::ProviderError, &err);
+                            self.end_with(Outcome::ProviderError, &err).await;
                             continue;
                         }
                         Err(fault) => {
-                            self.fail(Outcome::Failed, &fault_error(&fault));
+                            self.end_with(Outcome::Failed, &fault_error(&fault)).await;
                             continue;
                         }
                     }
-                    self.queue.push_back(Bytes::from_static(openai::DONE_EVENT));
+                    self.push(Bytes::from_static(openai::DONE_EVENT));
                     self.finished = true;
                     let usage = self.usage;
                     self.meter.time_to_first_token(self.first_token);
                     self.meter.finish(Outcome::Completed, 200, usage, None);
+                    self.close(true).await;
                     continue;
                 }
                 Ok(Some(Err(e))) => {
                     let err = ApiError::upstream_unreachable(&self.route.provider, format!("the stream broke: {e}"));
-                    self.fail(Outcome::Failed, &err);
+                    self.end_with(Outcome::Failed, &err).await;
                     continue;
                 }
                 Ok(Some(Ok(event))) => event,
@@ -365,9 +522,9 @@ impl Relay {
                 Ok(Ok(chunks)) => self.emit(chunks),
                 Ok(Err(pe)) => {
                     let err = ApiError::from_provider(&self.route.provider, &self.route.settings.api_key_env, &pe);
-                    self.fail(Outcome::ProviderError, &err);
+                    self.end_with(Outcome::ProviderError, &err).await;
                 }
-                Err(fault) => self.fail(Outcome::Failed, &fault_error(&fault)),
+                Err(fault) => self.end_with(Outcome::Failed, &fault_error(&fault)).await,
             }
         }
     }
@@ -411,9 +568,48 @@ impl Relay {
                 self.meter.time_to_first_token(self.first_token);
             }
             if let Some(bytes) = openai::chunk_event(&chunk, &self.model, self.include_usage) {
-                self.queue.push_back(Bytes::from(bytes));
+                self.push(Bytes::from(bytes));
                 self.emitted = true;
             }
+        }
+    }
+
+    fn push(&mut self, bytes: Bytes) {
+        if let Some(c) = self.captured.as_mut() {
+            c.extend_from_slice(&bytes);
+        }
+        self.queue.push_back(bytes);
+    }
+
+    /// [`Relay::fail`], then, if the client already has content, the end of
+    /// the call: an error from the provider is a final outcome (stored for
+    /// idempotent replays); a gateway-side one releases the claim. Before any
+    /// content, `handle` turns the error into an HTTP error and finishes.
+    async fn end_with(&mut self, outcome: Outcome, err: &ApiError) {
+        self.fail(outcome, err);
+        if self.emitted {
+            self.close(outcome == Outcome::ProviderError).await;
+        }
+    }
+
+    /// Settles the reservation and completes (`store`) or releases the claim.
+    async fn close(&mut self, store: bool) {
+        let Some(Finish { idempotency, reservation }) = self.finish.take() else {
+            return;
+        };
+        let tokens = self.usage.map_or(self.prompt_estimate.saturating_add(self.produced), |u| u.total_tokens);
+        crate::limits::Limits::settle(reservation, tokens);
+        if let Some((guard, _)) = idempotency {
+            let outcome = store.then(|| {
+                let mut h = HeaderMap::new();
+                h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+                if let Ok(v) = HeaderValue::from_str(&self.route.provider) {
+                    h.insert("x-aigate-provider", v);
+                }
+                let body = Bytes::from(self.captured.take().unwrap_or_default());
+                idempotency::stored(StatusCode::OK, &h, body, true)
+            });
+            finish_claim(sole(guard), outcome).await;
         }
     }
 
@@ -423,7 +619,7 @@ impl Relay {
             // Mid-stream: the client got a 200, so the request log will not show this.
             tracing::warn!(provider = %self.route.provider, code = ?err.code, "stream failed: {}", err.message);
         }
-        self.queue.push_back(Bytes::from(openai::error_event(err)));
+        self.push(Bytes::from(openai::error_event(err)));
         self.finished = true;
         let usage = self.usage;
         let status = if self.emitted { 200 } else { err.status.as_u16() };

@@ -72,7 +72,39 @@ pub struct RawConfig {
     #[serde(default)]
     pub auth: RawAuth,
     #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub idempotency: RawIdempotency,
+    #[serde(default)]
     pub billing: RawBilling,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Default requests per minute of a key (a key's own limit wins).
+    pub key_rpm: Option<u32>,
+    /// Default tokens per minute of a key.
+    pub key_tpm: Option<u64>,
+    /// Requests per minute of each org.
+    pub org_rpm: Option<u32>,
+    /// Tokens per minute of each org.
+    pub org_tpm: Option<u64>,
+    /// Completion tokens reserved for a call without max_tokens.
+    pub default_completion_tokens: Option<u32>,
+    /// When the limiter (Redis) is unreachable: admit (true, default) or refuse with 503.
+    pub fail_open: Option<bool>,
+    /// How long an org's monthly spend is cached for budget checks.
+    pub budget_cache_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdempotency {
+    /// How long a completed response is kept for replays (default 24).
+    pub ttl_hours: Option<u64>,
+    /// How long a claim holds without renewal: a crashed replica's claim expires after it.
+    pub lease_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -160,6 +192,25 @@ pub struct Config {
     pub admin_token: Option<SecretString>,
     pub key_cache_ttl: Duration,
     pub billing: BillingConfig,
+    pub limits: LimitsConfig,
+    pub idempotency: IdempotencyConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    pub key_rpm: Option<u32>,
+    pub key_tpm: Option<u64>,
+    pub org_rpm: Option<u32>,
+    pub org_tpm: Option<u64>,
+    pub default_completion_tokens: u32,
+    pub fail_open: bool,
+    pub budget_cache: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdempotencyConfig {
+    pub ttl: Duration,
+    pub lease: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -387,6 +438,23 @@ impl Config {
             price_refresh: millis("billing.price_refresh_ms", raw.billing.price_refresh_ms, 30_000)?,
         };
         let key_cache_ttl = millis("auth.key_cache_ttl_ms", raw.auth.key_cache_ttl_ms, 10_000)?;
+        let limits = LimitsConfig {
+            key_rpm: raw.limits.key_rpm,
+            key_tpm: raw.limits.key_tpm,
+            org_rpm: raw.limits.org_rpm,
+            org_tpm: raw.limits.org_tpm,
+            default_completion_tokens: raw.limits.default_completion_tokens.unwrap_or(1024),
+            fail_open: raw.limits.fail_open.unwrap_or(true),
+            budget_cache: millis("limits.budget_cache_ms", raw.limits.budget_cache_ms, 5_000)?,
+        };
+        let idempotency = IdempotencyConfig {
+            ttl: match raw.idempotency.ttl_hours {
+                Some(0) => return Err(invalid("idempotency.ttl_hours", "must be greater than 0")),
+                Some(h) => Duration::from_secs(h.saturating_mul(3600)),
+                None => Duration::from_secs(24 * 3600),
+            },
+            lease: millis("idempotency.lease_ms", raw.idempotency.lease_ms, 30_000)?,
+        };
         let database_url = env.var("DATABASE_URL").map(SecretString::from);
         let redis_url = env.var("REDIS_URL").map(SecretString::from);
         let admin_token = env.var("AIGATE_ADMIN_TOKEN").map(SecretString::from);
@@ -410,6 +478,8 @@ impl Config {
             admin_token,
             key_cache_ttl,
             billing,
+            limits,
+            idempotency,
         })
     }
 

@@ -37,6 +37,11 @@ pub struct ApiError {
     /// was busy). Used by routing for fallbacks and by clients via Retry-After.
     pub retryable: bool,
     pub retry_after: Option<Duration>,
+    /// The error came from the provider's answer (the provider was called):
+    /// such an outcome is final, stored for idempotent replays.
+    pub from_provider: bool,
+    /// Extra response headers (e.g. `x-ratelimit-*` on a 429).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// OpenAI's error types, plus ours where no OpenAI type fits.
@@ -50,6 +55,8 @@ pub mod kind {
     /// The provider throttled the call (distinct from the gateway's own limits).
     pub const PROVIDER_RATE_LIMIT: &str = "provider_rate_limit_error";
     pub const PLUGIN: &str = "plugin_error";
+    /// The gateway's own limits (a provider's are `provider_rate_limit_error`).
+    pub const RATE_LIMIT: &str = "rate_limit_error";
 }
 
 impl ApiError {
@@ -63,6 +70,8 @@ impl ApiError {
             origin,
             retryable: false,
             retry_after: None,
+            from_provider: false,
+            headers: Vec::new(),
         }
     }
 
@@ -252,6 +261,7 @@ impl ApiError {
             ),
         };
         err.retryable = e.retryable;
+        err.from_provider = true;
         err
     }
 
@@ -301,6 +311,11 @@ impl IntoResponse for ApiError {
             }
             if let Ok(v) = HeaderValue::from_str(&after.as_millis().to_string()) {
                 headers.insert("retry-after-ms", v);
+            }
+        }
+        for (name, value) in &self.headers {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                headers.insert(*name, v);
             }
         }
         // The logging middleware reads this to log the error once.

@@ -11,6 +11,8 @@ pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod idempotency;
+pub mod limits;
 pub mod metering;
 pub mod models;
 pub mod openai;

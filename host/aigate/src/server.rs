@@ -31,6 +31,11 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use crate::config::{Config, Env};
 use crate::error::{ApiError, ErrorSource, LoggedError};
 use crate::auth::Authenticator;
+use crate::limits::Limits;
+use aigate_admission::{
+    IdempotencyStore, MemoryIdempotencyStore, MemoryRateLimiter, RateLimiter, RedisIdempotencyStore, RedisOptions,
+    RedisRateLimiter, connection_manager,
+};
 use crate::billing::Billing;
 use crate::metering::{LedgerSink, UsageSink};
 use crate::routing::Providers;
@@ -49,6 +54,8 @@ pub struct AppState {
     pub auth: Authenticator,
     pub billing: Arc<Billing>,
     pub usage: Arc<dyn UsageSink>,
+    pub limits: Limits,
+    pub idempotency: Arc<dyn IdempotencyStore>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -115,6 +122,24 @@ pub struct Gateway {
     task: JoinHandle<std::io::Result<()>>,
     _watch: Option<WatchGuard>,
     writer: Option<(UsageWriter, JoinHandle<()>)>,
+}
+
+/// In-process limits and idempotency, or Redis-backed ones shared by every
+/// replica when `REDIS_URL` is set (connected lazily: the gateway starts even
+/// while Redis is down, and reconnects when it returns).
+fn admission_backends(config: &Config) -> anyhow::Result<(Arc<dyn RateLimiter>, Arc<dyn IdempotencyStore>)> {
+    match &config.redis_url {
+        None => Ok((Arc::new(MemoryRateLimiter::new()), Arc::new(MemoryIdempotencyStore::new()))),
+        Some(url) => {
+            let options = RedisOptions::default();
+            let conn = connection_manager(url.expose_secret(), &options)
+                .map_err(|e| anyhow::anyhow!("invalid REDIS_URL: {e}"))?;
+            Ok((
+                Arc::new(RedisRateLimiter::new(conn.clone(), &options)),
+                Arc::new(RedisIdempotencyStore::new(conn, &options)),
+            ))
+        }
+    }
 }
 
 /// Connects to `DATABASE_URL` (or the SQLite file in the data folder) and migrates.
@@ -188,7 +213,11 @@ impl Gateway {
         billing.prices.reload(&store).await?;
         billing.spawn_refresh(store.clone(), config.billing.price_refresh);
         spawn_retention(store.clone(), config.billing.ledger_retention_days);
+        let (limiter, idempotency) = admission_backends(&config)?;
+        let limits = Limits::new(limiter, config.limits.clone(), store.clone(), config.billing.currency.clone());
         let state = Arc::new(AppState {
+            limits,
+            idempotency,
             providers: Providers::new(config.clone(), env),
             upstream: Upstream::new(config.upstream.clone())?,
             auth: Authenticator::new(store.clone(), config.key_cache_ttl),
