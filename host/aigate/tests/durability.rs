@@ -42,6 +42,18 @@ fn with_database(url: &str, db: &str) -> String {
     format!("{base}/{db}")
 }
 
+/// Kills the gateway if the test fails before its SIGTERM.
+struct KillOnDrop(Option<Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 struct Env {
     vars: Vec<(String, String)>,
 }
@@ -149,8 +161,10 @@ async fn usage_survives_a_database_outage_and_sigterm_under_load() {
             ("AIGATE_LOG".into(), "warn".into()),
         ],
     };
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let key = env.cli(&["keys", "create", "--org", "dur"]).trim().lines().last().unwrap().to_owned();
-    let (mut gateway, base) = env.serve();
+    let (gateway, base) = env.serve();
+    let mut gateway = KillOnDrop(Some(gateway));
     let http = reqwest::Client::new();
     let mut completed = 0u64;
 
@@ -197,9 +211,10 @@ async fn usage_survives_a_database_outage_and_sigterm_under_load() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let status = Command::new("kill").args(["-TERM", &gateway.id().to_string()]).status().unwrap();
+    let mut child = gateway.0.take().unwrap();
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || gateway.wait()).await.unwrap().unwrap();
+    let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.await.unwrap();
