@@ -188,6 +188,9 @@ pub struct Config {
     pub database_url: Option<SecretString>,
     /// `REDIS_URL`: shared limits and idempotency; unset means in-process.
     pub redis_url: Option<SecretString>,
+    /// `AIGATE_REDIS_PREFIX`: prefix of every Redis key (default `aigate:`),
+    /// so several deployments can share one Redis.
+    pub redis_prefix: String,
     /// `AIGATE_ADMIN_TOKEN`: enables `/admin/*` for bearers of this token.
     pub admin_token: Option<SecretString>,
     pub key_cache_ttl: Duration,
@@ -457,6 +460,7 @@ impl Config {
         };
         let database_url = env.var("DATABASE_URL").map(SecretString::from);
         let redis_url = env.var("REDIS_URL").map(SecretString::from);
+        let redis_prefix = env.var("AIGATE_REDIS_PREFIX").unwrap_or_else(|| "aigate:".to_owned());
         let admin_token = env.var("AIGATE_ADMIN_TOKEN").map(SecretString::from);
         if let Some(token) = &admin_token {
             if secrecy::ExposeSecret::expose_secret(token).len() < 16 {
@@ -475,6 +479,7 @@ impl Config {
             aliases: raw.aliases,
             database_url,
             redis_url,
+            redis_prefix,
             admin_token,
             key_cache_ttl,
             billing,

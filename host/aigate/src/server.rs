@@ -131,7 +131,7 @@ fn admission_backends(config: &Config) -> anyhow::Result<(Arc<dyn RateLimiter>, 
     match &config.redis_url {
         None => Ok((Arc::new(MemoryRateLimiter::new()), Arc::new(MemoryIdempotencyStore::new()))),
         Some(url) => {
-            let options = RedisOptions::default();
+            let options = RedisOptions::with_prefix(config.redis_prefix.clone());
             let conn = connection_manager(url.expose_secret(), &options)
                 .map_err(|e| anyhow::anyhow!("invalid REDIS_URL: {e}"))?;
             Ok((

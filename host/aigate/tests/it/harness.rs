@@ -199,6 +199,31 @@ impl JsonBody for reqwest::Response {
     }
 }
 
+/// A fresh Postgres database for one test (dropped never: names are unique),
+/// or None when DATABASE_URL is unset (a failure under AIGATE_REQUIRE_SERVICES=1).
+pub fn fresh_postgres() -> Option<String> {
+    let Ok(url) = std::env::var("DATABASE_URL") else {
+        assert!(std::env::var("AIGATE_REQUIRE_SERVICES").as_deref() != Ok("1"), "DATABASE_URL is required here");
+        eprintln!("skipped: DATABASE_URL is not set");
+        return None;
+    };
+    let db = format!("aigate_it_{}", uuid::Uuid::new_v4().simple());
+    let out = std::process::Command::new("psql").arg(&url).args(["-qc", &format!("CREATE DATABASE {db}")]).output().unwrap();
+    assert!(out.status.success(), "CREATE DATABASE: {}", String::from_utf8_lossy(&out.stderr));
+    let (base, _) = url.rsplit_once('/').unwrap();
+    Some(format!("{base}/{db}"))
+}
+
+/// REDIS_URL, or None when unset (a failure under AIGATE_REQUIRE_SERVICES=1).
+pub fn redis_url() -> Option<String> {
+    let Ok(url) = std::env::var("REDIS_URL") else {
+        assert!(std::env::var("AIGATE_REQUIRE_SERVICES").as_deref() != Ok("1"), "REDIS_URL is required here");
+        eprintln!("skipped: REDIS_URL is not set");
+        return None;
+    };
+    Some(url)
+}
+
 /// A minimal valid chat request.
 pub fn chat_body(model: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": "Who are you?"}]})

@@ -4,6 +4,7 @@
 //! built from plugins/ (`cargo xtask build-plugins`), and a mock DashScope
 //! upstream that speaks the provider's wire format.
 
+mod admission;
 mod anthropic;
 mod bad_input;
 mod chat;
