@@ -8,6 +8,7 @@ mod admission;
 mod anthropic;
 mod bad_input;
 mod chat;
+mod docker;
 mod contract_versions;
 mod contract;
 mod faults;
