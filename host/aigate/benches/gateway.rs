@@ -194,6 +194,124 @@ impl aigate::metering::UsageSink for NullSink {
     fn record(&self, _: aigate::metering::UsageRecord) {}
 }
 
+const MICRO_ITERATIONS: usize = 20_000;
+
+fn micro_report(label: &str, samples: Vec<Duration>) {
+    report(label, samples);
+}
+
+/// Auth with a warm key cache, pricing and handing the usage record to the
+/// ledger writer: the per-request cost of tenancy and metering.
+async fn auth_and_metering() {
+    use aigate::auth::Authenticator;
+    use aigate::billing::Billing;
+    use aigate::metering::{LedgerSink, Outcome, UsageRecord, UsageSink};
+    use aigate_plugins::canonical::Usage;
+    use aigate_store::{Store, UsageWriter, WriterOptions};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::connect(None, dir.path()).await.expect("store");
+    store.migrate().await.expect("migrate");
+    aigate::admin::seed_prices(&store, &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../prices/qwen-intl-usd.toml"))
+        .await
+        .expect("prices");
+    let key = aigate::admin::create_key(&store, &aigate::admin::CreateKey { org: "bench".into(), ..Default::default() })
+        .await
+        .expect("key")
+        .key;
+    let auth = Authenticator::new(store.clone(), Duration::from_secs(600));
+    let billing = Billing::new("USD".into());
+    billing.prices.reload(&store).await.expect("price book");
+    let (writer, task) = UsageWriter::start(store.clone(), &dir.path().join("spool"), WriterOptions::default()).expect("writer");
+    let sink = LedgerSink { writer: writer.clone() };
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {key}").parse().expect("header"));
+    auth.authenticate(&headers).await.expect("warm");
+    let usage = Usage { prompt_tokens: 120, completion_tokens: 80, total_tokens: 200, cached_tokens: Some(0), reasoning_tokens: None };
+
+    let (mut a, mut m) = (Vec::with_capacity(MICRO_ITERATIONS), Vec::with_capacity(MICRO_ITERATIONS));
+    for i in 0..MICRO_ITERATIONS {
+        let t0 = Instant::now();
+        let tenant = auth.authenticate(&headers).await.expect("auth");
+        let t1 = Instant::now();
+        let charge = billing.charge(&tenant, "qwen", "qwen-turbo", Some(&usage), None);
+        sink.record(UsageRecord {
+            request_id: format!("bench-{i}"),
+            provider: "qwen".into(),
+            model: "qwen-turbo".into(),
+            stream: false,
+            outcome: Outcome::Completed,
+            status: 200,
+            usage: Some(usage),
+            raw_cost: None,
+            latency: Duration::from_millis(5),
+            time_to_first_token: None,
+            org_id: tenant.org_id,
+            key_id: tenant.key_id,
+            idempotency_key: None,
+            billed_cost: charge.billed,
+            currency: charge.currency,
+            created_at: time::OffsetDateTime::now_utc(),
+        });
+        let t2 = Instant::now();
+        a.push(t1 - t0);
+        m.push(t2 - t0);
+    }
+    println!("\n== auth + metering on the hot path (warm key cache, SQLite ledger behind a batched writer)");
+    micro_report("auth (cached key lookup)", a);
+    micro_report("auth + price + usage record handed to the writer", m);
+    writer.shutdown().await;
+    let _ = task.await;
+}
+
+/// Idempotency claim + complete, and rate-limit acquire + settle, per backend.
+async fn admission_checks() {
+    use aigate_admission::{
+        Admission, BodyKind, Claim, IdempotencyStore, LimitKey, MemoryIdempotencyStore, MemoryRateLimiter, RateLimiter,
+        RedisIdempotencyStore, RedisOptions, RedisRateLimiter, StoredResponse, connection_manager,
+    };
+    use std::time::SystemTime;
+
+    async fn run(label: &str, limiter: &dyn RateLimiter, idem: &dyn IdempotencyStore) {
+        let keys = [LimitKey::key("k1", Some(u32::MAX), Some(u32::MAX)), LimitKey::org("o1", Some(u32::MAX), Some(u32::MAX))];
+        let (mut l, mut i) = (Vec::with_capacity(MICRO_ITERATIONS), Vec::with_capacity(MICRO_ITERATIONS));
+        let fp = [7u8; 32];
+        let body = bytes::Bytes::from_static(br#"{"id":"chatcmpl-1","object":"chat.completion"}"#);
+        for n in 0..MICRO_ITERATIONS {
+            let t0 = Instant::now();
+            match limiter.acquire(&keys, 500, SystemTime::now()).await.expect("limiter") {
+                Admission::Granted(r) => r.settle(200, SystemTime::now()).await.expect("settle"),
+                Admission::Denied { .. } => panic!("denied"),
+            }
+            let t1 = Instant::now();
+            let key = format!("bench-{}-{n}", std::process::id());
+            match idem.claim("1", &key, &fp, Duration::from_secs(30), Duration::from_secs(60)).await.expect("claim") {
+                Claim::Acquired(g) => g
+                    .complete(StoredResponse { status: 200, headers: vec![], kind: BodyKind::Whole, body: body.clone() })
+                    .await
+                    .expect("complete"),
+                _ => panic!("not acquired"),
+            }
+            let t2 = Instant::now();
+            l.push(t1 - t0);
+            i.push(t2 - t1);
+        }
+        micro_report(&format!("{label}: rate limit acquire + settle"), l);
+        micro_report(&format!("{label}: idempotency claim + complete"), i);
+    }
+
+    println!("\n== idempotency and limit checks (sequential, one client)");
+    run("in-process", &MemoryRateLimiter::new(), &MemoryIdempotencyStore::new()).await;
+    match std::env::var("REDIS_URL") {
+        Ok(url) => {
+            let options = RedisOptions::with_prefix(format!("aigate-bench-{}:", std::process::id()));
+            let conn = connection_manager(&url, &options).expect("redis");
+            run("redis", &RedisRateLimiter::new(conn.clone(), &options), &RedisIdempotencyStore::new(conn, &options)).await;
+        }
+        Err(_) => println!("redis: skipped (set REDIS_URL)"),
+    }
+}
+
 fn main() {
     let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/dist");
     assert!(dist.join("qwen.wasm").is_file(), "run `cargo xtask build-plugins` first");
@@ -203,5 +321,7 @@ fn main() {
     rt.block_on(async {
         plugin_cost(&dist).await;
         added_latency(&dist).await;
+        auth_and_metering().await;
+        admission_checks().await;
     });
 }
