@@ -275,3 +275,28 @@ async fn rpm_sixty_across_two_replicas_admits_at_most_sixty_of_two_hundred() {
     assert!(ok >= 55, "admitted only {ok}");
     assert_eq!(ok + limited, 200);
 }
+
+#[tokio::test]
+async fn redis_unreachable_fails_closed_for_idempotency_and_open_for_limits() {
+    // A port nothing listens on: the gateway still starts (connections are lazy).
+    let gw = start_with(Setup {
+        env: [("REDIS_URL".to_owned(), "redis://127.0.0.1:1".to_owned())].into(),
+        toml: "[limits]\nkey_rpm = 100\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let r = post(&gw, &gw.key, &chat_body("qwen:qwen-turbo"), None).await;
+    assert_eq!(r.status(), 200, "limits fail open by default (limits.fail_open)");
+    let r = post(&gw, &gw.key, &chat_body("qwen:qwen-turbo"), Some(&unique("down"))).await;
+    assert!(r.headers().contains_key("retry-after"));
+    assert_error(r, 503, "store_unavailable").await;
+    assert_eq!(gw.mock.chat_requests(), 1, "the idempotent request was not sent");
+
+    let closed = start_with(Setup {
+        env: [("REDIS_URL".to_owned(), "redis://127.0.0.1:1".to_owned())].into(),
+        toml: "[limits]\nkey_rpm = 100\nfail_open = false\n".into(),
+        ..Default::default()
+    })
+    .await;
+    assert_error(post(&closed, &closed.key, &chat_body("qwen:qwen-turbo"), None).await, 503, "limits_unavailable").await;
+}

@@ -204,3 +204,42 @@ async fn admin_routes_are_off_without_a_token() {
     let (status, body) = gw.admin_json("/admin/plugins").await;
     assert_eq!(status, 404, "{body}");
 }
+
+fn aigate(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_aigate"))
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn operator_commands_refuse_bad_input_with_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let env = [("AIGATE_DATA_DIR", data.as_str())];
+    for _ in 0..2 {
+        let out = aigate(&["migrate"], &env);
+        assert!(out.status.success(), "migrating twice is fine: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = aigate(&["keys", "create", "--org", "Robert'); DROP TABLE orgs;--"], &env);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid org name"));
+    for (input, needle) in [("-1", "negative"), ("abc", "not a plain decimal"), ("0.1.2", "")] {
+        let out = aigate(&["prices", "set", "--provider", "qwen", "--model", "m", "--input", input, "--output", "1"], &env);
+        assert_eq!(out.status.code(), Some(1), "{input}");
+        let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        assert!(err.contains("input") && err.contains(needle), "{input}: {err}");
+    }
+    // The tables survived every attempt.
+    let out = aigate(&["keys", "create", "--org", "ok-org"], &env);
+    assert!(out.status.success());
+
+    // An unreachable database at start: a clear error and exit code, no panic.
+    let out = aigate(&["serve"], &[("AIGATE_DATA_DIR", &data), ("DATABASE_URL", "postgres://aigate@127.0.0.1:1/none"), ("AIGATE_LISTEN", "127.0.0.1:0")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot connect to the database"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
