@@ -1,4 +1,4 @@
-#![allow(clippy::expect_used, reason = "a benchmark binary: any setup failure should stop it loudly")]
+#![allow(clippy::expect_used, clippy::panic, reason = "a benchmark binary: any setup failure should stop it loudly")]
 
 //! `cargo xtask bench`: what the gateway costs, measured on this machine.
 //!

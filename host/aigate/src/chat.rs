@@ -145,7 +145,8 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
                 }
             };
             crate::limits::Limits::settle(reservation, tokens.unwrap_or(0));
-            let response = match idempotency {
+            
+            match idempotency {
                 None => response,
                 Some((guard, _)) => {
                     let guard = sole(guard);
@@ -160,8 +161,7 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
                         response
                     }
                 }
-            };
-            response
+            }
         }
     };
     for (name, value) in rate_headers {
@@ -222,7 +222,7 @@ async fn call(
     let deadline = started + state.upstream.config.total_timeout;
 
     let mut instance = route.plugin.instantiate().await.map_err(|f| fault_error(&f))?;
-    let http_request = match instance.build_request(route.base_url.as_str(), &canonical).await {
+    let http_request = match instance.build_request(route.base_url.as_str(), canonical).await {
         Ok(Ok(r)) => r,
         Ok(Err(provider_error)) => {
             return Err(ApiError::from_provider(&route.provider, &route.settings.api_key_env, &provider_error));
@@ -267,11 +267,10 @@ async fn call(
                 let charge = meter.finish(Outcome::Completed, 200, chat.usage, chat.raw_cost.clone());
                 let mut response = (StatusCode::OK, openai::response_json(&chat, &model)).into_response();
                 response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                if let Some(charge) = charge {
-                    if let Ok(v) = HeaderValue::from_str(&format!("{} {}", charge.billed, charge.currency)) {
+                if let Some(charge) = charge
+                    && let Ok(v) = HeaderValue::from_str(&format!("{} {}", charge.billed, charge.currency)) {
                         response.headers_mut().insert("x-aigate-cost", v);
                     }
-                }
                 provider_headers(&mut response, &route);
                 Ok((response, Some(chat.usage.map_or(0, |u| u.total_tokens))))
             }
@@ -473,11 +472,10 @@ impl Relay {
                 return;
             }
             if self.renewed.elapsed() > self.lease / 3 {
-                if let Some(guard) = self.finish.as_ref().and_then(|f| f.idempotency.as_ref()).map(|(g, _)| g.clone()) {
-                    if let Err(e) = guard.renew(self.lease).await {
+                if let Some(guard) = self.finish.as_ref().and_then(|f| f.idempotency.as_ref()).map(|(g, _)| g.clone())
+                    && let Err(e) = guard.renew(self.lease).await {
                         tracing::warn!("idempotency lease not renewed: {e}");
                     }
-                }
                 self.renewed = Instant::now();
             }
             let event = match tokio::time::timeout_at(self.deadline, self.events.next()).await {

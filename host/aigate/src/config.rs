@@ -462,11 +462,10 @@ impl Config {
         let redis_url = env.var("REDIS_URL").map(SecretString::from);
         let redis_prefix = env.var("AIGATE_REDIS_PREFIX").unwrap_or_else(|| "aigate:".to_owned());
         let admin_token = env.var("AIGATE_ADMIN_TOKEN").map(SecretString::from);
-        if let Some(token) = &admin_token {
-            if secrecy::ExposeSecret::expose_secret(token).len() < 16 {
+        if let Some(token) = &admin_token
+            && secrecy::ExposeSecret::expose_secret(token).len() < 16 {
                 return Err(invalid("AIGATE_ADMIN_TOKEN", "must be at least 16 characters"));
             }
-        }
 
         Ok(Config {
             listen,
