@@ -1,10 +1,14 @@
-//! Nothing lost: usage records survive a Postgres outage and a SIGTERM under
-//! load. Runs the real `aigate` binary against the real Postgres, which it
-//! stops and restarts with `pg_ctlcluster`; so it is its own test binary with
-//! one sequential test (cargo runs test binaries one after another, so no
-//! other test is using Postgres meanwhile).
+//! Tests that run the real `aigate` binary as separate processes:
 //!
-//! Needs DATABASE_URL (a Postgres server it may stop) and root for
+//! - Nothing lost: usage records survive a Postgres outage and a SIGTERM under
+//!   load. It stops and restarts the real Postgres with `pg_ctlcluster`, so
+//!   this is its own test binary (cargo runs test binaries one after another,
+//!   so no other binary uses Postgres meanwhile) and its tests take turns
+//!   (`SERIAL`).
+//! - Two gateway processes on one Postgres and one Redis behave as one:
+//!   idempotency and rate limits across replicas.
+//!
+//! Needs DATABASE_URL (a Postgres server it may stop), REDIS_URL and root for
 //! pg_ctlcluster. Skipped without them, unless AIGATE_REQUIRE_SERVICES=1.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code")]
@@ -17,6 +21,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use aigate_testkit::MockDashScope;
+
+/// The tests of this binary take turns: one of them stops Postgres.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn required() -> bool {
     std::env::var("AIGATE_REQUIRE_SERVICES").as_deref() == Ok("1")
@@ -73,7 +80,11 @@ impl Env {
 
     /// Requests in the ledger for org `dur`, read back through the CLI.
     fn ledger_requests(&self) -> u64 {
-        let out = self.command(&["usage", "--org", "dur"]).output().unwrap();
+        self.org_requests("dur")
+    }
+
+    fn org_requests(&self, org: &str) -> u64 {
+        let out = self.command(&["usage", "--org", org]).output().unwrap();
         if !out.status.success() {
             return u64::MAX; // database not back yet
         }
@@ -127,6 +138,7 @@ fn wait_for(within: Duration, mut check: impl FnMut() -> bool) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_survives_a_database_outage_and_sigterm_under_load() {
+    let _turn = SERIAL.lock().await;
     let Ok(admin_url) = std::env::var("DATABASE_URL") else {
         assert!(!required(), "DATABASE_URL is required here (AIGATE_REQUIRE_SERVICES=1)");
         eprintln!("skipped: DATABASE_URL is not set");
@@ -226,4 +238,134 @@ async fn usage_survives_a_database_outage_and_sigterm_under_load() {
     assert_eq!(env.ledger_requests(), completed, "every completed call is in the ledger after SIGTERM");
 
     psql(&admin_url, &format!("DROP DATABASE IF EXISTS {db}"));
+}
+
+/// A fresh database on the DATABASE_URL server, and the settings two
+/// replicas share; None (skip) when the services are not there.
+async fn replica_env(mock: &MockDashScope, dir: &Path, limits: &str) -> Option<(Env, String)> {
+    let (Ok(admin_url), Ok(redis)) = (std::env::var("DATABASE_URL"), std::env::var("REDIS_URL")) else {
+        assert!(!required(), "DATABASE_URL and REDIS_URL are required here (AIGATE_REQUIRE_SERVICES=1)");
+        eprintln!("skipped: DATABASE_URL or REDIS_URL is not set");
+        return None;
+    };
+    let db = format!("aigate_replicas_{}_{}", std::process::id(), dir.file_name().unwrap().to_string_lossy().to_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), ""));
+    psql(&admin_url, &format!("CREATE DATABASE {db}"));
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/dist/qwen.wasm");
+    std::fs::copy(&dist, plugins.join("qwen.wasm")).expect("run `cargo xtask build-plugins` first");
+    let config = dir.join("aigate.toml");
+    std::fs::write(&config, limits).unwrap();
+    let env = Env {
+        vars: vec![
+            ("DATABASE_URL".into(), with_database(&admin_url, &db)),
+            ("REDIS_URL".into(), redis),
+            ("AIGATE_REDIS_PREFIX".into(), format!("{db}:")),
+            ("AIGATE_LISTEN".into(), "127.0.0.1:0".into()),
+            ("AIGATE_PLUGINS_DIR".into(), plugins.display().to_string()),
+            ("AIGATE_CONFIG".into(), config.display().to_string()),
+            ("QWEN_BASE_URL".into(), mock.base_url()),
+            ("QWEN_API_KEY".into(), MockDashScope::API_KEY.into()),
+            ("AIGATE_LOG".into(), "warn".into()),
+        ],
+    };
+    Some((env, db))
+}
+
+/// Two `aigate serve` processes, each with its own data folder (spool).
+fn two_processes(env: &Env, dir: &Path) -> [(KillOnDrop, String); 2] {
+    [0, 1].map(|i| {
+        let mut e = Env { vars: env.vars.clone() };
+        e.vars.push(("AIGATE_DATA_DIR".into(), dir.join(format!("data-{i}")).display().to_string()));
+        let (child, base) = e.serve();
+        (KillOnDrop(Some(child)), base)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_requests_one_idempotency_key_two_processes_one_provider_call() {
+    let _turn = SERIAL.lock().await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mock = MockDashScope::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let Some((env, _db)) = replica_env(&mock, dir.path(), "").await else { return };
+    let mut cli_env = Env { vars: env.vars.clone() };
+    cli_env.vars.push(("AIGATE_DATA_DIR".into(), dir.path().join("cli").display().to_string()));
+    let key = cli_env.cli(&["keys", "create", "--org", "dur"]).trim().lines().last().unwrap().to_owned();
+    let replicas = two_processes(&env, dir.path());
+
+    let http = reqwest::Client::new();
+    let idem = format!("shared-{}", std::process::id());
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (http, base, key, idem) = (http.clone(), replicas[i % 2].1.clone(), key.clone(), idem.clone());
+        tasks.push(tokio::spawn(async move {
+            let body = serde_json::json!({"model": "qwen:qwen-turbo", "messages": [{"role": "user", "content": "once"}]});
+            let r = http
+                .post(format!("{base}/v1/chat/completions"))
+                .bearer_auth(key)
+                .header("idempotency-key", idem)
+                .json_body(&body)
+                .send()
+                .await
+                .unwrap();
+            let replayed = r.headers().get("idempotent-replayed").is_some();
+            (r.status().as_u16(), replayed)
+        }));
+    }
+    let mut originals = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            (200, false) => originals += 1,
+            (200, true) | (409, false) => {}
+            other => panic!("unexpected response {other:?}"),
+        }
+    }
+    assert_eq!(originals, 1, "exactly one request ran");
+    assert_eq!(mock.chat_requests(), 1, "exactly one provider call");
+    assert!(wait_for(Duration::from_secs(10), || cli_env.org_requests("dur") == 1), "exactly one usage record");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(cli_env.org_requests("dur"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpm_sixty_across_two_processes_admits_at_most_sixty_of_two_hundred() {
+    let _turn = SERIAL.lock().await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mock = MockDashScope::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let Some((env, _db)) = replica_env(&mock, dir.path(), "[limits]\nkey_rpm = 60\n").await else { return };
+    let mut cli_env = Env { vars: env.vars.clone() };
+    cli_env.vars.push(("AIGATE_DATA_DIR".into(), dir.path().join("cli").display().to_string()));
+    let key = cli_env.cli(&["keys", "create", "--org", "dur"]).trim().lines().last().unwrap().to_owned();
+    let replicas = two_processes(&env, dir.path());
+
+    let http = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let (http, base, key) = (http.clone(), replicas[i % 2].1.clone(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            let body = serde_json::json!({"model": "qwen:qwen-turbo", "messages": [{"role": "user", "content": "burst"}]});
+            let r = http.post(format!("{base}/v1/chat/completions")).bearer_auth(key).json_body(&body).send().await.unwrap();
+            let has_headers = r.headers().contains_key("x-ratelimit-limit-requests") && r.headers().contains_key("x-ratelimit-remaining-requests");
+            let retry = r.headers().contains_key("retry-after");
+            (r.status().as_u16(), has_headers, retry)
+        }));
+    }
+    let (mut ok, mut limited) = (0, 0);
+    for t in tasks {
+        let (status, has_headers, retry) = t.await.unwrap();
+        assert!(has_headers, "x-ratelimit-* on every response");
+        match status {
+            200 => ok += 1,
+            429 => {
+                assert!(retry, "Retry-After on a 429");
+                limited += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    // GCRA bound: limit + elapsed × rate; the burst lasts well under a second.
+    assert!((55..=61).contains(&ok), "admitted {ok} of 200 with rpm = 60 across two processes");
+    assert_eq!(ok + limited, 200);
 }
