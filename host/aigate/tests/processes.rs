@@ -341,6 +341,7 @@ async fn rpm_sixty_across_two_processes_admits_at_most_sixty_of_two_hundred() {
     let replicas = two_processes(&env, dir.path());
 
     let http = reqwest::Client::new();
+    let burst = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..200 {
         let (http, base, key) = (http.clone(), replicas[i % 2].1.clone(), key.clone());
@@ -365,7 +366,9 @@ async fn rpm_sixty_across_two_processes_admits_at_most_sixty_of_two_hundred() {
             other => panic!("unexpected status {other}"),
         }
     }
-    // GCRA bound: limit + elapsed × rate; the burst lasts well under a second.
-    assert!((55..=61).contains(&ok), "admitted {ok} of 200 with rpm = 60 across two processes");
+    // GCRA bound: at most limit + elapsed × rate (60 per minute = 1 per second).
+    let bound = 60 + burst.elapsed().as_secs_f64().ceil() as usize;
+    assert!(ok <= bound, "admitted {ok} of 200 with rpm = 60 across two processes (bound {bound})");
+    assert!(ok >= 60, "the whole allowance was usable: {ok}");
     assert_eq!(ok + limited, 200);
 }
