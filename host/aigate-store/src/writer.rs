@@ -190,6 +190,16 @@ impl UsageWriter {
     /// module docs: queued in memory, or spilled to the spool synchronously
     /// when the queue is full or the writer is shutting down. Errors only if
     /// the spool's disk failed too.
+    /// Queues the entry if the in-memory queue has room, without any I/O;
+    /// hands it back when the queue is full or the writer stopped, so an
+    /// async caller can [`UsageWriter::submit`] it from a blocking thread.
+    pub fn try_submit(&self, entry: LedgerEntry) -> Result<(), LedgerEntry> {
+        match self.shared.tx.try_send(entry) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(e) | mpsc::error::TrySendError::Closed(e)) => Err(e),
+        }
+    }
+
     pub fn submit(&self, entry: LedgerEntry) -> Result<(), SubmitError> {
         let entry = match self.shared.tx.try_send(entry) {
             Ok(()) => return Ok(()),

@@ -90,9 +90,22 @@ impl UsageSink for LedgerSink {
             currency: r.currency,
             created_at: r.created_at,
         };
-        if let Err(e) = self.writer.submit(entry) {
-            // Only when neither the queue nor the spool can take it: loud.
-            tracing::error!(request_id = %e.entry.request_id, "usage record could not be queued nor spooled: {}", e.source);
+        // The queue takes it without I/O; when it is full the record is
+        // spooled to disk (an fsync) on a blocking thread, never on the
+        // async worker serving requests.
+        let Err(entry) = self.writer.try_submit(entry) else {
+            return;
+        };
+        let writer = self.writer.clone();
+        let spill = move || {
+            if let Err(e) = writer.submit(entry) {
+                // Only when neither the queue nor the spool can take it: loud.
+                tracing::error!(request_id = %e.entry.request_id, "usage record could not be queued nor spooled: {}", e.source);
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => drop(handle.spawn_blocking(spill)),
+            Err(_) => spill(),
         }
     }
 }

@@ -15,7 +15,10 @@ struct Load {
     stop: AtomicBool,
     ok: AtomicUsize,
     failed: Mutex<Vec<String>>,
-    last_plugin: Mutex<String>,
+    /// The plugin that served the most recently *started* successful request
+    /// (an older in-flight request finishing late on the old version must
+    /// not count as the current one).
+    last_plugin: Mutex<(Option<tokio::time::Instant>, String)>,
 }
 
 async fn plugin_state(gw: &crate::harness::TestGateway) -> Value {
@@ -36,13 +39,17 @@ async fn plugin_swaps_under_load_without_failing_a_request() {
         let (gw, load) = (gw.clone(), load.clone());
         clients.push(tokio::spawn(async move {
             while !load.stop.load(Ordering::Relaxed) {
+                let started = tokio::time::Instant::now();
                 let r = gw.chat(&chat_body("qwen:qwen-turbo")).await;
                 let status = r.status();
                 let plugin = r.headers().get("x-aigate-plugin").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
                 let body = r.text().await.unwrap_or_default();
                 if status == 200 {
                     load.ok.fetch_add(1, Ordering::Relaxed);
-                    *load.last_plugin.lock().await = plugin;
+                    let mut last = load.last_plugin.lock().await;
+                    if last.0.is_none_or(|t| t < started) {
+                        *last = (Some(started), plugin);
+                    }
                 } else {
                     load.failed.lock().await.push(format!("{status}: {body}"));
                 }
@@ -51,7 +58,7 @@ async fn plugin_swaps_under_load_without_failing_a_request() {
     }
     let serving = |version: &'static str| {
         let load = load.clone();
-        async move || load.last_plugin.lock().await.as_str() == format!("qwen@{version}")
+        async move || load.last_plugin.lock().await.1 == format!("qwen@{version}")
     };
     assert!(eventually(Duration::from_secs(5), serving("0.1.0")).await, "starts on 0.1.0");
 
@@ -66,10 +73,17 @@ async fn plugin_swaps_under_load_without_failing_a_request() {
     assert!(eventually(Duration::from_secs(2), serving("0.1.0")).await, "renamed-in version serves within 2 s");
 
     // 3. A broken file: refused, the previous version keeps serving, the error is visible.
+    // (An earlier refusal, e.g. of a half-written copy in step 1, may already be
+    // recorded: wait for a new one.)
+    let earlier = plugin_state(&gw).await["last_error_at"].clone();
     std::fs::write(&live, b"\0asm this is not a component").unwrap();
     let gw2 = gw.clone();
     assert!(
-        eventually(Duration::from_secs(5), async || plugin_state(&gw2).await["last_error"].is_string()).await,
+        eventually(Duration::from_secs(5), async || {
+            let state = plugin_state(&gw2).await;
+            state["last_error"].is_string() && state["last_error_at"] != earlier
+        })
+        .await,
         "the refusal shows in /admin/plugins"
     );
     let state = plugin_state(&gw).await;
@@ -77,7 +91,7 @@ async fn plugin_swaps_under_load_without_failing_a_request() {
     assert_eq!(state["state"], "serving", "{state}");
     let before = load.ok.load(Ordering::Relaxed);
     assert!(eventually(Duration::from_secs(2), async || load.ok.load(Ordering::Relaxed) > before + 5).await);
-    assert_eq!(load.last_plugin.lock().await.as_str(), "qwen@0.1.0");
+    assert_eq!(load.last_plugin.lock().await.1, "qwen@0.1.0");
 
     load.stop.store(true, Ordering::Relaxed);
     for c in clients {
