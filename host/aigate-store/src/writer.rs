@@ -193,6 +193,7 @@ impl UsageWriter {
     /// Queues the entry if the in-memory queue has room, without any I/O;
     /// hands it back when the queue is full or the writer stopped, so an
     /// async caller can [`UsageWriter::submit`] it from a blocking thread.
+    #[allow(clippy::result_large_err, reason = "the entry goes back to the caller as it came, not boxed")]
     pub fn try_submit(&self, entry: LedgerEntry) -> Result<(), LedgerEntry> {
         match self.shared.tx.try_send(entry) {
             Ok(()) => Ok(()),
