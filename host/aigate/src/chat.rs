@@ -263,7 +263,9 @@ async fn call(
         let parsed = instance.parse_response(&http_response).await.map_err(|f| fault_error(&f))?;
         return match parsed {
             Ok(chat) if status.is_success() && !options.stream => {
-                let model = route.public_model(&chat.model_or(&route.upstream_model));
+                // The model the provider says answered, or the one asked for.
+                let answered = if chat.model.is_empty() { route.upstream_model.as_str() } else { chat.model.as_str() };
+                let model = route.public_model(answered);
                 let charge = meter.finish(Outcome::Completed, 200, chat.usage, chat.raw_cost.clone());
                 let mut response = (StatusCode::OK, openai::response_json(&chat, &model)).into_response();
                 response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -352,16 +354,6 @@ fn estimate_prompt_tokens(request: &aigate_plugins::canonical::ChatRequest) -> u
         })
         .sum();
     u32::try_from(chars.div_ceil(4).max(1)).unwrap_or(u32::MAX)
-}
-
-trait ModelOr {
-    fn model_or(&self, fallback: &str) -> String;
-}
-
-impl ModelOr for aigate_plugins::canonical::ChatResponse {
-    fn model_or(&self, fallback: &str) -> String {
-        if self.model.is_empty() { fallback.to_owned() } else { self.model.clone() }
-    }
 }
 
 /// Writes the usage record exactly once: when the call finishes, or when it
@@ -500,7 +492,6 @@ impl Relay {
                     self.push(Bytes::from_static(openai::DONE_EVENT));
                     self.finished = true;
                     let usage = self.usage;
-                    self.meter.time_to_first_token(self.first_token);
                     self.meter.finish(Outcome::Completed, 200, usage, None);
                     self.close(true).await;
                     continue;
@@ -555,13 +546,7 @@ impl Relay {
                     });
                 }
             }
-            if self.first_token.is_none()
-                && chunk.choices.iter().any(|c| {
-                    c.content.as_deref().is_some_and(|s| !s.is_empty())
-                        || c.reasoning_content.as_deref().is_some_and(|s| !s.is_empty())
-                        || !c.tool_calls.is_empty()
-                })
-            {
+            if has_content && self.first_token.is_none() {
                 self.first_token = Some(self.meter.started.elapsed());
                 self.meter.time_to_first_token(self.first_token);
             }
