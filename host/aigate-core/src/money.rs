@@ -306,3 +306,143 @@ mod tests {
         assert_eq!(div_round_half_up(0, 1_000_000), 0);
     }
 }
+
+/// Property tests: exact round trips and an i128 reference for every decimal
+/// the parser may see (the reference never touches floating point).
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What `parse` (or `parse_rounded` with `round`) must answer for the
+    /// plain decimal `whole[.frac]`: computed in i128, where no generated
+    /// value overflows.
+    fn reference(whole: &str, frac: &str, round: bool) -> Result<i64, &'static str> {
+        let digits = |s: &str| {
+            s.bytes().try_fold(0_i128, |n, b| n.checked_mul(10)?.checked_add(i128::from(b - b'0'))).ok_or("overflow")
+        };
+        let kept = &frac[..frac.len().min(DECIMALS)];
+        let extra = &frac[kept.len()..];
+        let padded = digits(kept)? * 10_i128.pow((DECIMALS - kept.len()) as u32);
+        let mut nanos = digits(whole)?.checked_mul(i128::from(NANOS_PER_UNIT)).ok_or("overflow")? + padded;
+        if nanos > i128::from(i64::MAX) {
+            return Err("overflow");
+        }
+        if extra.bytes().any(|b| b != b'0') {
+            if !round {
+                return Err("too many decimals");
+            }
+            if extra.as_bytes()[0] >= b'5' {
+                nanos += 1;
+            }
+        }
+        i64::try_from(nanos).map_err(|_| "overflow")
+    }
+
+    fn outcome(result: Result<Money, MoneyError>) -> Result<i64, &'static str> {
+        match result {
+            Ok(m) => Ok(m.nanos()),
+            Err(MoneyError::Overflow) => Err("overflow"),
+            Err(MoneyError::TooManyDecimals(_)) => Err("too many decimals"),
+            Err(MoneyError::Empty) => Err("empty"),
+            Err(MoneyError::Negative(_)) => Err("negative"),
+            Err(MoneyError::NotANumber(_)) => Err("not a number"),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn format_then_parse_is_the_identity(nanos in 0..=i64::MAX) {
+            let m = Money::from_nanos(nanos);
+            prop_assert_eq!(Money::parse(&m.to_string()), Ok(m));
+            prop_assert_eq!(Money::parse_rounded(&m.to_string()), Ok(m));
+            let json = serde_json::to_string(&m).unwrap();
+            prop_assert_eq!(&json, &format!("\"{m}\""));
+            prop_assert_eq!(serde_json::from_str::<Money>(&json).unwrap(), m);
+        }
+
+        #[test]
+        fn negative_amounts_format_with_a_sign_and_are_refused(nanos in i64::MIN..0) {
+            let text = Money::from_nanos(nanos).to_string();
+            prop_assert_eq!(Money::parse(&text), Err(MoneyError::Negative(text.clone())));
+            let magnitude = text.strip_prefix('-').unwrap();
+            match nanos.checked_neg() {
+                Some(abs) => prop_assert_eq!(Money::parse(magnitude), Ok(Money::from_nanos(abs))),
+                None => prop_assert_eq!(Money::parse(magnitude), Err(MoneyError::Overflow)),
+            }
+        }
+
+        #[test]
+        fn display_is_a_plain_decimal_with_nine_places(nanos in any::<i64>()) {
+            let text = Money::from_nanos(nanos).to_string();
+            let unsigned = text.strip_prefix('-').unwrap_or(&text);
+            prop_assert_eq!(text.starts_with('-'), nanos < 0);
+            let (whole, frac) = unsigned.split_once('.').unwrap();
+            prop_assert!(!whole.is_empty() && whole.bytes().all(|b| b.is_ascii_digit()));
+            prop_assert!(whole == "0" || !whole.starts_with('0'), "leading zero in {}", text);
+            prop_assert!(frac.len() == DECIMALS && frac.bytes().all(|b| b.is_ascii_digit()));
+        }
+
+        /// Any plain decimal parses to exactly its value, is refused when it
+        /// would need rounding, and is rounded half-up by `parse_rounded`.
+        #[test]
+        fn plain_decimals_parse_exactly(whole in "[0-9]{1,22}", frac in proptest::option::of("[0-9]{1,14}")) {
+            let text = match &frac {
+                Some(frac) => format!("{whole}.{frac}"),
+                None => whole.clone(),
+            };
+            let frac = frac.as_deref().unwrap_or("");
+            prop_assert_eq!(outcome(Money::parse(&text)), reference(&whole, frac, false), "{}", text);
+            prop_assert_eq!(outcome(Money::parse_rounded(&text)), reference(&whole, frac, true), "{}", text);
+        }
+
+        /// Float spellings are never read as floats: exponents, signs, inf
+        /// and NaN are refused; a short decimal such as `0.1` is exactly
+        /// 100000000 nanos, not the nearest binary fraction.
+        #[test]
+        fn float_text_is_refused_or_read_exactly(f in any::<f64>()) {
+            for text in [format!("{f:e}"), format!("{f:E}"), format!("{f:+}"), format!("{f}")] {
+                let parsed = outcome(Money::parse(&text));
+                match text.split_once('.') {
+                    _ if text.contains(['e', 'E', '+', 'i', 'N']) => {
+                        prop_assert!(parsed.is_err(), "{} parsed as {:?}", text, parsed);
+                    }
+                    _ if text.starts_with('-') => prop_assert_eq!(parsed, Err("negative"), "{}", text),
+                    Some((whole, frac)) => prop_assert_eq!(parsed, reference(whole, frac, false), "{}", text),
+                    None => prop_assert_eq!(parsed, reference(&text, "", false), "{}", text),
+                }
+            }
+        }
+
+        /// Whatever the text, parsing never panics, and it succeeds only on
+        /// digits with at most one inner `.`, at the reference value.
+        #[test]
+        fn only_plain_decimals_are_accepted(
+            text in "[-+0-9. eE,_xa]{0,24}|-?[0-9]{0,3}[.]?[0-9]{0,3}[.]?[0-9]{0,2}|\\PC{0,24}",
+        ) {
+            let parsed = outcome(Money::parse(&text));
+            let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            let plain = match text.split_once('.') {
+                Some((whole, frac)) => Some((whole, frac)).filter(|_| digits(frac)),
+                None => Some((text.as_str(), "")),
+            }
+            .filter(|(whole, _)| digits(whole));
+            match plain {
+                Some((whole, frac)) => prop_assert_eq!(parsed, reference(whole, frac, false), "{}", text),
+                None => prop_assert!(
+                    matches!(parsed, Err("not a number" | "negative" | "empty")),
+                    "{:?} gave {:?}", text, parsed
+                ),
+            }
+        }
+
+        #[test]
+        fn a_number_in_json_is_refused(f in any::<f64>(), n in any::<i64>()) {
+            prop_assert!(serde_json::from_str::<Money>(&serde_json::json!(f).to_string()).is_err());
+            prop_assert!(serde_json::from_str::<Money>(&n.to_string()).is_err());
+        }
+    }
+}
