@@ -279,3 +279,109 @@ mod tests {
         );
     }
 }
+
+/// Property tests of the documented grammar: `OWS ( bare / sf-string ) OWS`, a key of 1 to 255
+/// visible ASCII characters or spaces, where a bare key neither starts with `"` nor has spaces
+/// at its ends, and an sf-string escapes exactly `"` and `\`.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The RFC 8941 spelling of a key: the only one, as only `"` and `\` may be escaped and
+    /// both must be.
+    fn sf_string(key: &str) -> String {
+        format!("\"{}\"", key.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+
+    fn ows() -> impl Strategy<Value = String> {
+        "[ \t]{0,3}"
+    }
+
+    /// A byte biased towards what the grammar cares about.
+    fn byte() -> impl Strategy<Value = u8> {
+        prop_oneof![
+            4 => 0x20_u8..0x7f,
+            1 => prop_oneof![Just(b'"'), Just(b'\\'), Just(b' '), Just(b'\t')],
+            1 => any::<u8>(),
+        ]
+    }
+
+    /// Header bytes: random ones, and near misses (a valid spelling, bare or quoted, with a
+    /// few bytes inserted, removed or replaced), where a lenient parser would slip.
+    fn header_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let spelling = ("[ -~]{1,8}|[ -~]{250,258}", any::<bool>())
+            .prop_map(|(key, quoted)| if quoted { sf_string(&key) } else { key }.into_bytes());
+        let edit = (any::<proptest::sample::Index>(), 0..3_u8, byte());
+        let near_miss = (spelling, proptest::collection::vec(edit, 1..3)).prop_map(|(mut bytes, edits)| {
+            for (at, kind, b) in edits {
+                let at = at.index(bytes.len() + 1);
+                match kind {
+                    0 => bytes.insert(at, b),
+                    1 if at < bytes.len() => drop(bytes.remove(at)),
+                    _ if at < bytes.len() => bytes[at] = b,
+                    _ => bytes.push(b),
+                }
+            }
+            bytes
+        });
+        prop_oneof![
+            1 => proptest::collection::vec(byte(), 0..40),
+            1 => proptest::collection::vec(byte(), 250..262),
+            2 => near_miss,
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn every_key_round_trips_as_a_structured_string(key in "[ -~]{1,255}", pre in ows(), post in ows()) {
+            let header = format!("{pre}{}{post}", sf_string(&key));
+            prop_assert_eq!(parse_idempotency_key(&header), Ok(key));
+        }
+
+        #[test]
+        fn a_bare_key_is_itself(key in "[!#-~]([ -~]{0,253}[!-~])?", pre in ows(), post in ows()) {
+            prop_assert_eq!(parse_idempotency_key(format!("{pre}{key}{post}")), Ok(key));
+        }
+
+        #[test]
+        fn keys_over_255_characters_are_refused(key in "[!#-~][ -~]{254,400}[!-~]") {
+            let len = key.len();
+            prop_assert_eq!(parse_idempotency_key(&key), Err(KeyError::TooLong { len }));
+            prop_assert_eq!(parse_idempotency_key(sf_string(&key)), Err(KeyError::TooLong { len }));
+        }
+
+        #[test]
+        fn control_and_non_ascii_characters_are_refused(
+            key in "[a-zA-Z0-9][a-zA-Z0-9 ._~:-]{0,100}[a-zA-Z0-9]",
+            at in any::<proptest::sample::Index>(),
+            bad in prop_oneof![0_u8..0x20, Just(0x7f), 0x80_u8..=0xff],
+        ) {
+            let mut bytes = key.into_bytes();
+            let at = 1 + at.index(bytes.len() - 1);
+            bytes.insert(at, bad);
+            let expected = if bad >= 0x80 { KeyError::NonAscii } else { KeyError::ControlCharacter };
+            prop_assert_eq!(parse_idempotency_key(&bytes), Err(expected.clone()));
+            let mut quoted = vec![b'"'];
+            quoted.extend_from_slice(&bytes);
+            quoted.push(b'"');
+            prop_assert_eq!(parse_idempotency_key(&quoted), Err(expected));
+        }
+
+        /// Whatever the header holds, parsing never panics, and a key it returns is valid and
+        /// is spelled by the header (after OWS) exactly as the grammar says: bare or sf-string.
+        #[test]
+        fn accepted_headers_spell_their_key(bytes in header_bytes()) {
+            if let Ok(key) = parse_idempotency_key(&bytes) {
+                prop_assert!((1..=MAX_KEY_LEN).contains(&key.len()), "{:?}", key);
+                prop_assert!(key.bytes().all(|b| (0x20..0x7f).contains(&b)), "{:?}", key);
+                let spelled = trim_ows(&bytes);
+                let bare = !key.starts_with('"') && spelled == key.as_bytes();
+                prop_assert!(bare || spelled == sf_string(&key).as_bytes(), "{:?} -> {:?}", bytes, key);
+            }
+        }
+    }
+}
