@@ -18,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod idempotency;
 pub mod limits;
+pub mod logging;
 pub mod metering;
 pub mod models;
 pub mod openai;

@@ -107,13 +107,7 @@ fn plugin_check(file: &std::path::Path, fixtures: Option<PathBuf>) -> ExitCode {
 
 fn init_logging(json: bool) {
     let filter = EnvFilter::try_from_env("AIGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    // Logs go to stderr: stdout carries command output (a new key, JSON).
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    aigate::logging::init(json, filter);
 }
 
 async fn shutdown_signal() {
