@@ -46,6 +46,14 @@ pub enum IdempotencyError {
     /// written; the response of this call is not stored.
     #[error("idempotency claim was lost (lease expired)")]
     ClaimLost,
+    /// The in-process store holds its maximum of records, all of them in flight: a new claim
+    /// would pass the bound. Transient: claims end within their lease.
+    #[error("the in-process idempotency store is full ({0} records in flight)")]
+    Full(usize),
+    /// `complete` was given a response larger than the whole in-process store may hold; it
+    /// was not stored and the claim was released.
+    #[error("the response ({0} bytes) is larger than the in-process idempotency store holds")]
+    TooLarge(usize),
 }
 
 impl IdempotencyError {

@@ -40,38 +40,55 @@ impl<K: Hash + Eq + Clone + Ord, V, D: Ord + Copy> ExpiryMap<K, V, D> {
             .map(|slot| (&slot.value, slot.deadline))
     }
 
-    /// Inserts or replaces the entry under `key`.
-    pub(crate) fn insert(&mut self, key: K, value: V, deadline: D, now: D) {
+    /// The entry under `key`, live or expired but not yet swept.
+    pub(crate) fn peek(&self, key: &K) -> Option<&V> {
+        self.entries.get(key).map(|slot| &slot.value)
+    }
+
+    /// Inserts or replaces the entry under `key`; returns the value it replaced, if any.
+    pub(crate) fn insert(&mut self, key: K, value: V, deadline: D, now: D) -> Option<V> {
         match self.entries.get_mut(&key) {
             // A live slot extended to a later deadline keeps its heap entry; the sweep
             // reschedules it when the earlier deadline comes up.
             Some(slot) if slot.deadline > now && deadline >= slot.deadline => {
-                slot.value = value;
                 slot.deadline = deadline;
+                Some(std::mem::replace(&mut slot.value, value))
             }
             _ => {
                 let generation = self.next_generation;
                 self.next_generation += 1;
                 self.queue
                     .push(Reverse((deadline, generation, key.clone())));
-                self.entries.insert(
-                    key,
-                    Slot {
-                        value,
-                        deadline,
-                        generation,
-                    },
-                );
+                self.entries
+                    .insert(
+                        key,
+                        Slot {
+                            value,
+                            deadline,
+                            generation,
+                        },
+                    )
+                    .map(|slot| slot.value)
             }
         }
     }
 
-    pub(crate) fn remove(&mut self, key: &K) {
-        self.entries.remove(key);
+    pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
+        self.entries.remove(key).map(|slot| slot.value)
+    }
+
+    /// Entries held, expired ones not yet swept included.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
     }
 
     /// Removes up to `budget` entries whose deadline has passed.
     pub(crate) fn sweep(&mut self, now: D, budget: usize) {
+        self.sweep_with(now, budget, |_| {});
+    }
+
+    /// [`ExpiryMap::sweep`], handing each removed value to `removed`.
+    pub(crate) fn sweep_with(&mut self, now: D, budget: usize, mut removed: impl FnMut(V)) {
         for _ in 0..budget {
             let Some(Reverse((due, _, _))) = self.queue.peek() else {
                 return;
@@ -89,17 +106,14 @@ impl<K: Hash + Eq + Clone + Ord, V, D: Ord + Copy> ExpiryMap<K, V, D> {
                 continue;
             }
             if slot.deadline <= now {
-                self.entries.remove(&key);
+                if let Some(slot) = self.entries.remove(&key) {
+                    removed(slot.value);
+                }
             } else {
                 let deadline = slot.deadline;
                 self.queue.push(Reverse((deadline, generation, key)));
             }
         }
-    }
-
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.entries.len()
     }
 
     #[cfg(test)]

@@ -77,6 +77,15 @@ pub enum Scenario {
     },
     /// Never answers (not even headers): timeout tests.
     Hang,
+    /// A stream whose first line never ends: HTTP 200, `data: ` and then `bytes` bytes of `x`
+    /// without a newline, in 64 KiB frames, then the end of the body. For the gateway's SSE
+    /// line bound. A non-stream request gets the same body.
+    HugeLine { bytes: usize },
+    /// A stream that never ends: HTTP 200, the first chunk, then the same content chunk (about
+    /// `chunk_bytes` of content) over and over, as fast as the client reads. For the gateway's
+    /// stream-size bound and for clients that stop reading. A non-stream request gets the
+    /// same never-ending body.
+    Endless { chunk_bytes: usize },
 }
 
 /// How `GET .../models` answers (1.3).

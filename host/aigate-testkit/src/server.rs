@@ -372,6 +372,30 @@ async fn chat(
                 }
             }
             Scenario::Hang => std::future::pending().await,
+            Scenario::HugeLine { bytes } => {
+                const FRAME: usize = 64 * 1024;
+                let frame = Bytes::from(vec![b'x'; FRAME]);
+                let frames = std::iter::once(Bytes::from_static(b"data: "))
+                    .chain(std::iter::repeat_n(frame, bytes.div_ceil(FRAME)));
+                reply.sse_frames(frames)
+            }
+            Scenario::Endless { chunk_bytes } => {
+                let c = Completion {
+                    reasoning: None,
+                    content: "x".repeat(chunk_bytes.max(1)),
+                    tool_call: None,
+                    finish_reason: "stop",
+                    usage: Usage {
+                        prompt: answer::prompt_tokens(&req),
+                        completion: 1,
+                        details: UsageDetails::None,
+                    },
+                };
+                let mut events = wire::stream_events(&ctx, &c, false).into_iter().map(Bytes::from);
+                let first = events.next().unwrap_or_default();
+                let piece = events.next().unwrap_or_default();
+                reply.sse_frames(std::iter::once(first).chain(std::iter::repeat(piece)))
+            }
         };
     }
 }
@@ -432,6 +456,28 @@ impl Reply<'_> {
                     }
                 }
             });
+        let mut resp = Response::new(Body::from_stream(body));
+        set_headers(&mut resp, SSE_CONTENT_TYPE, self.request_id);
+        resp
+    }
+}
+
+impl Reply<'_> {
+    /// A 200 SSE body of `frames`, sent as fast as the client reads them.
+    fn sse_frames(&self, frames: impl Iterator<Item = Bytes> + Send + 'static) -> Response {
+        let guard = StreamGuard {
+            shared: Arc::clone(self.shared),
+            finished: false,
+        };
+        let body = futures_util::stream::unfold((frames, guard), |(mut frames, mut guard)| async move {
+            match frames.next() {
+                Some(bytes) => Some((Ok::<_, Infallible>(bytes), (frames, guard))),
+                None => {
+                    guard.finish();
+                    None
+                }
+            }
+        });
         let mut resp = Response::new(Body::from_stream(body));
         set_headers(&mut resp, SSE_CONTENT_TYPE, self.request_id);
         resp

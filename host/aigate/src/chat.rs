@@ -4,7 +4,9 @@
 //! (provider, plugin version, credential) → fresh plugin instance →
 //! build-request → upstream → parse-response or the stream decoder →
 //! OpenAI-shaped answer → one usage record. The seams for auth, idempotency
-//! and limits sit between validation and routing.
+//! and limits sit between validation and routing; what they hand out (the
+//! claim, the reservation, a stream slot) lives in one
+//! [`crate::pipeline::CallGuard`] that follows the call to its end.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -12,27 +14,29 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aigate_plugins::canonical::{SseEvent, StreamChunk, Usage};
+use aigate_plugins::canonical::{ChatRequest, SseEvent, StreamChunk, Usage};
 use aigate_plugins::{PluginFault, StreamDecoder};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use eventsource_stream::{Event, EventStreamError, Eventsource};
 use futures_util::{Stream, StreamExt};
 use http_body_util::BodyExt;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::auth::Tenant;
 use crate::billing::Charge;
 use crate::error::ApiError;
 use crate::idempotency;
-use aigate_admission::{ClaimGuard, Reservation};
 use crate::metering::{Outcome, UsageRecord};
 use crate::openai;
+use crate::pipeline::CallGuard;
 use crate::routing::Route;
 use crate::server::AppState;
+use crate::sse::SseDecoder;
 
 /// Maps a plugin fault to the client's error: 503 when out of instance
 /// slots (retry), 502 `plugin_error` otherwise.
@@ -87,14 +91,6 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, headers: Heade
     }
 }
 
-/// Work to do when a call ends: store or release the idempotency claim,
-/// settle the token reservation. Taken by the stream relay for streams.
-pub struct Finish {
-    /// Shared with the lease renewal while the call runs; sole owner after.
-    idempotency: Option<(Arc<ClaimGuard>, String)>,
-    reservation: Option<Reservation>,
-}
-
 async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let started = Instant::now();
     let tenant = state.auth.authenticate(&headers).await?;
@@ -109,62 +105,43 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
     let (canonical, options) = openai::to_canonical(&request, &route.upstream_model)?;
 
     // Everything above is validation: nothing was claimed, nothing is charged.
+    // From here on the guard holds what the call takes, and gives it back on
+    // every early return.
     let cfg = &state.config.idempotency;
     let claim = match idempotency::begin(state.idempotency.as_ref(), &tenant, &headers, text, cfg.lease, cfg.ttl).await? {
         idempotency::Begin::Replay(response) => return Ok(response),
         idempotency::Begin::Proceed(claim) => claim,
     };
-    let estimate = state.limits.estimate(estimate_prompt_tokens(&canonical), canonical.max_tokens);
-    let admitted = match state.limits.admit(&tenant, estimate).await {
-        Ok(a) => a,
+    let mut guard = CallGuard::new(claim, cfg.lease);
+    let prompt_estimate = estimate_prompt_tokens(&canonical);
+    let estimate = state.limits.estimate(prompt_estimate, canonical.max_tokens);
+    let admitted = match admit(&state, &tenant, options.stream, estimate, &mut guard).await {
+        Ok(headers) => headers,
         Err(e) => {
-            if let Some((guard, _)) = claim {
-                idempotency::finish(guard, None).await;
-            }
+            // Released before the client hears of it, so it can retry at once.
+            guard.finish(0, None).await;
             return Err(e);
         }
     };
-    let rate_headers = admitted.headers;
-    let mut finish = Some(Finish { idempotency: claim.map(|(g, k)| (Arc::new(g), k)), reservation: admitted.reservation });
-    let idempotency_key = finish.as_ref().and_then(|f| f.idempotency.as_ref().map(|(_, k)| k.clone()));
 
-    let renew = finish.as_ref().and_then(|f| f.idempotency.as_ref()).map(|(g, _)| g.clone());
-    let work = call(&state, &tenant, &headers, &route, &canonical, &options, started, idempotency_key, &mut finish);
-    let result = with_renewal(renew.as_deref(), cfg.lease, work).await;
-    drop(renew);
-
-    // Streams took `finish` into their relay; the rest end here.
-    let mut response = match finish.take() {
-        None => result?.0,
-        Some(Finish { idempotency, reservation }) => {
-            let (response, tokens) = match result {
-                Ok((response, tokens)) => (response, tokens),
-                Err(e) => {
-                    let tokens = e.from_provider.then_some(0);
-                    (e.into_response(), tokens)
-                }
-            };
-            crate::limits::Limits::settle(reservation, tokens.unwrap_or(0));
-            
-            match idempotency {
-                None => response,
-                Some((guard, _)) => {
-                    let guard = sole(guard);
-                    // Outcomes from the provider are final and stored; others are released.
-                    if tokens.is_some() {
-                        let (parts, body) = response.into_parts();
-                        let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-                        finish_claim(guard, Some(idempotency::stored(parts.status, &parts.headers, body.clone(), false))).await;
-                        Response::from_parts(parts, Body::from(body))
-                    } else {
-                        finish_claim(guard, None).await;
-                        response
-                    }
-                }
-            }
-        }
+    let stop_calls = state.stop_calls.clone();
+    let call = Call {
+        deadline: started + state.upstream.config.total_timeout,
+        request_id: request_id(&headers),
+        state,
+        tenant,
+        route,
+        canonical,
+        options,
+        prompt_estimate,
+        started,
     };
-    for (name, value) in rate_headers {
+    let mut response = tokio::select! {
+        response = call.run(guard) => response,
+        // Past the shutdown deadline: dropping the call meters and releases it.
+        _ = stop_calls.cancelled() => ApiError::shutting_down().into_response(),
+    };
+    for (name, value) in admitted {
         if let Ok(v) = HeaderValue::from_str(&value) {
             response.headers_mut().insert(name, v);
         }
@@ -172,171 +149,208 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
     Ok(response)
 }
 
-/// The claim guard once the renewal is over (it always is when this runs).
-fn sole(guard: Arc<ClaimGuard>) -> Option<ClaimGuard> {
-    Arc::try_unwrap(guard).ok()
-}
-
-async fn finish_claim(guard: Option<ClaimGuard>, outcome: Option<aigate_admission::StoredResponse>) {
-    if let Some(g) = guard {
-        idempotency::finish(g, outcome).await;
+/// The limits: a stream slot for a stream, then budget and rates. What they
+/// hand out goes into `guard`; returns the `x-ratelimit-*` headers.
+async fn admit(
+    state: &AppState,
+    tenant: &Tenant,
+    stream: bool,
+    estimate: u32,
+    guard: &mut CallGuard,
+) -> Result<Vec<(&'static str, String)>, ApiError> {
+    if stream {
+        guard.hold_stream(state.limits.open_stream(tenant)?);
     }
+    let admitted = state.limits.admit(tenant, estimate).await?;
+    guard.reserve(admitted.reservation);
+    Ok(admitted.headers)
 }
 
-/// Keeps an idempotency claim's lease alive while a long call runs.
-async fn with_renewal<T>(guard: Option<&ClaimGuard>, lease: Duration, work: impl std::future::Future<Output = T>) -> T {
-    let Some(guard) = guard else {
-        return work.await;
-    };
-    tokio::pin!(work);
-    let mut tick = tokio::time::interval(lease / 3);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            out = &mut work => return out,
-            _ = tick.tick() => {
-                if let Err(e) = guard.renew(lease).await {
-                    tracing::warn!("idempotency lease not renewed: {e}");
-                }
-            }
-        }
-    }
-}
-
-/// Calls the provider. Returns the response and, when the provider answered,
-/// the tokens it used (for the reservation); `Err` for failures, whose
-/// `from_provider` says whether the provider answered.
-#[allow(clippy::too_many_arguments)]
-async fn call(
-    state: &Arc<AppState>,
-    tenant: &Arc<Tenant>,
-    headers: &HeaderMap,
-    route: &Route,
-    canonical: &aigate_plugins::canonical::ChatRequest,
-    options: &openai::ClientOptions,
+/// One admitted call: what was asked, for whom, and where it goes.
+struct Call {
+    state: Arc<AppState>,
+    tenant: Arc<Tenant>,
+    request_id: String,
+    route: Route,
+    canonical: ChatRequest,
+    options: openai::ClientOptions,
+    /// ~4 characters a token: metered for a stream that ends before the
+    /// provider reported its own count.
+    prompt_estimate: u32,
     started: Instant,
-    idempotency_key: Option<String>,
-    finish: &mut Option<Finish>,
-) -> Result<(Response, Option<u32>), ApiError> {
-    let (state, tenant, route, options) = (state.clone(), tenant.clone(), route.clone(), options.clone());
-    let deadline = started + state.upstream.config.total_timeout;
+    /// The end of `upstream.total_timeout`.
+    deadline: Instant,
+}
 
-    let mut instance = route.plugin.instantiate().await.map_err(|f| fault_error(&f))?;
-    let http_request = match instance.build_request(route.base_url.as_str(), canonical).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(provider_error)) => {
-            return Err(ApiError::from_provider(&route.provider, &route.settings.api_key_env, &provider_error));
+/// How the provider answered a call.
+enum Answer {
+    /// A whole response and the tokens it used.
+    Whole(Response, u32),
+    /// A stream whose first chunks are ready: the relay runs it from here.
+    Stream(Response, Box<Relay>),
+}
+
+impl Call {
+    /// Runs the call and settles its guard: a final answer is stored under
+    /// the idempotency key, anything else releases the key.
+    async fn run(self, guard: CallGuard) -> Response {
+        let key = guard.idempotency_key().map(str::to_owned);
+        match self.attempt(key).await {
+            Ok(Answer::Stream(mut response, relay)) => {
+                let rx = relay.spawn(guard, self.state.stop_calls.clone());
+                *response.body_mut() = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|bytes| (Ok::<_, Infallible>(bytes), rx))
+                }));
+                response
+            }
+            Ok(Answer::Whole(response, tokens)) => self.settle(guard, response, tokens, true).await,
+            Err(e) => {
+                let store = e.is_final();
+                self.settle(guard, e.into_response(), 0, store).await
+            }
         }
-        Err(fault) => return Err(fault_error(&fault)),
-    };
-    let upstream_request = state.upstream.prepare(&route.target(), route.plugin.name(), http_request)?;
-
-    let mut meter = Meter {
-        state: state.clone(),
-        tenant: tenant.clone(),
-        record: Some(UsageRecord {
-            request_id: request_id(headers),
-            provider: route.provider.to_string(),
-            model: route.upstream_model.clone(),
-            stream: options.stream,
-            outcome: Outcome::Failed,
-            status: 502,
-            usage: None,
-            raw_cost: None,
-            latency: Duration::ZERO,
-            time_to_first_token: None,
-            org_id: tenant.org_id,
-            key_id: tenant.key_id,
-            idempotency_key,
-            billed_cost: aigate_core::Money::ZERO,
-            currency: String::new(),
-            created_at: time::OffsetDateTime::now_utc(),
-        }),
-        started,
-    };
-
-    let upstream_response = state.upstream.send(&route.provider, upstream_request, deadline).await?;
-    let status = upstream_response.status();
-
-    if !options.stream || !status.is_success() {
-        let http_response = state.upstream.read(&route.provider, upstream_response, deadline).await?;
-        let parsed = instance.parse_response(&http_response).await.map_err(|f| fault_error(&f))?;
-        return match parsed {
-            Ok(chat) if status.is_success() && !options.stream => {
-                // The model the provider says answered, or the one asked for.
-                let answered = if chat.model.is_empty() { route.upstream_model.as_str() } else { chat.model.as_str() };
-                let model = route.public_model(answered);
-                let charge = meter.finish(Outcome::Completed, 200, chat.usage, chat.raw_cost.clone());
-                let mut response = (StatusCode::OK, openai::response_json(&chat, &model)).into_response();
-                response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                if let Some(charge) = charge
-                    && let Ok(v) = HeaderValue::from_str(&format!("{} {}", charge.billed, charge.currency)) {
-                        response.headers_mut().insert("x-aigate-cost", v);
-                    }
-                provider_headers(&mut response, &route);
-                Ok((response, Some(chat.usage.map_or(0, |u| u.total_tokens))))
-            }
-            Ok(_) => Err(ApiError::plugin_fault(format!(
-                "Plugin `{}` turned a failed provider response (HTTP {status}) into a success.",
-                route.plugin.name()
-            ))),
-            Err(provider_error) => {
-                let err = ApiError::from_provider(&route.provider, &route.settings.api_key_env, &provider_error);
-                meter.finish(Outcome::ProviderError, err.status.as_u16(), None, None);
-                Err(err)
-            }
-        };
     }
 
-    let decoder = instance.stream_decoder(&route.upstream_model).await.map_err(|f| fault_error(&f))?;
-    let taken = finish.take();
-    let capture = taken.as_ref().is_some_and(|f| f.idempotency.is_some());
-    let events: EventStream = Box::pin(upstream_response.bytes_stream().eventsource());
-    let mut relay = Relay {
-        events,
-        decoder,
-        queue: VecDeque::with_capacity(4),
-        finished: false,
-        model: route.public_model(&route.upstream_model),
-        include_usage: options.include_usage,
-        deadline,
-        route: route.clone(),
-        meter,
-        usage: None,
-        first_token: None,
-        error: None,
-        emitted: false,
-        prompt_estimate: estimate_prompt_tokens(canonical),
-        produced: 0,
-        finish: taken,
-        captured: capture.then(Vec::new),
-        lease: state.config.idempotency.lease,
-        renewed: Instant::now(),
-    };
-    // Decode until the first client-visible bytes before answering: an error
-    // that comes before any content (an error event, a plugin fault) then gets
-    // its real HTTP status instead of a 200 with an error event.
-    relay.fill().await;
-    if !relay.emitted
-        && let Some(err) = relay.error.take() {
-            // Nothing reached the client: the ending becomes an HTTP error, and
-            // the claim and reservation go back to the caller with it.
-            *finish = relay.finish.take();
-            return Err(err);
+    /// Finishes the guard of a whole response, storing it when `store` and
+    /// it fits `idempotency.max_stored_bytes`.
+    async fn settle(&self, guard: CallGuard, response: Response, tokens: u32, store: bool) -> Response {
+        if !store || guard.idempotency_key().is_none() {
+            guard.finish(tokens, None).await;
+            return response;
         }
-    let body = Body::from_stream(futures_util::stream::unfold(relay, Relay::next));
-    let mut response = Response::new(body);
-    let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    provider_headers(&mut response, &route);
-    Ok((response, None))
+        let (parts, body) = response.into_parts();
+        // Our own bodies, already in memory: collecting cannot fail or wait.
+        let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        let outcome = (body.len() <= self.state.config.idempotency.max_stored_bytes)
+            .then(|| idempotency::stored(parts.status, &parts.headers, body.clone(), false));
+        let stored = guard.finish(tokens, outcome).await;
+        let mut response = Response::from_parts(parts, Body::from(body));
+        if !stored {
+            response.headers_mut().insert(idempotency::NOT_STORED_HEADER, HeaderValue::from_static("false"));
+        }
+        response
+    }
+
+    /// Calls the provider: a whole answer, a stream ready to relay, or the
+    /// error (whose `from_provider` says whether the provider answered).
+    async fn attempt(&self, idempotency_key: Option<String>) -> Result<Answer, ApiError> {
+        let capture = idempotency_key.is_some();
+        let Call { state, route, options, .. } = self;
+        let mut instance = route.plugin.instantiate().await.map_err(|f| fault_error(&f))?;
+        let http_request = match instance.build_request(route.base_url.as_str(), &self.canonical).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(provider_error)) => {
+                return Err(ApiError::from_provider(&route.provider, &route.settings.api_key_env, &provider_error));
+            }
+            Err(fault) => return Err(fault_error(&fault)),
+        };
+        let upstream_request = state.upstream.prepare(&route.target(), route.plugin.name(), http_request)?;
+
+        let mut meter = Meter {
+            state: state.clone(),
+            tenant: self.tenant.clone(),
+            record: Some(UsageRecord {
+                request_id: self.request_id.clone(),
+                provider: route.provider.to_string(),
+                model: route.upstream_model.clone(),
+                stream: options.stream,
+                outcome: Outcome::Failed,
+                status: 502,
+                usage: None,
+                raw_cost: None,
+                latency: Duration::ZERO,
+                time_to_first_token: None,
+                org_id: self.tenant.org_id,
+                key_id: self.tenant.key_id,
+                idempotency_key,
+                billed_cost: aigate_core::Money::ZERO,
+                currency: String::new(),
+                created_at: time::OffsetDateTime::now_utc(),
+            }),
+            started: self.started,
+        };
+
+        let upstream_response = state.upstream.send(&route.provider, upstream_request, self.deadline).await?;
+        let status = upstream_response.status();
+
+        if !options.stream || !status.is_success() {
+            let http_response = state.upstream.read(&route.provider, upstream_response, self.deadline).await?;
+            let parsed = instance.parse_response(&http_response).await.map_err(|f| fault_error(&f))?;
+            return match parsed {
+                Ok(chat) if status.is_success() && !options.stream => {
+                    // The model the provider says answered, or the one asked for.
+                    let answered = if chat.model.is_empty() { route.upstream_model.as_str() } else { chat.model.as_str() };
+                    let model = route.public_model(answered);
+                    let charge = meter.finish(Outcome::Completed, 200, chat.usage, chat.raw_cost.clone());
+                    let mut response = (StatusCode::OK, openai::response_json(&chat, &model)).into_response();
+                    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                    if let Some(charge) = charge
+                        && let Ok(v) = HeaderValue::from_str(&format!("{} {}", charge.billed, charge.currency)) {
+                            response.headers_mut().insert("x-aigate-cost", v);
+                        }
+                    provider_headers(&mut response, route);
+                    Ok(Answer::Whole(response, chat.usage.map_or(0, |u| u.total_tokens)))
+                }
+                Ok(_) => Err(ApiError::plugin_fault(format!(
+                    "Plugin `{}` turned a failed provider response (HTTP {status}) into a success.",
+                    route.plugin.name()
+                ))),
+                Err(provider_error) => {
+                    let err = ApiError::from_provider(&route.provider, &route.settings.api_key_env, &provider_error);
+                    meter.finish(Outcome::ProviderError, err.status.as_u16(), None, None);
+                    Err(err)
+                }
+            };
+        }
+
+        let decoder = instance.stream_decoder(&route.upstream_model).await.map_err(|f| fault_error(&f))?;
+        let streams = &state.config.streams;
+        let mut relay = Box::new(Relay {
+            body: Box::pin(upstream_response.bytes_stream()),
+            sse: SseDecoder::new(streams.sse),
+            events: Vec::new(),
+            decoder,
+            out: VecDeque::with_capacity(4),
+            finished: false,
+            model: route.public_model(&route.upstream_model),
+            include_usage: options.include_usage,
+            deadline: self.deadline,
+            idle_timeout: streams.idle_timeout,
+            route: route.clone(),
+            meter,
+            usage: None,
+            first_token: None,
+            error: None,
+            store: false,
+            emitted: false,
+            prompt_estimate: self.prompt_estimate,
+            produced: 0,
+            guard: None,
+            captured: capture.then(Vec::new),
+            capture_limit: state.config.idempotency.max_stored_bytes,
+        });
+        // Decode until the first client-visible bytes before answering: an
+        // error that comes before any content (an error event, a plugin
+        // fault) then gets its real HTTP status instead of a 200 with an
+        // error event.
+        relay.fill().await;
+        if !relay.emitted
+            && let Some(err) = relay.error.take() {
+                return Err(err);
+            }
+        let mut response = Response::new(Body::empty());
+        let h = response.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        provider_headers(&mut response, route);
+        Ok(Answer::Stream(response, relay))
+    }
 }
 
 /// ~4 characters a token over the messages' text: only used when a stream
 /// ends before the provider reported its own count.
-fn estimate_prompt_tokens(request: &aigate_plugins::canonical::ChatRequest) -> u32 {
+fn estimate_prompt_tokens(request: &ChatRequest) -> u32 {
     use aigate_plugins::canonical::{ContentPart, MessageContent};
     let chars: usize = request
         .messages
@@ -398,25 +412,44 @@ impl Drop for Meter {
     }
 }
 
-type EventStream = Pin<Box<dyn Stream<Item = Result<Event, EventStreamError<reqwest::Error>>> + Send>>;
+type UpstreamBody = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
-/// Relays one provider stream to the client, chunk by chunk, as the client
-/// pulls: nothing is buffered whole, and dropping it (client gone) drops the
-/// upstream connection.
+/// Chunks decoded ahead of a slow client, at most: the relay's channel.
+const RELAY_BUFFER: usize = 16;
+
+/// Relays one provider stream to the client, chunk by chunk as they arrive.
+///
+/// After the first chunks (decoded in the handler, so an early error gets a
+/// real HTTP status) the relay runs as its own task: it pulls upstream
+/// events through the bounded SSE decoder and the plugin's decoder into a
+/// small channel that the response body reads. The task, not the client,
+/// keeps the clock: the idle timeout between provider events, the total
+/// timeout, the client-stall timeout on a full channel and the shutdown
+/// deadline all end the stream even when the client reads nothing. Every end
+/// meters the call once and settles its [`CallGuard`]; a client that leaves
+/// or stalls drops the upstream connection and frees its slot and claim.
 struct Relay {
-    events: EventStream,
+    body: UpstreamBody,
+    sse: SseDecoder,
+    /// Events of the last upstream chunk (kept to reuse the allocation).
+    events: Vec<SseEvent>,
     decoder: StreamDecoder,
-    queue: VecDeque<Bytes>,
+    /// Encoded chunks not yet handed to the client.
+    out: VecDeque<Bytes>,
+    /// The stream ended: nothing more comes from upstream.
     finished: bool,
     model: String,
     include_usage: bool,
     deadline: Instant,
+    idle_timeout: Duration,
     route: Route,
     meter: Meter,
     usage: Option<Usage>,
     first_token: Option<Duration>,
     /// The error that ended the stream, if one did.
     error: Option<ApiError>,
+    /// The stream ended with a final answer, to store under the idempotency key.
+    store: bool,
     /// Whether any chunk was queued for the client.
     emitted: bool,
     /// Until the provider reports usage (at the end), a client that leaves is
@@ -425,97 +458,167 @@ struct Relay {
     /// per chunk).
     prompt_estimate: u32,
     produced: u32,
-    /// The claim and reservation, until the stream ends.
-    finish: Option<Finish>,
-    /// Everything sent to the client, kept only for an idempotent request.
+    /// Given by [`Relay::spawn`]; settled when the stream ends.
+    guard: Option<CallGuard>,
+    /// Everything sent to the client, kept only for an idempotent request,
+    /// and dropped past `capture_limit` (the stream is then not stored).
     captured: Option<Vec<u8>>,
-    /// The idempotency lease, renewed while the stream runs.
-    lease: Duration,
-    renewed: Instant,
+    capture_limit: usize,
+}
+
+/// Why the relay stopped before the end of the stream.
+enum Abandoned {
+    ClientLeft,
+    ClientStalled,
+    ShuttingDown,
 }
 
 impl Drop for Relay {
-    /// The client left mid-stream: settle on what was produced, release the
-    /// claim (the client may retry; the partial call is metered by `Meter`).
+    /// However the relay ends, the guard settles on what was produced;
+    /// unless [`Relay::close`] finished it, the claim is released.
     fn drop(&mut self) {
-        if let Some(Finish { idempotency, reservation }) = self.finish.take() {
-            crate::limits::Limits::settle(reservation, self.prompt_estimate.saturating_add(self.produced));
-            if let Some(guard) = idempotency.and_then(|(g, _)| sole(g)) {
-                idempotency::finish_later(guard, None);
-            }
+        let tokens = self.tokens();
+        if let Some(guard) = self.guard.as_mut() {
+            guard.tokens_if_dropped(tokens);
         }
     }
 }
 
 impl Relay {
-    async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Relay)> {
+    /// Starts the relay's task; returns the channel the response body reads.
+    fn spawn(mut self: Box<Self>, guard: CallGuard, stop_calls: CancellationToken) -> mpsc::Receiver<Bytes> {
+        let (tx, rx) = mpsc::channel(RELAY_BUFFER);
+        self.guard = Some(guard);
         if let Some(r) = self.meter.record.as_mut() {
             r.status = 200;
         }
-        self.fill().await;
-        let bytes = self.queue.pop_front()?;
-        Some((Ok(bytes), self))
+        tokio::spawn(self.run(tx, stop_calls));
+        rx
+    }
+
+    async fn run(mut self: Box<Self>, tx: mpsc::Sender<Bytes>, stop_calls: CancellationToken) {
+        let stopped = stop_calls.cancelled();
+        tokio::pin!(stopped);
+        let abandoned = loop {
+            if self.finished {
+                // Stored or released before the client gets the last bytes,
+                // so an immediate retry sees the record.
+                self.close().await;
+            }
+            if let Some(gone) = self.deliver(&tx, stopped.as_mut()).await {
+                break Some(gone);
+            }
+            if self.finished {
+                break None;
+            }
+            let step = tokio::select! {
+                biased;
+                () = &mut stopped => Some(Abandoned::ShuttingDown),
+                () = tx.closed() => Some(Abandoned::ClientLeft),
+                _ = self.fill() => None,
+            };
+            match step {
+                // The client is still reading: tell it why the stream ends.
+                Some(Abandoned::ShuttingDown) => self.end_with(Outcome::Failed, &ApiError::shutting_down()),
+                Some(gone) => break Some(gone),
+                None => {}
+            }
+        };
+        if let Some(why) = abandoned {
+            self.abandon(why);
+        }
+    }
+
+    /// Hands the queued chunks to the response body; `Some` when the client
+    /// cannot take them.
+    async fn deliver(
+        &mut self,
+        tx: &mpsc::Sender<Bytes>,
+        mut stopped: Pin<&mut WaitForCancellationFuture<'_>>,
+    ) -> Option<Abandoned> {
+        let stall = self.meter.state.config.streams.client_stall_timeout;
+        while let Some(bytes) = self.out.pop_front() {
+            let gone = tokio::select! {
+                biased;
+                sent = tokio::time::timeout(stall, tx.send(bytes)) => match sent {
+                    Ok(Ok(())) => None,
+                    Ok(Err(_)) => Some(Abandoned::ClientLeft),
+                    Err(_) => Some(Abandoned::ClientStalled),
+                },
+                // A client that does not read cannot be told; it just loses the stream.
+                () = &mut stopped => Some(Abandoned::ShuttingDown),
+            };
+            if gone.is_some() {
+                return gone;
+            }
+        }
+        None
     }
 
     /// Pulls upstream events until something is queued for the client or the stream ended.
     async fn fill(&mut self) {
-        loop {
-            if !self.queue.is_empty() || self.finished {
-                return;
+        while self.out.is_empty() && !self.finished {
+            self.pull().await;
+        }
+    }
+
+    /// Reads one upstream chunk (within the idle and total deadlines) and decodes its events.
+    async fn pull(&mut self) {
+        let idle = Instant::now() + self.idle_timeout;
+        let chunk = match tokio::time::timeout_at(idle.min(self.deadline), self.body.next()).await {
+            Err(_) => {
+                let err = if idle < self.deadline {
+                    ApiError::upstream_timeout(&self.route.provider, "send the next event", self.idle_timeout)
+                } else {
+                    let total = self.meter.state.upstream.config.total_timeout;
+                    ApiError::upstream_timeout(&self.route.provider, "finish the stream", total)
+                };
+                return self.end_with(Outcome::Failed, &err);
             }
-            if self.renewed.elapsed() > self.lease / 3 {
-                if let Some(guard) = self.finish.as_ref().and_then(|f| f.idempotency.as_ref()).map(|(g, _)| g.clone())
-                    && let Err(e) = guard.renew(self.lease).await {
-                        tracing::warn!("idempotency lease not renewed: {e}");
-                    }
-                self.renewed = Instant::now();
+            Ok(None) => return self.upstream_done().await,
+            Ok(Some(Err(e))) => {
+                let err = ApiError::upstream_unreachable(&self.route.provider, format!("the stream broke: {e}"));
+                return self.end_with(Outcome::Failed, &err);
             }
-            let event = match tokio::time::timeout_at(self.deadline, self.events.next()).await {
-                Err(_) => {
-                    let err = ApiError::upstream_timeout(&self.route.provider, "finish the stream", self.meter.state.upstream.config.total_timeout);
-                    self.end_with(Outcome::Failed, &err).await;
-                    continue;
-                }
-                Ok(None) => {
-                    match self.decoder.finish().await {
-                        Ok(Ok(chunks)) => self.emit(chunks),
-                        Ok(Err(pe)) => {
-                            let err = ApiError::from_provider(&self.route.provider, &self.route.settings.api_key_env, &pe);
-                            self.end_with(Outcome::ProviderError, &err).await;
-                            continue;
-                        }
-                        Err(fault) => {
-                            self.end_with(Outcome::Failed, &fault_error(&fault)).await;
-                            continue;
-                        }
-                    }
-                    self.push(Bytes::from_static(openai::DONE_EVENT));
-                    self.finished = true;
-                    let usage = self.usage;
-                    self.meter.finish(Outcome::Completed, 200, usage, None);
-                    self.close(true).await;
-                    continue;
-                }
-                Ok(Some(Err(e))) => {
-                    let err = ApiError::upstream_unreachable(&self.route.provider, format!("the stream broke: {e}"));
-                    self.end_with(Outcome::Failed, &err).await;
-                    continue;
-                }
-                Ok(Some(Ok(event))) => event,
-            };
-            let sse = SseEvent {
-                event: (event.event != "message").then_some(event.event),
-                data: event.data,
-            };
-            match self.decoder.push(&sse).await {
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        let mut events = std::mem::take(&mut self.events);
+        if let Err(too_large) = self.sse.feed(&chunk, &mut events) {
+            events.clear();
+            self.events = events;
+            return self.end_with(Outcome::Failed, &ApiError::upstream_too_large(&self.route.provider, too_large));
+        }
+        for event in events.drain(..) {
+            if self.finished {
+                break;
+            }
+            match self.decoder.push(&event).await {
                 Ok(Ok(chunks)) => self.emit(chunks),
                 Ok(Err(pe)) => {
                     let err = ApiError::from_provider(&self.route.provider, &self.route.settings.api_key_env, &pe);
-                    self.end_with(Outcome::ProviderError, &err).await;
+                    self.end_with(Outcome::ProviderError, &err);
                 }
-                Err(fault) => self.end_with(Outcome::Failed, &fault_error(&fault)).await,
+                Err(fault) => self.end_with(Outcome::Failed, &fault_error(&fault)),
             }
         }
+        self.events = events;
+    }
+
+    /// The provider finished its stream: flush the decoder, end with `[DONE]`.
+    async fn upstream_done(&mut self) {
+        match self.decoder.finish().await {
+            Ok(Ok(chunks)) => self.emit(chunks),
+            Ok(Err(pe)) => {
+                let err = ApiError::from_provider(&self.route.provider, &self.route.settings.api_key_env, &pe);
+                return self.end_with(Outcome::ProviderError, &err);
+            }
+            Err(fault) => return self.end_with(Outcome::Failed, &fault_error(&fault)),
+        }
+        self.push(Bytes::from_static(openai::DONE_EVENT));
+        self.finished = true;
+        self.store = true;
+        let usage = self.usage;
+        self.meter.finish(Outcome::Completed, 200, usage, None);
     }
 
     fn emit(&mut self, chunks: Vec<StreamChunk>) {
@@ -559,57 +662,81 @@ impl Relay {
 
     fn push(&mut self, bytes: Bytes) {
         if let Some(c) = self.captured.as_mut() {
-            c.extend_from_slice(&bytes);
+            if c.len() + bytes.len() <= self.capture_limit {
+                c.extend_from_slice(&bytes);
+            } else {
+                // Too large to keep for replays: say so (SSE comments are
+                // ignored by clients) and stop keeping it.
+                self.captured = None;
+                self.out.push_back(Bytes::from_static(NOT_STORED_COMMENT));
+            }
         }
-        self.queue.push_back(bytes);
+        self.out.push_back(bytes);
     }
 
-    /// [`Relay::fail`], then, if the client already has content, the end of
-    /// the call: an error from the provider is a final outcome (stored for
-    /// idempotent replays); a gateway-side one releases the claim. Before any
-    /// content, `handle` turns the error into an HTTP error and finishes.
-    async fn end_with(&mut self, outcome: Outcome, err: &ApiError) {
-        self.fail(outcome, err);
-        if self.emitted {
-            self.close(outcome == Outcome::ProviderError).await;
-        }
+    /// What the call used so far: the provider's count, else the estimate.
+    fn tokens(&self) -> u32 {
+        self.usage.map_or(self.prompt_estimate.saturating_add(self.produced), |u| u.total_tokens)
     }
 
-    /// Settles the reservation and completes (`store`) or releases the claim.
-    async fn close(&mut self, store: bool) {
-        let Some(Finish { idempotency, reservation }) = self.finish.take() else {
-            return;
-        };
-        let tokens = self.usage.map_or(self.prompt_estimate.saturating_add(self.produced), |u| u.total_tokens);
-        crate::limits::Limits::settle(reservation, tokens);
-        if let Some((guard, _)) = idempotency {
-            let outcome = store.then(|| {
-                let mut h = HeaderMap::new();
-                h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-                if let Ok(v) = HeaderValue::from_str(&self.route.provider) {
-                    h.insert("x-aigate-provider", v);
-                }
-                let body = Bytes::from(self.captured.take().unwrap_or_default());
-                idempotency::stored(StatusCode::OK, &h, body, true)
-            });
-            finish_claim(sole(guard), outcome).await;
-        }
-    }
-
-    /// Ends the stream with an OpenAI-shaped error event (the SDKs raise it).
-    fn fail(&mut self, outcome: Outcome, err: &ApiError) {
+    /// Ends the stream with an OpenAI-shaped error event (the SDKs raise it)
+    /// and meters the call. Before any content, [`Call::attempt`] turns the
+    /// error into an HTTP error instead. An error the provider says is final
+    /// is stored for idempotent replays; any other releases the key.
+    fn end_with(&mut self, outcome: Outcome, err: &ApiError) {
         if self.emitted {
             // Mid-stream: the client got a 200, so the request log will not show this.
             tracing::warn!(provider = %self.route.provider, code = ?err.code, "stream failed: {}", err.message);
         }
         self.push(Bytes::from(openai::error_event(err)));
         self.finished = true;
+        self.store = err.is_final();
         let usage = self.usage;
         let status = if self.emitted { 200 } else { err.status.as_u16() };
         self.meter.finish(outcome, status, usage, None);
         self.error = Some(err.clone());
     }
+
+    /// Settles the guard of a stream that ended: stores it when it is a final
+    /// answer that was kept whole, releases the key otherwise.
+    async fn close(&mut self) {
+        let Some(guard) = self.guard.take() else {
+            return;
+        };
+        let outcome = match self.captured.take() {
+            Some(captured) if self.store => {
+                let mut h = HeaderMap::new();
+                h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+                if let Ok(v) = HeaderValue::from_str(&self.route.provider) {
+                    h.insert("x-aigate-provider", v);
+                }
+                Some(idempotency::stored(StatusCode::OK, &h, Bytes::from(captured), true))
+            }
+            _ => None,
+        };
+        guard.finish(self.tokens(), outcome).await;
+    }
+
+    /// The stream stopped before its end: meter what was produced; dropping
+    /// the relay then drops the upstream connection and releases the guard.
+    fn abandon(&mut self, why: Abandoned) {
+        let (outcome, reason) = match why {
+            Abandoned::ClientLeft => (Outcome::Cancelled, "the client left"),
+            Abandoned::ClientStalled => (Outcome::Cancelled, "the client stopped reading (streams.client_stall_timeout_ms)"),
+            Abandoned::ShuttingDown => (Outcome::Failed, "the gateway is shutting down"),
+        };
+        if !self.finished {
+            tracing::info!(provider = %self.route.provider, request_id = ?self.meter.record.as_ref().map(|r| &r.request_id), "stream ended: {reason}");
+        }
+        // The client got a 200 and the partial stream.
+        self.meter.finish(outcome, 200, None, None);
+    }
 }
+
+/// Sent in place of the `Idempotent-Stored: false` header, which a stream
+/// can no longer send when it finds out.
+const NOT_STORED_COMMENT: &[u8] =
+    b": idempotent-stored: false (larger than idempotency.max_stored_bytes; a retry with this key calls the provider again)\n\n";
 
 impl Meter {
     fn time_to_first_token(&mut self, ttft: Option<Duration>) {

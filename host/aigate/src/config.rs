@@ -60,10 +60,15 @@ pub struct RawConfig {
     pub data_dir: Option<PathBuf>,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: Option<usize>,
+    /// How long a stopping gateway lets calls in flight finish before it ends
+    /// them (metered) and exits.
+    pub shutdown_timeout_ms: Option<u64>,
     #[serde(default)]
     pub plugins: RawPluginLimits,
     #[serde(default)]
     pub upstream: RawUpstream,
+    #[serde(default)]
+    pub streams: RawStreams,
     #[serde(default)]
     pub providers: BTreeMap<String, RawProvider>,
     /// Bare model name → `provider:model`.
@@ -96,6 +101,25 @@ pub struct RawLimits {
     pub fail_open: Option<bool>,
     /// How long an org's monthly spend is cached for budget checks.
     pub budget_cache_ms: Option<u64>,
+    /// Streams one API key may have open at once, per replica.
+    pub key_concurrent_streams: Option<u32>,
+    /// Streams one org may have open at once, per replica.
+    pub org_concurrent_streams: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStreams {
+    /// Longest silence allowed between two provider events.
+    pub idle_timeout_ms: Option<u64>,
+    /// How long a client may leave its stream unread before it loses it.
+    pub client_stall_timeout_ms: Option<u64>,
+    /// Longest line of a provider's SSE stream.
+    pub max_line_bytes: Option<usize>,
+    /// Largest event (all its lines) of a provider's SSE stream.
+    pub max_event_bytes: Option<usize>,
+    /// Largest provider SSE stream, in total.
+    pub max_total_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,6 +129,12 @@ pub struct RawIdempotency {
     pub ttl_hours: Option<u64>,
     /// How long a claim holds without renewal: a crashed replica's claim expires after it.
     pub lease_ms: Option<u64>,
+    /// Largest response or stream stored for replays; a larger one is not stored.
+    pub max_stored_bytes: Option<usize>,
+    /// In-process store only (no REDIS_URL): most records held.
+    pub memory_max_entries: Option<usize>,
+    /// In-process store only: most bytes of stored responses held.
+    pub memory_max_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -177,8 +207,10 @@ pub struct Config {
     pub plugins_dir: PathBuf,
     pub data_dir: PathBuf,
     pub max_body_bytes: usize,
+    pub shutdown_timeout: Duration,
     pub plugins: PluginLimits,
     pub upstream: UpstreamConfig,
+    pub streams: StreamsConfig,
     /// Providers configured explicitly. A loaded plugin with no entry here is a
     /// provider of its own name with defaults (see [`ProviderSettings::resolve`]).
     pub providers: BTreeMap<String, ProviderConfig>,
@@ -208,12 +240,24 @@ pub struct LimitsConfig {
     pub default_completion_tokens: u32,
     pub fail_open: bool,
     pub budget_cache: Duration,
+    pub key_concurrent_streams: u32,
+    pub org_concurrent_streams: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct StreamsConfig {
+    pub idle_timeout: Duration,
+    pub client_stall_timeout: Duration,
+    pub sse: crate::sse::SseLimits,
 }
 
 #[derive(Debug, Clone)]
 pub struct IdempotencyConfig {
     pub ttl: Duration,
     pub lease: Duration,
+    pub max_stored_bytes: usize,
+    pub memory_max_entries: usize,
+    pub memory_max_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -302,6 +346,15 @@ fn parse_base_url(field: &str, raw: &str) -> Result<url::Url, ConfigError> {
     Ok(url)
 }
 
+/// A count or size that must be positive.
+fn positive<T: Default + PartialEq>(field: &str, value: Option<T>, default: T) -> Result<T, ConfigError> {
+    match value {
+        Some(v) if v == T::default() => Err(invalid(field, "must be greater than 0")),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    }
+}
+
 fn millis(field: &str, value: Option<u64>, default_ms: u64) -> Result<Duration, ConfigError> {
     match value {
         Some(0) => Err(invalid(field, "must be greater than 0")),
@@ -348,10 +401,16 @@ impl Config {
             .map(PathBuf::from)
             .or(raw.data_dir)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        let max_body_bytes = match raw.max_body_bytes {
-            Some(0) => return Err(invalid("max_body_bytes", "must be greater than 0")),
-            Some(n) => n,
-            None => 4 * 1024 * 1024,
+        let max_body_bytes = positive("max_body_bytes", raw.max_body_bytes, 4 * 1024 * 1024)?;
+        let shutdown_timeout = millis("shutdown_timeout_ms", raw.shutdown_timeout_ms, 30_000)?;
+        let streams = StreamsConfig {
+            idle_timeout: millis("streams.idle_timeout_ms", raw.streams.idle_timeout_ms, 120_000)?,
+            client_stall_timeout: millis("streams.client_stall_timeout_ms", raw.streams.client_stall_timeout_ms, 30_000)?,
+            sse: crate::sse::SseLimits {
+                max_line_bytes: positive("streams.max_line_bytes", raw.streams.max_line_bytes, 1024 * 1024)?,
+                max_event_bytes: positive("streams.max_event_bytes", raw.streams.max_event_bytes, 4 * 1024 * 1024)?,
+                max_total_bytes: positive("streams.max_total_bytes", raw.streams.max_total_bytes, 64 * 1024 * 1024)?,
+            },
         };
 
         let memory_mib = match raw.plugins.memory_limit_mib {
@@ -449,6 +508,8 @@ impl Config {
             default_completion_tokens: raw.limits.default_completion_tokens.unwrap_or(1024),
             fail_open: raw.limits.fail_open.unwrap_or(true),
             budget_cache: millis("limits.budget_cache_ms", raw.limits.budget_cache_ms, 5_000)?,
+            key_concurrent_streams: positive("limits.key_concurrent_streams", raw.limits.key_concurrent_streams, 50)?,
+            org_concurrent_streams: positive("limits.org_concurrent_streams", raw.limits.org_concurrent_streams, 200)?,
         };
         let idempotency = IdempotencyConfig {
             ttl: match raw.idempotency.ttl_hours {
@@ -457,6 +518,9 @@ impl Config {
                 None => Duration::from_secs(24 * 3600),
             },
             lease: millis("idempotency.lease_ms", raw.idempotency.lease_ms, 30_000)?,
+            max_stored_bytes: positive("idempotency.max_stored_bytes", raw.idempotency.max_stored_bytes, 4 * 1024 * 1024)?,
+            memory_max_entries: positive("idempotency.memory_max_entries", raw.idempotency.memory_max_entries, 100_000)?,
+            memory_max_bytes: positive("idempotency.memory_max_bytes", raw.idempotency.memory_max_bytes, 256 * 1024 * 1024)?,
         };
         let database_url = env.var("DATABASE_URL").map(SecretString::from);
         let redis_url = env.var("REDIS_URL").map(SecretString::from);
@@ -472,8 +536,10 @@ impl Config {
             plugins_dir,
             data_dir,
             max_body_bytes,
+            shutdown_timeout,
             plugins,
             upstream,
+            streams,
             providers,
             aliases: raw.aliases,
             database_url,
@@ -564,6 +630,9 @@ mod tests {
             ("listen = \"nowhere\"", "listen"),
             ("[plugins]\nmemory_limit_mib = 0", "plugins.memory_limit_mib"),
             ("[upstream]\nconnect_timeout_ms = 0", "upstream.connect_timeout_ms"),
+            ("[streams]\nmax_line_bytes = 0", "streams.max_line_bytes"),
+            ("[limits]\norg_concurrent_streams = 0", "limits.org_concurrent_streams"),
+            ("[idempotency]\nmax_stored_bytes = 0", "idempotency.max_stored_bytes"),
             ("[providers.qwen]\nbase_url = \"ftp://x\"", "providers.qwen.base_url"),
             ("[providers.\"Bad Name\"]", "providers.Bad Name"),
             ("[aliases]\nturbo = \"qwen-turbo\"", "aliases.turbo"),

@@ -197,6 +197,40 @@ impl ApiError {
         .retryable()
     }
 
+    /// A provider stream past one of the gateway's bounds (`[streams]`).
+    pub fn upstream_too_large(provider: &str, detail: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            kind::PROVIDER,
+            Some("upstream_response_too_large"),
+            format!("Provider `{provider}` sent more than this gateway accepts: {detail}. The stream was ended; ask for a shorter answer or ask the operator to raise the bound."),
+            ErrorSource::Upstream,
+        )
+    }
+
+    /// The gateway stopped and its shutdown deadline ended this call.
+    pub fn shutting_down() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            kind::SERVER,
+            Some("gateway_shutting_down"),
+            "The gateway is shutting down and ended this call. Retry: another replica, or this one once restarted, will answer.",
+            ErrorSource::Internal,
+        )
+        .retryable()
+        .with_retry_after(Duration::from_secs(1))
+    }
+
+    /// The provider's own final answer about this request, which the same
+    /// request would get again: a 4xx about the request, a content filter.
+    /// Idempotent calls store these. Not final: retryable failures (429, 5xx,
+    /// overloads, timeouts), the provider refusing the gateway's credential
+    /// (the operator fixes it, then the client retries), and anything that
+    /// did not come from the provider.
+    pub fn is_final(&self) -> bool {
+        self.from_provider && !self.retryable && self.code.as_deref() != Some("provider_auth_failed")
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, kind::SERVER, Some("internal_error"), message, ErrorSource::Internal)
     }
@@ -373,5 +407,20 @@ mod tests {
         assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(e.kind, kind::PROVIDER_RATE_LIMIT);
         assert!(e.retryable);
+    }
+
+    #[test]
+    fn only_the_providers_final_answers_are_final() {
+        let from = |status, retryable| {
+            let mut e = provider_error(status, "c");
+            e.retryable = retryable;
+            ApiError::from_provider("qwen", "QWEN_API_KEY", &e)
+        };
+        assert!(from(400, false).is_final());
+        assert!(from(200, false).is_final(), "an error event inside a stream (content filter)");
+        assert!(!from(429, true).is_final());
+        assert!(!from(503, true).is_final());
+        assert!(!from(401, false).is_final(), "the gateway's credential, not the request");
+        assert!(!ApiError::upstream_timeout("qwen", "answer", Duration::from_secs(1)).is_final());
     }
 }

@@ -15,11 +15,19 @@
 //!   with `Retry-After`. We answer at once rather than wait for the first: a
 //!   chat can run for minutes, and holding a connection that long per retry
 //!   would let retries pile up; clients already retry on 409 with backoff.
-//! - Stored: every response that came from the provider (successes and the
-//!   provider's errors). Released (the client may retry): failures before the
-//!   provider was called (auth, validation, limits) and gateway-side failures
+//! - Stored: final answers, the provider's successes and the errors it says
+//!   are the request's fault ([`ApiError::is_final`]: a 4xx about the request,
+//!   a content filter), streams included. Released (the client may retry):
+//!   retryable provider failures (429, 5xx, overloads), failures before the
+//!   provider was called (auth, validation, limits), gateway-side failures
 //!   (plugin faults, timeouts, an unreachable provider, a client that left a
-//!   stream).
+//!   stream, a stream ended by a deadline or a shutdown) and answers larger
+//!   than `idempotency.max_stored_bytes`, which say so with
+//!   `Idempotent-Stored: false` (a header on a JSON answer; an SSE comment in
+//!   a stream, whose headers are gone by then).
+//! - The lease is renewed by a task of the call's [`crate::pipeline::CallGuard`]
+//!   for as long as the call runs, streams included, however slowly the
+//!   client reads.
 //! - The store unreachable: 503 (fail closed: replaying wrongly or calling
 //!   twice would both break the promise).
 
@@ -37,6 +45,9 @@ use crate::auth::Tenant;
 use crate::error::{ApiError, ErrorSource, kind};
 
 pub const HEADER: &str = "idempotency-key";
+
+/// Says that an answer was not stored for replays (it was too large).
+pub const NOT_STORED_HEADER: &str = "idempotent-stored";
 
 /// Response headers kept with a stored response and replayed.
 const KEPT_HEADERS: [&str; 5] = ["content-type", "x-aigate-cost", "x-aigate-provider", "x-aigate-plugin", "x-request-id"];
@@ -119,19 +130,19 @@ pub fn stored(status: StatusCode, headers: &HeaderMap, body: Bytes, stream: bool
     }
 }
 
-/// Completes (stored) or releases (retry allowed) a claim. Awaited before
-/// the client gets the last byte, so an immediate retry sees the record.
-pub async fn finish(guard: ClaimGuard, outcome: Option<StoredResponse>) {
+/// Completes (stored) or releases (retry allowed) a claim; true when a
+/// response was stored.
+pub async fn finish(guard: ClaimGuard, outcome: Option<StoredResponse>) -> bool {
+    let stored = outcome.is_some();
     let result = match outcome {
         Some(response) => guard.complete(response).await,
         None => guard.release().await,
     };
-    if let Err(e) = result {
-        tracing::warn!("idempotency record not updated: {e}");
+    match result {
+        Ok(()) => stored,
+        Err(e) => {
+            tracing::warn!("idempotency record not updated: {e}");
+            false
+        }
     }
-}
-
-/// [`finish`] from a place that cannot wait (a dropped stream).
-pub fn finish_later(guard: ClaimGuard, outcome: Option<StoredResponse>) {
-    tokio::spawn(finish(guard, outcome));
 }

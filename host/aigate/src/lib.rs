@@ -22,8 +22,10 @@ pub mod logging;
 pub mod metering;
 pub mod models;
 pub mod openai;
+pub mod pipeline;
 pub mod routing;
 pub mod server;
+pub mod sse;
 pub mod upstream;
 
 pub use config::Config;

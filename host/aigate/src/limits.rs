@@ -7,6 +7,12 @@
 //! after it. Every response carries OpenAI's `x-ratelimit-*` headers for the
 //! tightest limit; a refusal is a 429 with `Retry-After` and `retry-after-ms`.
 //!
+//! Concurrent streams: at most `limits.key_concurrent_streams` per key and
+//! `limits.org_concurrent_streams` per org, per replica (the plugin instance
+//! slots and upstream connections they hold are per replica too), so one
+//! tenant cannot take every slot; past either, 429 `concurrent_streams_exceeded`
+//! naming the cap.
+//!
 //! Budgets: an org's monthly spend (from the ledger's daily rollups, cached
 //! for `limits.budget_cache_ms`) at or over its cap refuses new calls with 429
 //! `budget_exceeded`. 429 rather than 402 because clients already back off on
@@ -15,7 +21,8 @@
 //! writer (≤ ~200 ms) and the spend cache can let spend pass the cap by the
 //! cost of the calls admitted in that window.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use aigate_admission::{Admission, LimitKey, LimitKind, RateLimiter, Reservation, Scope, retry_after_headers};
@@ -34,6 +41,76 @@ pub struct Limits {
     store: Store,
     currency: String,
     spend: Cache<i64, Money>,
+    streams: Arc<StreamSlots>,
+}
+
+/// Streams open on this replica, per key and per org. Per replica because
+/// what they protect, plugin instance slots and upstream connections, are.
+struct StreamSlots {
+    open: Mutex<HashMap<Holder, u32>>,
+    key_max: u32,
+    org_max: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Holder {
+    Key(i64),
+    Org(i64),
+}
+
+/// One open stream of a key and its org; the slots free when it is dropped.
+pub struct StreamPermit {
+    slots: Arc<StreamSlots>,
+    key: Holder,
+    org: Holder,
+}
+
+impl StreamSlots {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Holder, u32>> {
+        // Each change is one map operation: the map is consistent after a panic.
+        self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn open(self: &Arc<Self>, tenant: &Tenant) -> Result<StreamPermit, ApiError> {
+        let (key, org) = (Holder::Key(tenant.key_id.0), Holder::Org(tenant.org_id.0));
+        let mut open = self.lock();
+        let held = |h: &Holder| open.get(h).copied().unwrap_or(0);
+        let refused = if held(&key) >= self.key_max {
+            Some((format!("API key {}…", tenant.key_prefix), self.key_max, "limits.key_concurrent_streams"))
+        } else if held(&org) >= self.org_max {
+            Some((format!("organisation `{}`", tenant.org_name), self.org_max, "limits.org_concurrent_streams"))
+        } else {
+            None
+        };
+        if let Some((who, max, setting)) = refused {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                kind::RATE_LIMIT,
+                Some("concurrent_streams_exceeded"),
+                format!("{who} already has {max} streams open on this gateway ({setting}). Retry when one of them has finished."),
+                ErrorSource::Client,
+            )
+            .retryable()
+            .with_retry_after(Duration::from_secs(1)));
+        }
+        *open.entry(key).or_insert(0) += 1;
+        *open.entry(org).or_insert(0) += 1;
+        Ok(StreamPermit { slots: self.clone(), key, org })
+    }
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        let mut open = self.slots.lock();
+        for holder in [self.key, self.org] {
+            if let Some(n) = open.get_mut(&holder) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    open.remove(&holder);
+                }
+            }
+        }
+    }
 }
 
 /// A call let through: the reservation to settle and the headers to send.
@@ -49,7 +126,12 @@ fn clamp_u32(v: u64) -> u32 {
 impl Limits {
     pub fn new(limiter: Arc<dyn RateLimiter>, config: LimitsConfig, store: Store, currency: String) -> Self {
         let spend = Cache::builder().time_to_live(config.budget_cache).max_capacity(100_000).build();
-        Limits { limiter, config, store, currency, spend }
+        let streams = Arc::new(StreamSlots {
+            open: Mutex::new(HashMap::new()),
+            key_max: config.key_concurrent_streams,
+            org_max: config.org_concurrent_streams,
+        });
+        Limits { limiter, config, store, currency, spend, streams }
     }
 
     /// The token estimate reserved before a call.
@@ -145,11 +227,19 @@ impl Limits {
         Ok(())
     }
 
+    /// Takes a stream slot of the tenant's key and org: 429
+    /// `concurrent_streams_exceeded` when either has all of its own open.
+    pub fn open_stream(&self, tenant: &Tenant) -> Result<StreamPermit, ApiError> {
+        self.streams.open(tenant)
+    }
+
     /// Corrects the token charge to what the call used (in the background:
     /// the response does not wait for it).
     pub fn settle(reservation: Option<Reservation>, actual_tokens: u32) {
-        if let Some(r) = reservation {
-            tokio::spawn(async move {
+        if let Some(r) = reservation
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
                 if let Err(e) = r.settle(actual_tokens, SystemTime::now()).await {
                     tracing::warn!("token reservation not settled: {e}");
                 }

@@ -25,6 +25,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
@@ -56,6 +57,9 @@ pub struct AppState {
     pub usage: Arc<dyn UsageSink>,
     pub limits: Limits,
     pub idempotency: Arc<dyn IdempotencyStore>,
+    /// Cancelled when a stopping gateway's `shutdown_timeout_ms` has passed:
+    /// calls still running end (metered) so the gateway can exit.
+    pub stop_calls: CancellationToken,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -114,6 +118,10 @@ async fn log_requests(request: Request<Body>, next: Next) -> Response {
     response
 }
 
+/// After the shutdown deadline has ended the calls in flight, how long the
+/// server may take to close their connections before it is dropped.
+const FINAL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A running gateway. Dropping it does not stop it; call [`Gateway::shutdown`].
 pub struct Gateway {
     addr: SocketAddr,
@@ -129,7 +137,11 @@ pub struct Gateway {
 /// while Redis is down, and reconnects when it returns).
 fn admission_backends(config: &Config) -> anyhow::Result<(Arc<dyn RateLimiter>, Arc<dyn IdempotencyStore>)> {
     match &config.redis_url {
-        None => Ok((Arc::new(MemoryRateLimiter::new()), Arc::new(MemoryIdempotencyStore::new()))),
+        None => {
+            let idem = &config.idempotency;
+            let store = MemoryIdempotencyStore::with_limits(idem.memory_max_entries, idem.memory_max_bytes);
+            Ok((Arc::new(MemoryRateLimiter::new()), Arc::new(store)))
+        }
         Some(url) => {
             let options = RedisOptions::with_prefix(config.redis_prefix.clone());
             let conn = connection_manager(url.expose_secret(), &options)
@@ -226,6 +238,7 @@ impl Gateway {
             config: config.clone(),
             registry,
             usage,
+            stop_calls: CancellationToken::new(),
         });
         let listener = TcpListener::bind(config.listen)
             .await
@@ -256,17 +269,46 @@ impl Gateway {
         &self.state
     }
 
-    /// Stops accepting, lets requests in flight finish, drains the usage
-    /// records to the ledger (or the spool), then returns.
+    /// Stops accepting, lets requests in flight finish within
+    /// `shutdown_timeout_ms`, ends (and meters) those still running after
+    /// it, drains the usage records to the ledger (or the spool), then returns.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         self.wait().await
     }
 
-    /// Serves until shutdown is asked (see [`Gateway::stopper`]), then drains.
+    /// Serves until shutdown is asked (see [`Gateway::stopper`]), then drains
+    /// as [`Gateway::shutdown`] does.
     pub async fn wait(self) -> anyhow::Result<()> {
-        let Gateway { task, _watch, writer, state, .. } = self;
-        let served = task.await;
+        let Gateway { mut task, _watch, writer, state, stop, .. } = self;
+        let mut stopping = stop.subscribe();
+        let deadline = async {
+            let _ = stopping.wait_for(|s| *s).await;
+            tokio::time::sleep(state.config.shutdown_timeout).await;
+        };
+        let in_time = tokio::select! {
+            served = &mut task => Some(served),
+            () = deadline => None,
+        };
+        let served = match in_time {
+            Some(served) => served,
+            None => {
+                tracing::warn!(
+                    timeout_ms = u64::try_from(state.config.shutdown_timeout.as_millis()).unwrap_or(u64::MAX),
+                    "shutdown_timeout_ms passed: ending the calls still running"
+                );
+                state.stop_calls.cancel();
+                // Ended calls are metered at once; what may remain are
+                // connections to clients that stopped reading.
+                match tokio::time::timeout(FINAL_GRACE, &mut task).await {
+                    Ok(served) => served,
+                    Err(_) => {
+                        task.abort();
+                        Ok(Ok(()))
+                    }
+                }
+            }
+        };
         if let Some((writer, writer_task)) = writer {
             writer.shutdown().await;
             let _ = writer_task.await;

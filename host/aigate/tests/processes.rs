@@ -372,3 +372,138 @@ async fn rpm_sixty_across_two_processes_admits_at_most_sixty_of_two_hundred() {
     assert!(ok >= 60, "the whole allowance was usable: {ok}");
     assert_eq!(ok + limited, 200);
 }
+
+/// One gateway on its own SQLite file (never the shared Postgres or Redis,
+/// whatever the test's environment says).
+fn sqlite_env(mock: &MockDashScope, dir: &Path, toml: &str) -> Env {
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/dist/qwen.wasm");
+    std::fs::copy(&dist, plugins.join("qwen.wasm")).expect("run `cargo xtask build-plugins` first");
+    let config = dir.join("aigate.toml");
+    std::fs::write(&config, toml).unwrap();
+    Env {
+        vars: vec![
+            ("DATABASE_URL".into(), String::new()),
+            ("REDIS_URL".into(), String::new()),
+            ("AIGATE_LISTEN".into(), "127.0.0.1:0".into()),
+            ("AIGATE_DATA_DIR".into(), dir.join("data").display().to_string()),
+            ("AIGATE_PLUGINS_DIR".into(), plugins.display().to_string()),
+            ("AIGATE_CONFIG".into(), config.display().to_string()),
+            ("QWEN_BASE_URL".into(), mock.base_url()),
+            ("QWEN_API_KEY".into(), MockDashScope::API_KEY.into()),
+            ("AIGATE_LOG".into(), "warn".into()),
+        ],
+    }
+}
+
+/// The peak resident memory of a process so far (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+async fn stream_call(http: &reqwest::Client, base: &str, key: &str) -> reqwest::Response {
+    let body = serde_json::json!({"model": "qwen:qwen-turbo", "stream": true, "messages": [{"role": "user", "content": "hello"}]});
+    http.post(format!("{base}/v1/chat/completions")).bearer_auth(key).json_body(&body).send().await.unwrap()
+}
+
+/// The `data:` payloads of an SSE body, as JSON where they are.
+fn sse_data(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap_or_else(|_| serde_json::Value::String(d.to_owned())))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_50_mb_line_and_an_endless_stream_leave_the_gateways_memory_flat() {
+    use aigate_testkit::Scenario;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mock = MockDashScope::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = sqlite_env(&mock, dir.path(), "[streams]\nmax_total_bytes = 33554432\n");
+    let key = env.cli(&["keys", "create", "--org", "mem"]).trim().lines().last().unwrap().to_owned();
+    let (child, base) = env.serve();
+    let pid = child.id();
+    let _child = KillOnDrop(Some(child));
+    let http = reqwest::Client::new();
+    // Warm up: a plugin instance, the connection pools, the allocator's arenas.
+    for _ in 0..3 {
+        let text = stream_call(&http, &base, &key).await.text().await.unwrap();
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    }
+    let before = peak_rss_kib(pid);
+
+    mock.enqueue(Scenario::HugeLine { bytes: 50 * 1024 * 1024 });
+    let r = stream_call(&http, &base, &key).await;
+    assert_eq!(r.status(), 502, "the line broke the bound before any content");
+    let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "upstream_response_too_large", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("streams.max_line_bytes"), "{body}");
+
+    mock.enqueue(Scenario::Endless { chunk_bytes: 16 * 1024 });
+    let r = stream_call(&http, &base, &key).await;
+    assert_eq!(r.status(), 200);
+    let text = tokio::time::timeout(Duration::from_secs(120), r.text()).await.expect("the endless stream was ended").unwrap();
+    assert!(text.len() > 16 * 1024 * 1024, "content was relayed until the bound: {} bytes", text.len());
+    let last = sse_data(&text).pop().unwrap();
+    assert_eq!(last["error"]["code"], "upstream_response_too_large", "{last}");
+    assert!(last["error"]["message"].as_str().unwrap().contains("streams.max_total_bytes"), "{last}");
+
+    let after = peak_rss_kib(pid);
+    eprintln!("gateway peak RSS: {before} KiB before, {after} KiB after the 50 MB line and the 32 MiB stream");
+    let grown_mib = after.saturating_sub(before) / 1024;
+    assert!(grown_mib < 24, "the gateway's peak memory grew by {grown_mib} MiB for a 50 MB line and a 32 MiB stream");
+    assert!(mock.wait_streams_cancelled(2, Duration::from_secs(10)).await, "both upstream connections were dropped at the bound");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_running_streams_at_the_shutdown_deadline_and_meters_them() {
+    use aigate_testkit::Scenario;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mock = MockDashScope::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = sqlite_env(&mock, dir.path(), "shutdown_timeout_ms = 1000\n");
+    let key = env.cli(&["keys", "create", "--org", "shut"]).trim().lines().last().unwrap().to_owned();
+    let (child, base) = env.serve();
+    let mut gateway = KillOnDrop(Some(child));
+    let http = reqwest::Client::new();
+
+    // Three streams that would run for a minute, read by their clients ...
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        mock.enqueue(Scenario::SlowStream { chunk_interval: Duration::from_millis(200), chunks: 300 });
+        let r = stream_call(&http, &base, &key).await;
+        assert_eq!(r.status(), 200);
+        readers.push(tokio::spawn(r.text()));
+    }
+    // ... and one whose client stopped reading.
+    mock.enqueue(Scenario::Endless { chunk_bytes: 16 * 1024 });
+    let mut stalled = stream_call(&http, &base, &key).await;
+    let _ = stalled.chunk().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut child = gateway.0.take().unwrap();
+    let pid = child.id().to_string();
+    let stopping = Instant::now();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    let waited = tokio::task::spawn_blocking(move || child.wait());
+    let Ok(exit) = tokio::time::timeout(Duration::from_secs(30), waited).await else {
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        panic!("the gateway did not exit within 30 s of SIGTERM");
+    };
+    let exit = exit.unwrap();
+    let took = stopping.elapsed();
+    assert!(exit.unwrap().success(), "a graceful exit");
+    assert!(took < Duration::from_secs(12), "exited {took:?} after SIGTERM, with a 1 s deadline");
+    for reader in readers {
+        let text = reader.await.unwrap().unwrap();
+        let last = sse_data(&text).pop().unwrap();
+        assert_eq!(last["error"]["code"], "gateway_shutting_down", "the client is told why: {text}");
+    }
+    assert_eq!(env.org_requests("shut"), 4, "every ended call is in the ledger");
+    drop(stalled);
+}

@@ -7,6 +7,7 @@
 mod admission;
 mod anthropic;
 mod bad_input;
+mod bounded;
 mod chat;
 mod docker;
 mod contract_versions;
