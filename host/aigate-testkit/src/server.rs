@@ -377,7 +377,7 @@ async fn chat(
                 let frame = Bytes::from(vec![b'x'; FRAME]);
                 let frames = std::iter::once(Bytes::from_static(b"data: "))
                     .chain(std::iter::repeat_n(frame, bytes.div_ceil(FRAME)));
-                reply.sse_frames(frames)
+                reply.sse_frames(frames.map(|f| (Duration::ZERO, f)))
             }
             Scenario::Endless { chunk_bytes } => {
                 let c = Completion {
@@ -394,7 +394,8 @@ async fn chat(
                 let mut events = wire::stream_events(&ctx, &c, false).into_iter().map(Bytes::from);
                 let first = events.next().unwrap_or_default();
                 let piece = events.next().unwrap_or_default();
-                reply.sse_frames(std::iter::once(first).chain(std::iter::repeat(piece)))
+                let frames = std::iter::once(first).chain(std::iter::repeat(piece));
+                reply.sse_frames(frames.map(|f| (Duration::ZERO, f)))
             }
         };
     }
@@ -427,7 +428,7 @@ impl Reply<'_> {
 
     /// A 200 SSE body that sends `events[i]` after `delay(i)`, one body frame per event.
     fn sse(&self, events: Vec<String>, delay: impl Fn(usize) -> Duration) -> Response {
-        let frames: VecDeque<(Duration, Bytes)> = events
+        let frames: Vec<(Duration, Bytes)> = events
             .into_iter()
             .enumerate()
             .map(|(i, e)| {
@@ -437,13 +438,21 @@ impl Reply<'_> {
                 )
             })
             .collect();
+        self.sse_frames(frames.into_iter())
+    }
+
+    /// A 200 SSE body that sends each frame after its delay, as fast as the client reads.
+    fn sse_frames(
+        &self,
+        frames: impl Iterator<Item = (Duration, Bytes)> + Send + 'static,
+    ) -> Response {
         let guard = StreamGuard {
             shared: Arc::clone(self.shared),
             finished: false,
         };
         let body =
             futures_util::stream::unfold((frames, guard), |(mut frames, mut guard)| async move {
-                match frames.pop_front() {
+                match frames.next() {
                     Some((delay, bytes)) => {
                         if !delay.is_zero() {
                             tokio::time::sleep(delay).await;
@@ -456,28 +465,6 @@ impl Reply<'_> {
                     }
                 }
             });
-        let mut resp = Response::new(Body::from_stream(body));
-        set_headers(&mut resp, SSE_CONTENT_TYPE, self.request_id);
-        resp
-    }
-}
-
-impl Reply<'_> {
-    /// A 200 SSE body of `frames`, sent as fast as the client reads them.
-    fn sse_frames(&self, frames: impl Iterator<Item = Bytes> + Send + 'static) -> Response {
-        let guard = StreamGuard {
-            shared: Arc::clone(self.shared),
-            finished: false,
-        };
-        let body = futures_util::stream::unfold((frames, guard), |(mut frames, mut guard)| async move {
-            match frames.next() {
-                Some(bytes) => Some((Ok::<_, Infallible>(bytes), (frames, guard))),
-                None => {
-                    guard.finish();
-                    None
-                }
-            }
-        });
         let mut resp = Response::new(Body::from_stream(body));
         set_headers(&mut resp, SSE_CONTENT_TYPE, self.request_id);
         resp

@@ -9,24 +9,11 @@ use serde_json::Value;
 
 use crate::harness::{
     JsonBody, Setup, TestGateway, assert_error, chat_body, eventually, fresh_postgres, redis_url, start, start_with, start_with_mock,
-    stream_body,
+    stream_body, unique,
 };
 
 async fn post(gw: &TestGateway, key: &str, body: &Value, idem: Option<&str>) -> reqwest::Response {
-    let mut req = gw
-        .http
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(key)
-        .header("content-type", "application/json")
-        .body(serde_json::to_vec(body).unwrap());
-    if let Some(k) = idem {
-        req = req.header("idempotency-key", k);
-    }
-    req.send().await.unwrap()
-}
-
-fn unique(tag: &str) -> String {
-    format!("{tag}-{}", uuid::Uuid::new_v4().simple())
+    gw.post_as(key, body, idem).await
 }
 
 async fn ledger_requests(gw: &TestGateway) -> u64 {

@@ -173,6 +173,20 @@ impl TestGateway {
             .unwrap()
     }
 
+    /// A chat with API key `key` and, if given, an `Idempotency-Key`.
+    pub async fn post_as(&self, key: &str, body: &Value, idem: Option<&str>) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(self.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(body).unwrap());
+        if let Some(k) = idem {
+            req = req.header("idempotency-key", k);
+        }
+        req.send().await.unwrap()
+    }
+
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
         let r = self.http.get(self.url(path)).bearer_auth(&self.key).send().await.unwrap();
         let status = r.status().as_u16();
@@ -222,6 +236,11 @@ pub fn redis_url() -> Option<String> {
         return None;
     };
     Some(url)
+}
+
+/// A name no other test (nor an earlier run, on a shared Redis) uses.
+pub fn unique(tag: &str) -> String {
+    format!("{tag}-{}", uuid::Uuid::new_v4().simple())
 }
 
 /// A minimal valid chat request.
