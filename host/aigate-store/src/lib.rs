@@ -28,8 +28,10 @@ pub mod spool;
 pub use error::StoreError;
 pub use postgres::{PgSettings, PgStore};
 pub use records::{
-    InsertOutcome, KeyRecord, KeyStatus, LedgerEntry, NewKey, Org, RawCost, UsageRow, UsageSummary, UsageTotals,
+    Budget, InsertOutcome, KeyRecord, KeyStatus, LedgerEntry, MAX_CLIENT_REQUEST_ID_CHARS, NewKey, Org, RawCost,
+    UsageRow, UsageSummary, UsageTotals, client_request_id,
 };
+pub use seed::Seeded;
 pub use repo::{KeyRepo, OrgRepo, PriceRepo, UsageRepo};
 pub use sqlite::{SqliteSettings, SqliteStore};
 pub use store::{IssuedKey, KeySettings, SQLITE_FILE_NAME, Store, StoreOptions, issue_key, sqlite_path};

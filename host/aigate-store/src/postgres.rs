@@ -13,7 +13,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use time::{Date, OffsetDateTime};
 
 use crate::StoreError;
-use crate::records::{InsertOutcome, KeyRecord, LedgerEntry, NewKey, Org, UsageRow, UsageSummary, UsageTotals};
+use crate::records::{Budget, InsertOutcome, KeyRecord, LedgerEntry, NewKey, Org, UsageRow, UsageSummary, UsageTotals};
 use crate::repo::{KeyRepo, OrgRepo, PriceRepo, UsageRepo};
 use crate::shared::{self, INSERT_CHUNK, utc_micros};
 
@@ -90,17 +90,19 @@ fn org_from_row(row: &PgRow) -> Result<Org, StoreError> {
             .try_get::<Option<i64>, _>("monthly_budget_nanos")?
             .map(|n| shared::db_money("monthly budget", n))
             .transpose()?,
+        monthly_budget_currency: row.try_get("monthly_budget_currency")?,
         created_at: row.try_get("created_at")?,
     })
 }
 
-const ORG_COLUMNS: &str = "SELECT id, name, markup_bps, monthly_budget_nanos, created_at FROM orgs";
+const ORG_COLUMNS: &str =
+    "SELECT id, name, markup_bps, monthly_budget_nanos, monthly_budget_currency, created_at FROM orgs";
 
 impl OrgRepo for PgStore {
     async fn create_org(&self, name: &OrgName) -> Result<Org, StoreError> {
         let row = sqlx::query(
             "INSERT INTO orgs (name, created_at) VALUES ($1, $2)
-             RETURNING id, name, markup_bps, monthly_budget_nanos, created_at",
+             RETURNING id, name, markup_bps, monthly_budget_nanos, monthly_budget_currency, created_at",
         )
         .bind(name.as_str())
         .bind(utc_micros(OffsetDateTime::now_utc()))
@@ -147,10 +149,14 @@ impl OrgRepo for PgStore {
         Ok(())
     }
 
-    async fn set_monthly_budget(&self, id: OrgId, budget: Option<Money>) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE orgs SET monthly_budget_nanos = $1 WHERE id = $2")
-            .bind(shared::validate_budget(budget)?)
-            .bind(id.0)
+    async fn set_monthly_budget(&self, id: OrgId, budget: Option<&Budget>) -> Result<(), StoreError> {
+        let (nanos, currency) = shared::validate_budget(budget)?;
+        let done = sqlx::query(
+            "UPDATE orgs SET monthly_budget_nanos = $1, monthly_budget_currency = $2 WHERE id = $3",
+        )
+        .bind(nanos)
+        .bind(currency)
+        .bind(id.0)
             .execute(&self.pool)
             .await?;
         if done.rows_affected() == 0 {
@@ -336,6 +342,7 @@ fn totals_from_row(row: &PgRow) -> Result<UsageTotals, StoreError> {
         cached_tokens: count("cached_tokens")?,
         reasoning_tokens: count("reasoning_tokens")?,
         billed_cost: shared::db_money("billed cost sum", row.try_get("billed_cost_nanos")?)?,
+        unpriced_requests: count("unpriced_requests")?,
     })
 }
 
@@ -351,7 +358,8 @@ impl UsageRepo for PgStore {
             let mut q = QueryBuilder::<Postgres>::new(
                 "INSERT INTO usage_ledger (request_id, org_id, key_id, provider, model, stream, prompt_tokens,
                      completion_tokens, cached_tokens, reasoning_tokens, status, outcome, latency_ms, ttft_ms,
-                     idempotency_key, raw_cost_amount, raw_cost_currency, billed_cost_nanos, currency, created_at) ",
+                     idempotency_key, raw_cost_amount, raw_cost_currency, billed_cost_nanos, currency, created_at,
+                     client_request_id, unpriced) ",
             );
             q.push_values(chunk, |mut b, e| {
                 b.push_bind(&e.request_id)
@@ -373,7 +381,9 @@ impl UsageRepo for PgStore {
                     .push_bind(e.raw_cost.as_ref().map(|c| &c.currency))
                     .push_bind(e.billed_cost.nanos())
                     .push_bind(&e.currency)
-                    .push_bind(utc_micros(e.created_at));
+                    .push_bind(utc_micros(e.created_at))
+                    .push_bind(e.stored_client_request_id())
+                    .push_bind(e.unpriced);
             });
             q.push(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
             let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
@@ -386,7 +396,7 @@ impl UsageRepo for PgStore {
         for chunk in group_list.chunks(INSERT_CHUNK) {
             let mut q = QueryBuilder::<Postgres>::new(
                 "INSERT INTO usage_daily (org_id, day, key_id, provider, model, currency, requests, prompt_tokens,
-                     completion_tokens, cached_tokens, reasoning_tokens, billed_cost_nanos) ",
+                     completion_tokens, cached_tokens, reasoning_tokens, billed_cost_nanos, unpriced_requests) ",
             );
             q.push_values(chunk, |mut b, (k, s)| {
                 b.push_bind(k.org_id.0)
@@ -400,7 +410,8 @@ impl UsageRepo for PgStore {
                     .push_bind(s.completion_tokens)
                     .push_bind(s.cached_tokens)
                     .push_bind(s.reasoning_tokens)
-                    .push_bind(s.billed_cost_nanos);
+                    .push_bind(s.billed_cost_nanos)
+                    .push_bind(s.unpriced_requests);
             });
             q.push(
                 " ON CONFLICT (org_id, day, key_id, provider, model, currency) DO UPDATE SET
@@ -409,7 +420,8 @@ impl UsageRepo for PgStore {
                      completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens,
                      cached_tokens = usage_daily.cached_tokens + excluded.cached_tokens,
                      reasoning_tokens = usage_daily.reasoning_tokens + excluded.reasoning_tokens,
-                     billed_cost_nanos = usage_daily.billed_cost_nanos + excluded.billed_cost_nanos",
+                     billed_cost_nanos = usage_daily.billed_cost_nanos + excluded.billed_cost_nanos,
+                     unpriced_requests = usage_daily.unpriced_requests + excluded.unpriced_requests",
             );
             q.build().execute(&mut *tx).await?;
         }
@@ -423,8 +435,9 @@ impl UsageRepo for PgStore {
             "SELECT provider, model, day, currency, SUM(requests)::BIGINT AS requests,
                     SUM(prompt_tokens)::BIGINT AS prompt_tokens, SUM(completion_tokens)::BIGINT AS completion_tokens,
                     SUM(cached_tokens)::BIGINT AS cached_tokens, SUM(reasoning_tokens)::BIGINT AS reasoning_tokens,
-                    SUM(billed_cost_nanos)::BIGINT AS billed_cost_nanos
-             FROM usage_daily WHERE org_id = $1 AND day >= $2 AND day <= $3
+                    SUM(billed_cost_nanos)::BIGINT AS billed_cost_nanos,
+                    SUM(unpriced_requests)::BIGINT AS unpriced_requests
+             FROM usage_daily WHERE org_id = $1 AND day >= $2 AND day < $3
              GROUP BY provider, model, day, currency
              ORDER BY day, provider, model, currency",
         )
@@ -457,7 +470,8 @@ impl UsageRepo for PgStore {
             "SELECT currency, COUNT(*) AS requests, SUM(prompt_tokens)::BIGINT AS prompt_tokens,
                     SUM(completion_tokens)::BIGINT AS completion_tokens, SUM(cached_tokens)::BIGINT AS cached_tokens,
                     SUM(reasoning_tokens)::BIGINT AS reasoning_tokens,
-                    SUM(billed_cost_nanos)::BIGINT AS billed_cost_nanos
+                    SUM(billed_cost_nanos)::BIGINT AS billed_cost_nanos,
+                    COUNT(*) FILTER (WHERE unpriced) AS unpriced_requests
              FROM usage_ledger WHERE org_id = $1 AND created_at >= $2 AND created_at < $3
              GROUP BY currency ORDER BY currency",
         )

@@ -13,9 +13,20 @@ pub struct Org {
     pub name: OrgName,
     /// Added to every billed cost, in basis points (1500 = +15 %).
     pub markup_bps: u32,
-    /// Spending cap per calendar month (UTC), in the billing currency.
+    /// Spending cap per calendar month (UTC).
     pub monthly_budget: Option<Money>,
+    /// The currency `monthly_budget` counts; `None` for budgets set before
+    /// budgets had one: the gateway's billing currency.
+    pub monthly_budget_currency: Option<String>,
     pub created_at: OffsetDateTime,
+}
+
+/// A monthly spending cap and the one currency it counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budget {
+    pub amount: Money,
+    /// ISO 4217.
+    pub currency: String,
 }
 
 /// A key to insert: the material from [`aigate_core::ApiKey`] and its settings.
@@ -83,7 +94,13 @@ pub struct RawCost {
 /// `request_id` is unique: writing the same entry twice counts it once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerEntry {
+    /// The gateway's own id for the call: the ledger key.
     pub request_id: String,
+    /// The id the client sent, for correlation only (not unique). Stored
+    /// when it is a [`client_request_id`]; anything else is dropped, never
+    /// a reason to refuse the entry.
+    #[serde(default)]
+    pub client_request_id: Option<String>,
     pub org_id: OrgId,
     pub key_id: KeyId,
     pub provider: String,
@@ -101,6 +118,10 @@ pub struct LedgerEntry {
     pub raw_cost: Option<RawCost>,
     /// What the org is charged for this call, markup included.
     pub billed_cost: Money,
+    /// The call had tokens but neither a price rule nor a provider-reported
+    /// cost: `billed_cost` is 0 and usage reports say so.
+    #[serde(default)]
+    pub unpriced: bool,
     /// Currency of `billed_cost` (ISO 4217).
     pub currency: String,
     #[serde(with = "time::serde::rfc3339")]
@@ -108,6 +129,19 @@ pub struct LedgerEntry {
 }
 
 pub(crate) const MAX_REQUEST_ID_CHARS: usize = 200;
+
+/// The longest client-chosen request id kept.
+pub const MAX_CLIENT_REQUEST_ID_CHARS: usize = 128;
+
+/// `text` as a client request id worth keeping: 1 to
+/// [`MAX_CLIENT_REQUEST_ID_CHARS`] visible ASCII characters (no spaces or
+/// controls), else `None`.
+pub fn client_request_id(text: &str) -> Option<&str> {
+    let ok = !text.is_empty()
+        && text.len() <= MAX_CLIENT_REQUEST_ID_CHARS
+        && text.bytes().all(|b| b.is_ascii_graphic());
+    ok.then_some(text)
+}
 pub(crate) const MAX_KEY_NAME_CHARS: usize = 200;
 
 impl LedgerEntry {
@@ -146,6 +180,11 @@ impl LedgerEntry {
         Ok(())
     }
 
+    /// The client's id as stored: kept only when it is well-formed.
+    pub fn stored_client_request_id(&self) -> Option<&str> {
+        self.client_request_id.as_deref().and_then(client_request_id)
+    }
+
     /// The UTC day this entry is counted on in the rollups.
     pub fn day(&self) -> Date {
         self.created_at.to_offset(time::UtcOffset::UTC).date()
@@ -171,6 +210,8 @@ pub struct UsageTotals {
     pub cached_tokens: u64,
     pub reasoning_tokens: u64,
     pub billed_cost: Money,
+    /// Calls billed 0 because nothing priced them (see [`LedgerEntry::unpriced`]).
+    pub unpriced_requests: u64,
 }
 
 impl UsageTotals {
@@ -183,6 +224,7 @@ impl UsageTotals {
             cached_tokens: 0,
             reasoning_tokens: 0,
             billed_cost: Money::ZERO,
+            unpriced_requests: 0,
         }
     }
 
@@ -194,6 +236,7 @@ impl UsageTotals {
         self.cached_tokens = self.cached_tokens.checked_add(other.cached_tokens).ok_or_else(overflow)?;
         self.reasoning_tokens = self.reasoning_tokens.checked_add(other.reasoning_tokens).ok_or_else(overflow)?;
         self.billed_cost = self.billed_cost.checked_add(other.billed_cost).map_err(|_| overflow())?;
+        self.unpriced_requests = self.unpriced_requests.checked_add(other.unpriced_requests).ok_or_else(overflow)?;
         Ok(())
     }
 }

@@ -26,7 +26,8 @@ use aigate_core::{KeyHash, Money, OrgId, OrgName, PriceRule};
 use time::{Date, OffsetDateTime};
 
 use crate::StoreError;
-use crate::records::{InsertOutcome, KeyRecord, LedgerEntry, NewKey, Org, UsageSummary, UsageTotals};
+use crate::seed::Seeded;
+use crate::records::{Budget, InsertOutcome, KeyRecord, LedgerEntry, NewKey, Org, UsageSummary, UsageTotals};
 
 /// Organisations (tenants).
 ///
@@ -51,12 +52,13 @@ pub trait OrgRepo: Send + Sync {
     /// [`StoreError::NotFound`] for an unknown org.
     fn set_markup(&self, id: OrgId, markup_bps: u32) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Sets (or with `None` removes) the monthly budget, in the billing
-    /// currency. Negative amounts are [`StoreError::Invalid`].
+    /// Sets (or with `None` removes) the monthly budget and its currency.
+    /// Negative amounts and currencies that are not ISO 4217 codes are
+    /// [`StoreError::Invalid`].
     fn set_monthly_budget(
         &self,
         id: OrgId,
-        budget: Option<Money>,
+        budget: Option<&Budget>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// All organisations, by name.
@@ -114,17 +116,43 @@ pub trait PriceRepo: Send + Sync {
     /// Every rule, by provider, model, org (global first), effective date.
     fn list_price_rules(&self) -> impl Future<Output = Result<Vec<PriceRule>, StoreError>> + Send;
 
-    /// Loads the rules of a price file (see [`crate::seed`] for its format,
-    /// and `prices/qwen-intl-usd.toml`) and upserts them all as global
-    /// rules. Idempotent. Returns how many rules the file holds.
-    fn seed_from_file(&self, path: &Path) -> impl Future<Output = Result<usize, StoreError>> + Send {
+    /// Adds default (global) rules, **never overriding an operator's**: a
+    /// rule is added only when its provider and model have no global rule
+    /// at all yet; models that have one are kept as they are. Idempotent.
+    fn seed_rules(&self, rules: &[PriceRule]) -> impl Future<Output = Result<Seeded, StoreError>> + Send {
+        async move {
+            let existing: std::collections::HashSet<(String, String)> = self
+                .list_price_rules()
+                .await?
+                .into_iter()
+                .filter(|r| r.org.is_none())
+                .map(|r| (r.provider, r.model))
+                .collect();
+            let mut seeded = Seeded::default();
+            for rule in rules {
+                if existing.contains(&(rule.provider.clone(), rule.model.clone())) {
+                    seeded.kept += 1;
+                } else {
+                    self.upsert_price_rule(rule).await?;
+                    seeded.added += 1;
+                }
+            }
+            Ok(seeded)
+        }
+    }
+
+    /// Seeds the rules of a price file (see [`crate::seed`] for its format,
+    /// and `prices/`) as [`PriceRepo::seed_rules`] does.
+    fn seed_from_file(&self, path: &Path) -> impl Future<Output = Result<Seeded, StoreError>> + Send {
         async move {
             let rules = crate::seed::load_price_file(path).await?;
-            for rule in &rules {
-                self.upsert_price_rule(rule).await?;
-            }
-            Ok(rules.len())
+            self.seed_rules(&rules).await
         }
+    }
+
+    /// Seeds the price files shipped with the gateway ([`crate::seed::SHIPPED`]).
+    fn seed_shipped(&self) -> impl Future<Output = Result<Seeded, StoreError>> + Send {
+        async move { self.seed_rules(&crate::seed::shipped_rules()?).await }
     }
 }
 
@@ -145,7 +173,9 @@ pub trait UsageRepo: Send + Sync {
     /// callers that must keep going split the batch (the [`crate::UsageWriter`] does).
     fn insert_usage(&self, entries: &[LedgerEntry]) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send;
 
-    /// The org's usage from the rollups for the UTC days `from..=to`, grouped
+    /// The org's usage from the rollups for the UTC days `from..to`
+    /// (half-open: `to` is the day after the last, so consecutive ranges
+    /// never count a day twice), grouped
     /// by provider, model, day and currency, with totals per currency. Reads
     /// only rollups, so it keeps working after the ledger is pruned.
     fn usage_summary(

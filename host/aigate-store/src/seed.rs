@@ -15,6 +15,11 @@
 //!
 //! Every rule of a file is global (`org: None`). Unknown keys, negative or
 //! non-numeric prices are errors naming the file and the field.
+//!
+//! The files in [`SHIPPED`] are compiled into the binary, so `aigate migrate`,
+//! `aigate serve` and `aigate prices seed` find them from any directory.
+//! Seeding only adds rules for models that have no global rule yet
+//! ([`crate::PriceRepo::seed_rules`]): it never overrides an operator.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -69,6 +74,33 @@ pub fn parse_price_file(text: &str) -> Result<Vec<PriceRule>, String> {
     Ok(rules)
 }
 
+/// The price files shipped with the gateway: (path in the repository, text).
+pub const SHIPPED: &[(&str, &str)] = &[
+    ("prices/qwen-intl-usd.toml", include_str!("../../../prices/qwen-intl-usd.toml")),
+    ("prices/openai-usd.toml", include_str!("../../../prices/openai-usd.toml")),
+    ("prices/anthropic-usd.toml", include_str!("../../../prices/anthropic-usd.toml")),
+];
+
+/// Every rule of the [`SHIPPED`] files.
+pub fn shipped_rules() -> Result<Vec<PriceRule>, StoreError> {
+    let mut rules = Vec::new();
+    for (path, text) in SHIPPED {
+        let parsed = parse_price_file(text)
+            .map_err(|message| StoreError::PriceFile { path: std::path::PathBuf::from(path), message })?;
+        rules.extend(parsed);
+    }
+    Ok(rules)
+}
+
+/// What seeding did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Seeded {
+    /// Rules added (their model had no global rule).
+    pub added: usize,
+    /// Rules of the file not added because their model already had a global rule.
+    pub kept: usize,
+}
+
 pub(crate) async fn load_price_file(path: &Path) -> Result<Vec<PriceRule>, StoreError> {
     let fail = |message: String| StoreError::PriceFile { path: path.to_path_buf(), message };
     let text = tokio::fs::read_to_string(path).await.map_err(|e| fail(e.to_string()))?;
@@ -91,6 +123,24 @@ mod tests {
         assert_eq!(turbo.input_per_million, Money::parse("0.05").unwrap());
         assert_eq!(turbo.reasoning_output_per_million, Some(Money::parse("0.50").unwrap()));
         assert!(rules.iter().all(|r| r.provider == "qwen" && r.currency == "USD" && r.org.is_none()));
+    }
+
+    #[test]
+    fn the_shipped_files_price_every_model_of_the_shipped_plugins() {
+        let rules = shipped_rules().unwrap();
+        let has = |provider: &str, model: &str| rules.iter().any(|r| r.provider == provider && r.model == model);
+        for model in ["gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini"] {
+            assert!(has("openai", model), "openai:{model}");
+        }
+        for model in ["claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1"] {
+            assert!(has("anthropic", model), "anthropic:{model}");
+        }
+        let sonnet = rules.iter().find(|r| r.model == "claude-sonnet-4-5").unwrap();
+        assert_eq!(sonnet.input_per_million, Money::parse("3.00").unwrap());
+        assert_eq!(sonnet.cached_input_per_million, Some(Money::parse("0.30").unwrap()));
+        assert_eq!(sonnet.output_per_million, Money::parse("15.00").unwrap());
+        let mini = rules.iter().find(|r| r.model == "gpt-4o-mini").unwrap();
+        assert_eq!(mini.cached_input_per_million, Some(Money::parse("0.075").unwrap()));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use aigate_core::{KeyId, Money, OrgId};
 use time::{Date, OffsetDateTime, UtcOffset};
 
 use crate::StoreError;
-use crate::records::{LedgerEntry, MAX_KEY_NAME_CHARS, NewKey};
+use crate::records::{Budget, LedgerEntry, MAX_KEY_NAME_CHARS, NewKey};
 
 /// Rows per multi-row `INSERT`: 21 parameters each stays far below both
 /// SQLite's (32766) and Postgres' (65535) limits on bound parameters.
@@ -54,6 +54,7 @@ pub(crate) struct RollupSums {
     pub cached_tokens: i64,
     pub reasoning_tokens: i64,
     pub billed_cost_nanos: i64,
+    pub unpriced_requests: i64,
 }
 
 /// Sums of the inserted entries per rollup row, in key order (one lock order
@@ -80,6 +81,7 @@ pub(crate) fn aggregate<'a>(
         s.cached_tokens = add(s.cached_tokens, e.usage.cached)?;
         s.reasoning_tokens = add(s.reasoning_tokens, e.usage.reasoning)?;
         s.billed_cost_nanos = s.billed_cost_nanos.checked_add(e.billed_cost.nanos()).ok_or_else(overflow)?;
+        s.unpriced_requests = add(s.unpriced_requests, u64::from(e.unpriced))?;
     }
     Ok(groups)
 }
@@ -109,10 +111,18 @@ pub(crate) fn validate_new_key(key: &NewKey) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub(crate) fn validate_budget(budget: Option<Money>) -> Result<Option<i64>, StoreError> {
+/// The budget's columns (nanos, currency), validated.
+pub(crate) fn validate_budget(budget: Option<&Budget>) -> Result<(Option<i64>, Option<&str>), StoreError> {
     match budget {
-        Some(b) if b.is_negative() => Err(StoreError::invalid("monthly budget", format!("{b} is negative"))),
-        other => Ok(other.map(Money::nanos)),
+        None => Ok((None, None)),
+        Some(b) if b.amount.is_negative() => {
+            Err(StoreError::invalid("monthly budget", format!("{} is negative", b.amount)))
+        }
+        Some(b) if !aigate_core::pricing::is_currency_code(&b.currency) => Err(StoreError::invalid(
+            "monthly budget",
+            format!("currency `{}` is not an ISO 4217 code", b.currency),
+        )),
+        Some(b) => Ok((Some(b.amount.nanos()), Some(b.currency.as_str()))),
     }
 }
 

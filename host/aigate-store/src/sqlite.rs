@@ -16,7 +16,7 @@ use time::macros::format_description;
 use time::{Date, OffsetDateTime, PrimitiveDateTime};
 
 use crate::StoreError;
-use crate::records::{InsertOutcome, KeyRecord, LedgerEntry, NewKey, Org, UsageRow, UsageSummary, UsageTotals};
+use crate::records::{Budget, InsertOutcome, KeyRecord, LedgerEntry, NewKey, Org, UsageRow, UsageSummary, UsageTotals};
 use crate::repo::{KeyRepo, OrgRepo, PriceRepo, UsageRepo};
 use crate::shared::{self, INSERT_CHUNK};
 
@@ -116,17 +116,19 @@ fn org_from_row(row: &SqliteRow) -> Result<Org, StoreError> {
             .try_get::<Option<i64>, _>("monthly_budget_nanos")?
             .map(|n| shared::db_money("monthly budget", n))
             .transpose()?,
+        monthly_budget_currency: row.try_get("monthly_budget_currency")?,
         created_at: parse_ts("organisation created_at", row.try_get("created_at")?)?,
     })
 }
 
-const ORG_COLUMNS: &str = "SELECT id, name, markup_bps, monthly_budget_nanos, created_at FROM orgs";
+const ORG_COLUMNS: &str =
+    "SELECT id, name, markup_bps, monthly_budget_nanos, monthly_budget_currency, created_at FROM orgs";
 
 impl OrgRepo for SqliteStore {
     async fn create_org(&self, name: &OrgName) -> Result<Org, StoreError> {
         let row = sqlx::query(
             "INSERT INTO orgs (name, created_at) VALUES (?, ?)
-             RETURNING id, name, markup_bps, monthly_budget_nanos, created_at",
+             RETURNING id, name, markup_bps, monthly_budget_nanos, monthly_budget_currency, created_at",
         )
         .bind(name.as_str())
         .bind(ts(OffsetDateTime::now_utc())?)
@@ -173,10 +175,14 @@ impl OrgRepo for SqliteStore {
         Ok(())
     }
 
-    async fn set_monthly_budget(&self, id: OrgId, budget: Option<Money>) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE orgs SET monthly_budget_nanos = ? WHERE id = ?")
-            .bind(shared::validate_budget(budget)?)
-            .bind(id.0)
+    async fn set_monthly_budget(&self, id: OrgId, budget: Option<&Budget>) -> Result<(), StoreError> {
+        let (nanos, currency) = shared::validate_budget(budget)?;
+        let done = sqlx::query(
+            "UPDATE orgs SET monthly_budget_nanos = ?, monthly_budget_currency = ? WHERE id = ?",
+        )
+        .bind(nanos)
+        .bind(currency)
+        .bind(id.0)
             .execute(&self.pool)
             .await?;
         if done.rows_affected() == 0 {
@@ -362,6 +368,7 @@ fn totals_from_row(row: &SqliteRow) -> Result<UsageTotals, StoreError> {
         cached_tokens: count("cached_tokens")?,
         reasoning_tokens: count("reasoning_tokens")?,
         billed_cost: shared::db_money("billed cost sum", row.try_get("billed_cost_nanos")?)?,
+        unpriced_requests: count("unpriced_requests")?,
     })
 }
 
@@ -377,7 +384,8 @@ impl UsageRepo for SqliteStore {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO usage_ledger (request_id, org_id, key_id, provider, model, stream, prompt_tokens,
                      completion_tokens, cached_tokens, reasoning_tokens, status, outcome, latency_ms, ttft_ms,
-                     idempotency_key, raw_cost_amount, raw_cost_currency, billed_cost_nanos, currency, created_at) ",
+                     idempotency_key, raw_cost_amount, raw_cost_currency, billed_cost_nanos, currency, created_at,
+                     client_request_id, unpriced) ",
             );
             let mut created = Vec::with_capacity(chunk.len());
             for e in chunk {
@@ -403,7 +411,9 @@ impl UsageRepo for SqliteStore {
                     .push_bind(e.raw_cost.as_ref().map(|c| &c.currency))
                     .push_bind(e.billed_cost.nanos())
                     .push_bind(&e.currency)
-                    .push_bind(created_at);
+                    .push_bind(created_at)
+                    .push_bind(e.stored_client_request_id())
+                    .push_bind(e.unpriced);
             });
             q.push(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
             let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
@@ -420,7 +430,7 @@ impl UsageRepo for SqliteStore {
             }
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO usage_daily (org_id, day, key_id, provider, model, currency, requests, prompt_tokens,
-                     completion_tokens, cached_tokens, reasoning_tokens, billed_cost_nanos) ",
+                     completion_tokens, cached_tokens, reasoning_tokens, billed_cost_nanos, unpriced_requests) ",
             );
             q.push_values(chunk.iter().zip(days), |mut b, ((k, s), day)| {
                 b.push_bind(k.org_id.0)
@@ -434,7 +444,8 @@ impl UsageRepo for SqliteStore {
                     .push_bind(s.completion_tokens)
                     .push_bind(s.cached_tokens)
                     .push_bind(s.reasoning_tokens)
-                    .push_bind(s.billed_cost_nanos);
+                    .push_bind(s.billed_cost_nanos)
+                    .push_bind(s.unpriced_requests);
             });
             q.push(
                 " ON CONFLICT (org_id, day, key_id, provider, model, currency) DO UPDATE SET
@@ -443,7 +454,8 @@ impl UsageRepo for SqliteStore {
                      completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens,
                      cached_tokens = usage_daily.cached_tokens + excluded.cached_tokens,
                      reasoning_tokens = usage_daily.reasoning_tokens + excluded.reasoning_tokens,
-                     billed_cost_nanos = usage_daily.billed_cost_nanos + excluded.billed_cost_nanos",
+                     billed_cost_nanos = usage_daily.billed_cost_nanos + excluded.billed_cost_nanos,
+                     unpriced_requests = usage_daily.unpriced_requests + excluded.unpriced_requests",
             );
             q.build().execute(&mut *tx).await?;
         }
@@ -456,8 +468,9 @@ impl UsageRepo for SqliteStore {
         let rows = sqlx::query(
             "SELECT provider, model, day, currency, SUM(requests) AS requests, SUM(prompt_tokens) AS prompt_tokens,
                     SUM(completion_tokens) AS completion_tokens, SUM(cached_tokens) AS cached_tokens,
-                    SUM(reasoning_tokens) AS reasoning_tokens, SUM(billed_cost_nanos) AS billed_cost_nanos
-             FROM usage_daily WHERE org_id = ? AND day >= ? AND day <= ?
+                    SUM(reasoning_tokens) AS reasoning_tokens, SUM(billed_cost_nanos) AS billed_cost_nanos,
+                    SUM(unpriced_requests) AS unpriced_requests
+             FROM usage_daily WHERE org_id = ? AND day >= ? AND day < ?
              GROUP BY provider, model, day, currency
              ORDER BY day, provider, model, currency",
         )
@@ -489,7 +502,8 @@ impl UsageRepo for SqliteStore {
         let rows = sqlx::query(
             "SELECT currency, COUNT(*) AS requests, SUM(prompt_tokens) AS prompt_tokens,
                     SUM(completion_tokens) AS completion_tokens, SUM(cached_tokens) AS cached_tokens,
-                    SUM(reasoning_tokens) AS reasoning_tokens, SUM(billed_cost_nanos) AS billed_cost_nanos
+                    SUM(reasoning_tokens) AS reasoning_tokens, SUM(billed_cost_nanos) AS billed_cost_nanos,
+                    SUM(unpriced) AS unpriced_requests
              FROM usage_ledger WHERE org_id = ? AND created_at >= ? AND created_at < ?
              GROUP BY currency ORDER BY currency",
         )

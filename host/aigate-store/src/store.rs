@@ -10,7 +10,7 @@ use time::{Date, OffsetDateTime};
 
 use crate::StoreError;
 use crate::postgres::{PgSettings, PgStore};
-use crate::records::{InsertOutcome, KeyRecord, LedgerEntry, NewKey, Org, UsageSummary, UsageTotals};
+use crate::records::{Budget, InsertOutcome, KeyRecord, LedgerEntry, NewKey, Org, UsageSummary, UsageTotals};
 use crate::repo::{KeyRepo, OrgRepo, PriceRepo, UsageRepo};
 use crate::sqlite::{SqliteSettings, SqliteStore};
 
@@ -185,7 +185,7 @@ impl OrgRepo for Store {
     async fn set_markup(&self, id: OrgId, markup_bps: u32) -> Result<(), StoreError> {
         forward!(self, s => s.set_markup(id, markup_bps))
     }
-    async fn set_monthly_budget(&self, id: OrgId, budget: Option<Money>) -> Result<(), StoreError> {
+    async fn set_monthly_budget(&self, id: OrgId, budget: Option<&Budget>) -> Result<(), StoreError> {
         forward!(self, s => s.set_monthly_budget(id, budget))
     }
     async fn list_orgs(&self) -> Result<Vec<Org>, StoreError> {

@@ -1,7 +1,7 @@
 //! Organisations.
 
 use aigate_core::{Money, OrgId, OrgName, OrgNameError};
-use aigate_store::{OrgRepo, Store, StoreError};
+use aigate_store::{Budget, OrgRepo, Store, StoreError};
 
 use crate::store_suite;
 use crate::support::{money, org_name};
@@ -33,15 +33,20 @@ async fn create_get_and_list(store: &Store) {
 async fn markup_and_budget(store: &Store) {
     let org = store.create_org(&org_name("acme")).await.unwrap();
     store.set_markup(org.id, 1500).await.unwrap();
-    store.set_monthly_budget(org.id, Some(money("250.5"))).await.unwrap();
+    let budget = |amount: Money, currency: &str| Budget { amount, currency: currency.into() };
+    store.set_monthly_budget(org.id, Some(&budget(money("250.5"), "EUR"))).await.unwrap();
     let got = store.org_by_id(org.id).await.unwrap().unwrap();
     assert_eq!(got.markup_bps, 1500);
     assert_eq!(got.monthly_budget, Some(money("250.5")));
+    assert_eq!(got.monthly_budget_currency.as_deref(), Some("EUR"));
 
     store.set_monthly_budget(org.id, None).await.unwrap();
-    assert_eq!(store.org_by_id(org.id).await.unwrap().unwrap().monthly_budget, None);
+    let got = store.org_by_id(org.id).await.unwrap().unwrap();
+    assert_eq!((got.monthly_budget, got.monthly_budget_currency), (None, None));
 
-    let err = store.set_monthly_budget(org.id, Some(Money::from_nanos(-1))).await.unwrap_err();
+    let err = store.set_monthly_budget(org.id, Some(&budget(Money::from_nanos(-1), "USD"))).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
+    let err = store.set_monthly_budget(org.id, Some(&budget(money("1"), "dollars"))).await.unwrap_err();
     assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
     let err = store.set_markup(org.id, u32::MAX).await.unwrap_err();
     assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");

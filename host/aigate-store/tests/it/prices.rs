@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use aigate_core::{Money, MoneyError, OrgId, PriceRule, TokenUsage};
-use aigate_store::{OrgRepo, PriceRepo, Store, StoreError};
+use aigate_store::{OrgRepo, PriceRepo, Seeded, Store, StoreError};
 use time::{Duration, OffsetDateTime};
 
 use crate::store_suite;
@@ -82,8 +82,8 @@ async fn negative_or_malformed_prices_are_refused(store: &Store) {
 
 async fn seeds_qwen_prices_from_the_repository_file(store: &Store) {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../prices/qwen-intl-usd.toml");
-    assert_eq!(store.seed_from_file(&file).await.unwrap(), 5);
-    assert_eq!(store.seed_from_file(&file).await.unwrap(), 5, "idempotent");
+    assert_eq!(store.seed_from_file(&file).await.unwrap(), Seeded { added: 5, kept: 0 });
+    assert_eq!(store.seed_from_file(&file).await.unwrap(), Seeded { added: 0, kept: 5 }, "idempotent");
     let all = store.list_price_rules().await.unwrap();
     assert_eq!(all.len(), 5);
 
@@ -100,7 +100,26 @@ async fn seeds_qwen_prices_from_the_repository_file(store: &Store) {
     assert!(matches!(missing, StoreError::PriceFile { .. }), "{missing:?}");
 }
 
+/// Seeding adds the shipped list prices, but never over a rule an operator
+/// set, whatever its date: a model with a global rule is left alone.
+async fn seeding_never_overrides_an_operator_rule(store: &Store) {
+    let long_ago = time::macros::datetime!(2020-01-01 00:00 UTC);
+    let mine = rule("gpt-4o", None, "9.99", long_ago);
+    let mine = PriceRule { provider: "openai".into(), ..mine };
+    store.upsert_price_rule(&mine).await.unwrap();
+    let seeded = store.seed_shipped().await.unwrap();
+    assert_eq!(seeded.kept, 1, "{seeded:?}");
+    assert!(seeded.added >= 11, "qwen, openai and anthropic models: {seeded:?}");
+    let now = OffsetDateTime::now_utc();
+    let gpt = store.effective_price_rule(None, "openai", "gpt-4o", now).await.unwrap().unwrap();
+    assert_eq!(gpt.input_per_million, money("9.99"), "the operator's rule is still in force");
+    let sonnet = store.effective_price_rule(None, "anthropic", "claude-sonnet-4-5", now).await.unwrap().unwrap();
+    assert_eq!((sonnet.input_per_million, sonnet.output_per_million), (money("3.00"), money("15.00")));
+    assert_eq!(store.seed_shipped().await.unwrap().added, 0, "idempotent");
+}
+
 store_suite!(
+    seeding_never_overrides_an_operator_rule,
     org_rule_beats_global_and_latest_wins,
     upsert_replaces_the_same_rule,
     negative_or_malformed_prices_are_refused,

@@ -91,6 +91,20 @@ impl Drop for TestDb {
     }
 }
 
+/// The stored client request ids of an org's ledger rows, read with SQL of
+/// the test's own (the repositories have no reader for them).
+pub async fn stored_client_request_ids(store: &Store, org: OrgId) -> Vec<Option<String>> {
+    let sql = "SELECT client_request_id FROM usage_ledger WHERE org_id = ";
+    match store {
+        Store::Sqlite(s) => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("{sql}?"))).bind(org.0).fetch_all(s.pool()).await.unwrap()
+        }
+        Store::Postgres(s) => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("{sql}$1"))).bind(org.0).fetch_all(s.pool()).await.unwrap()
+        }
+    }
+}
+
 pub fn postgres_url() -> Option<String> {
     match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
         Some(url) => Some(url),
@@ -173,6 +187,14 @@ pub fn entry(rng: &mut Rng, org: OrgId, key: KeyId, request_id: String) -> Ledge
     let completion = rng.below(5_000);
     LedgerEntry {
         request_id,
+        // Some ill-formed (too long, non-ASCII, spaces): stored as NULL, never refused.
+        client_request_id: match rng.below(5) {
+            0 => None,
+            1 => Some("c".repeat(129)),
+            2 => Some("café-42".into()),
+            3 => Some("same id".into()),
+            _ => Some("client-id-shared-by-every-call".into()),
+        },
         org_id: org,
         key_id: key,
         provider: rng.pick(&["qwen", "openai"]).to_string(),
@@ -186,6 +208,7 @@ pub fn entry(rng: &mut Rng, org: OrgId, key: KeyId, request_id: String) -> Ledge
         idempotency_key: (rng.below(4) == 0).then(|| format!("idem-{}", rng.next())),
         raw_cost: (rng.below(3) == 0).then(|| RawCost { amount: "0.000123".into(), currency: "CNY".into() }),
         billed_cost: Money::from_nanos(rng.below(5_000_000) as i64),
+        unpriced: rng.below(6) == 0,
         currency: rng.pick(&["USD", "USD", "USD", "EUR"]).to_string(),
         // Three UTC days, to the microsecond.
         created_at: DAY0 + time::Duration::microseconds(rng.below(3 * 86_400 * 1_000_000) as i64),

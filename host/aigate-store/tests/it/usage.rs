@@ -7,7 +7,7 @@ use aigate_store::{LedgerEntry, Store, StoreError, UsageRepo, UsageTotals};
 use time::{Date, Duration};
 
 use crate::store_suite;
-use crate::support::{DAY0, Rng, entry, org_with_keys, request_id};
+use crate::support::{DAY0, Rng, entry, org_with_keys, request_id, stored_client_request_ids};
 
 fn day(n: i64) -> Date {
     (DAY0 + Duration::days(n)).date()
@@ -25,6 +25,7 @@ fn expected_totals<'a>(entries: impl IntoIterator<Item = &'a LedgerEntry>) -> Ve
             cached_tokens: 0,
             reasoning_tokens: 0,
             billed_cost: Money::ZERO,
+            unpriced_requests: 0,
         });
         t.requests += 1;
         t.prompt_tokens += e.usage.prompt;
@@ -32,6 +33,7 @@ fn expected_totals<'a>(entries: impl IntoIterator<Item = &'a LedgerEntry>) -> Ve
         t.cached_tokens += e.usage.cached;
         t.reasoning_tokens += e.usage.reasoning;
         t.billed_cost = t.billed_cost.checked_add(e.billed_cost).unwrap();
+        t.unpriced_requests += u64::from(e.unpriced);
     }
     by_currency.into_values().collect()
 }
@@ -89,7 +91,7 @@ async fn rollups_equal_ledger_sums_exactly(store: &Store) {
         let mine: Vec<&LedgerEntry> = kept.iter().filter(|e| e.org_id == org).collect();
         let expected = expected_totals(mine.iter().copied());
         let ledger = store.ledger_totals(org, DAY0, DAY0 + Duration::days(3)).await.unwrap();
-        let summary = store.usage_summary(org, day(0), day(2)).await.unwrap();
+        let summary = store.usage_summary(org, day(0), day(3)).await.unwrap();
         assert_eq!(ledger, expected, "ledger");
         assert_eq!(summary.totals, expected, "rollups");
 
@@ -109,8 +111,8 @@ async fn rollups_equal_ledger_sums_exactly(store: &Store) {
             summary.rows.iter().map(|r| (r.day, r.provider.clone(), r.model.clone(), r.totals.clone())).collect();
         assert_eq!(got_rows, expected_rows);
 
-        // One day alone.
-        let one = store.usage_summary(org, day(1), day(1)).await.unwrap();
+        // One day alone: `to` is the day after it.
+        let one = store.usage_summary(org, day(1), day(2)).await.unwrap();
         let expected_day1 = expected_totals(mine.iter().copied().filter(|e| e.day() == day(1)));
         assert_eq!(one.totals, expected_day1);
         assert_eq!(store.ledger_totals(org, DAY0 + Duration::days(1), DAY0 + Duration::days(2)).await.unwrap(), expected_day1);
@@ -119,7 +121,7 @@ async fn rollups_equal_ledger_sums_exactly(store: &Store) {
     // Re-delivering everything changes nothing.
     let outcome = store.insert_usage(&kept).await.unwrap();
     assert_eq!((outcome.inserted, outcome.duplicates), (0, kept.len() as u64));
-    let summary = store.usage_summary(acme, day(0), day(2)).await.unwrap();
+    let summary = store.usage_summary(acme, day(0), day(3)).await.unwrap();
     assert_eq!(summary.totals, expected_totals(kept.iter().filter(|e| e.org_id == acme)));
 }
 
@@ -138,8 +140,8 @@ async fn spend_since_reads_the_rollups(store: &Store) {
 
 async fn prune_deletes_in_batches_and_keeps_rollups(store: &Store) {
     let (acme, beta, kept) = write_random_usage(store, 99).await;
-    let before_acme = store.usage_summary(acme, day(0), day(2)).await.unwrap();
-    let before_beta = store.usage_summary(beta, day(0), day(2)).await.unwrap();
+    let before_acme = store.usage_summary(acme, day(0), day(3)).await.unwrap();
+    let before_beta = store.usage_summary(beta, day(0), day(3)).await.unwrap();
     let cutoff = DAY0 + Duration::days(2);
     let older = kept.iter().filter(|e| e.created_at < cutoff).count() as u64;
     assert!(older > 7);
@@ -148,8 +150,8 @@ async fn prune_deletes_in_batches_and_keeps_rollups(store: &Store) {
     assert_eq!(store.prune_ledger(cutoff, 7).await.unwrap(), 0);
 
     // Rollups are untouched; the ledger keeps only the last day.
-    assert_eq!(store.usage_summary(acme, day(0), day(2)).await.unwrap(), before_acme);
-    assert_eq!(store.usage_summary(beta, day(0), day(2)).await.unwrap(), before_beta);
+    assert_eq!(store.usage_summary(acme, day(0), day(3)).await.unwrap(), before_acme);
+    assert_eq!(store.usage_summary(beta, day(0), day(3)).await.unwrap(), before_beta);
     let left = store.ledger_totals(acme, DAY0, DAY0 + Duration::days(3)).await.unwrap();
     assert_eq!(left, expected_totals(kept.iter().filter(|e| e.org_id == acme && e.created_at >= cutoff)));
     // Nothing before the cutoff remains.
@@ -180,7 +182,59 @@ async fn a_refused_row_fails_the_whole_batch(store: &Store) {
     assert_eq!(store.insert_usage(&[]).await.unwrap().inserted, 0);
 }
 
+/// Ranges are half-open: `to` is the day after the last. Rows on the first
+/// and last instant of each day, split into consecutive ranges, are each
+/// counted exactly once.
+async fn usage_ranges_are_half_open(store: &Store) {
+    let (acme, keys) = org_with_keys(store, "acme", 1).await;
+    let mut rng = Rng::new(11);
+    let mut rows = Vec::new();
+    for d in 0..3 {
+        for at in [Duration::ZERO, Duration::days(1) - Duration::microseconds(1)] {
+            let mut e = entry(&mut rng, acme, keys[0], request_id());
+            e.currency = "USD".into();
+            e.created_at = DAY0 + Duration::days(d) + at;
+            rows.push(e);
+        }
+    }
+    store.insert_usage(&rows).await.unwrap();
+    let requests = |s: &aigate_store::UsageSummary| s.totals.iter().map(|t| t.requests).sum::<u64>();
+    assert_eq!(requests(&store.usage_summary(acme, day(0), day(1)).await.unwrap()), 2, "day 0 only");
+    assert_eq!(requests(&store.usage_summary(acme, day(1), day(3)).await.unwrap()), 4, "days 1 and 2");
+    assert_eq!(requests(&store.usage_summary(acme, day(0), day(3)).await.unwrap()), 6);
+    assert_eq!(requests(&store.usage_summary(acme, day(1), day(1)).await.unwrap()), 0, "empty range");
+    let cost = |s: &aigate_store::UsageSummary| s.totals[0].billed_cost;
+    let first = store.usage_summary(acme, day(0), day(1)).await.unwrap();
+    let second = store.usage_summary(acme, day(1), day(3)).await.unwrap();
+    let whole = store.usage_summary(acme, day(0), day(3)).await.unwrap();
+    assert_eq!(cost(&first).checked_add(cost(&second)).unwrap(), cost(&whole), "no day twice");
+}
+
+/// The client's request id is kept for correlation, not as a key: any number
+/// of rows may share one, and an ill-formed one is dropped, never a reason to
+/// refuse the row.
+async fn client_request_ids_are_not_unique_and_never_refuse_a_row(store: &Store) {
+    let (acme, keys) = org_with_keys(store, "acme", 1).await;
+    let mut rng = Rng::new(12);
+    let mut rows = Vec::new();
+    for client in [Some("same"), Some("same"), Some("same"), Some("é-not-ascii"), None] {
+        let mut e = entry(&mut rng, acme, keys[0], request_id());
+        e.client_request_id = client.map(str::to_owned);
+        rows.push(e);
+    }
+    let mut long = entry(&mut rng, acme, keys[0], request_id());
+    long.client_request_id = Some("x".repeat(10_000));
+    rows.push(long);
+    let outcome = store.insert_usage(&rows).await.unwrap();
+    assert_eq!((outcome.inserted, outcome.duplicates), (6, 0));
+    let stored = stored_client_request_ids(store, acme).await;
+    assert_eq!(stored.iter().filter(|c| c.as_deref() == Some("same")).count(), 3);
+    assert_eq!(stored.iter().filter(|c| c.is_none()).count(), 3, "ill-formed ids are stored as NULL: {stored:?}");
+}
+
 store_suite!(
+    usage_ranges_are_half_open,
+    client_request_ids_are_not_unique_and_never_refuse_a_row,
     rollups_equal_ledger_sums_exactly,
     spend_since_reads_the_rollups,
     prune_deletes_in_batches_and_keeps_rollups,
