@@ -214,7 +214,7 @@ async fn auth_and_metering() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::connect(None, dir.path()).await.expect("store");
     store.migrate().await.expect("migrate");
-    aigate::admin::seed_prices(&store, &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../prices/qwen-intl-usd.toml"))
+    aigate::admin::seed_prices(&store, None)
         .await
         .expect("prices");
     let key = aigate::admin::create_key(&store, &aigate::admin::CreateKey { org: "bench".into(), ..Default::default() })
@@ -242,6 +242,7 @@ async fn auth_and_metering() {
         let charge = billing.charge(&tenant, "qwen", "qwen-turbo", Some(&usage), None);
         sink.record(UsageRecord {
             request_id: format!("bench-{i}"),
+            client_request_id: None,
             provider: "qwen".into(),
             model: "qwen-turbo".into(),
             stream: false,
@@ -256,6 +257,7 @@ async fn auth_and_metering() {
             idempotency_key: None,
             billed_cost: charge.billed,
             currency: charge.currency,
+            unpriced: charge.unpriced,
             created_at: time::OffsetDateTime::now_utc(),
         });
         let t2 = Instant::now();

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use aigate_core::{Money, OrgName, PriceRule};
-use aigate_store::{KeyRepo, KeySettings, OrgRepo, PriceRepo, Store, UsageRepo, UsageSummary};
+use aigate_store::{Budget, KeyRepo, KeySettings, OrgRepo, PriceRepo, Seeded, Store, UsageRepo, UsageSummary};
 use axum::Json;
 use axum::extract::{Path as UrlPath, RawQuery, State};
 use bytes::Bytes;
@@ -23,8 +23,10 @@ use time::{Date, OffsetDateTime};
 use crate::error::{ApiError, ErrorSource};
 use crate::server::AppState;
 
-/// The default price file `aigate prices seed` loads.
-pub const DEFAULT_PRICE_FILE: &str = "prices/qwen-intl-usd.toml";
+/// Longest key lifetime `expires_in_days` accepts (about 100 years).
+pub const MAX_EXPIRES_IN_DAYS: u32 = 36_500;
+/// Largest markup accepted: +1000 %.
+pub const MAX_MARKUP_BPS: u32 = 100_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -80,10 +82,30 @@ pub struct CreateKey {
 }
 
 /// Creates the org if needed, then a key. The plaintext is returned once.
+/// `value` within `range`, or an error naming the field, its value and the range.
+fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+    field: &str,
+    value: Option<T>,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<Option<T>, AdminError> {
+    match value {
+        Some(v) if !range.contains(&v) => Err(AdminError::Invalid(format!(
+            "`{field}` = {v} is out of range: it must be from {} to {}",
+            range.start(),
+            range.end()
+        ))),
+        other => Ok(other),
+    }
+}
+
 pub async fn create_key(store: &Store, req: &CreateKey) -> Result<CreatedKey, AdminError> {
     let name = org_name(&req.org)?;
+    let days = in_range("expires_in_days", req.expires_in_days, 0..=MAX_EXPIRES_IN_DAYS)?;
+    in_range("rpm", req.rpm, 1..=u32::MAX)?;
+    // Stored as a signed 64-bit integer.
+    in_range("tpm", req.tpm, 1..=i64::MAX.unsigned_abs())?;
     let org = store.get_or_create_org(&name).await?;
-    let expires_at = req.expires_in_days.map(|d| OffsetDateTime::now_utc() + time::Duration::days(i64::from(d)));
+    let expires_at = days.map(|d| OffsetDateTime::now_utc() + time::Duration::days(i64::from(d)));
     let settings = KeySettings {
         name: req.name.clone().unwrap_or_else(|| "default".to_owned()),
         expires_at,
@@ -138,8 +160,13 @@ pub async fn revoke_key(store: &Store, prefix: &str) -> Result<(), AdminError> {
     }
 }
 
-pub async fn seed_prices(store: &Store, file: &Path) -> Result<usize, AdminError> {
-    Ok(store.seed_from_file(file).await?)
+/// Seeds a price file, or without one the price files shipped in the
+/// binary (`prices/*.toml`). Never overrides a model that has a global rule.
+pub async fn seed_prices(store: &Store, file: Option<&Path>) -> Result<Seeded, AdminError> {
+    Ok(match file {
+        Some(file) => store.seed_from_file(file).await?,
+        None => store.seed_shipped().await?,
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -216,9 +243,9 @@ fn day(field: &str, text: &str) -> Result<Date, AdminError> {
     Date::parse(text, &format).map_err(|e| AdminError::Invalid(format!("`{field}` = `{text}` is not YYYY-MM-DD: {e}")))
 }
 
-pub async fn usage(store: &Store, q: &UsageQuery) -> Result<Value, AdminError> {
-    let name = org_name(&q.org)?;
-    let org = store.org_by_name(&name).await?.ok_or_else(|| AdminError::NotFound(format!("no org named `{}`", q.org)))?;
+/// The days `from..to` (half-open) a usage query asks for: defaults, and
+/// the checks that make an empty or reversed range an error.
+fn usage_range(q: &UsageQuery) -> Result<(Date, Date), AdminError> {
     let today = OffsetDateTime::now_utc().date();
     let from = match &q.from {
         Some(t) => day("from", t)?,
@@ -226,21 +253,48 @@ pub async fn usage(store: &Store, q: &UsageQuery) -> Result<Value, AdminError> {
     };
     let to = match &q.to {
         Some(t) => day("to", t)?,
-        None => today + time::Duration::days(1),
+        None => today.next_day().unwrap_or(today),
     };
+    if to <= from {
+        return Err(AdminError::Invalid(format!(
+            "`to` ({to}) must be after `from` ({from}): `to` is the day after the last day counted \
+             (e.g. from 2026-11-01 to 2026-12-01 for November)"
+        )));
+    }
+    Ok((from, to))
+}
+
+pub async fn usage(store: &Store, q: &UsageQuery) -> Result<Value, AdminError> {
+    let name = org_name(&q.org)?;
+    let (from, to) = usage_range(q)?;
+    let org = store.org_by_name(&name).await?.ok_or_else(|| AdminError::NotFound(format!("no org named `{}`", q.org)))?;
     let summary: UsageSummary = store.usage_summary(org.id, from, to).await?;
     let totals = |t: &aigate_store::UsageTotals| {
         json!({
             "currency": t.currency, "requests": t.requests,
             "prompt_tokens": t.prompt_tokens, "completion_tokens": t.completion_tokens,
             "cached_tokens": t.cached_tokens, "reasoning_tokens": t.reasoning_tokens,
-            "billed_cost": t.billed_cost.to_string(),
+            "billed_cost": t.billed_cost.to_string(), "unpriced_requests": t.unpriced_requests,
         })
     };
+    let mut unpriced: std::collections::BTreeMap<(&str, &str), u64> = Default::default();
+    for r in summary.rows.iter().filter(|r| r.totals.unpriced_requests > 0) {
+        *unpriced.entry((r.provider.as_str(), r.model.as_str())).or_default() += r.totals.unpriced_requests;
+    }
+    let warnings: Vec<String> = unpriced
+        .iter()
+        .map(|((provider, model), n)| {
+            format!(
+                "{n} call(s) to `{provider}:{model}` had no price rule and were billed 0: add one with \
+                 `aigate prices set --provider {provider} --model {model} --input <price> --output <price>`"
+            )
+        })
+        .collect();
     Ok(json!({
         "org": org.name.as_str(),
         "from": from.to_string(),
         "to": to.to_string(),
+        "warnings": warnings,
         "rows": summary.rows.iter().map(|r| {
             let mut v = totals(&r.totals);
             v["provider"] = json!(r.provider);
@@ -252,7 +306,7 @@ pub async fn usage(store: &Store, q: &UsageQuery) -> Result<Value, AdminError> {
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrgSettings {
     #[serde(default)]
@@ -260,26 +314,76 @@ pub struct OrgSettings {
     /// Monthly budget, decimal text; "" or "none" removes it.
     #[serde(default)]
     pub monthly_budget: Option<String>,
+    /// The currency the budget counts (ISO 4217); default `[billing] currency`.
+    #[serde(default)]
+    pub budget_currency: Option<String>,
 }
 
-pub async fn update_org(store: &Store, org: &str, s: &OrgSettings) -> Result<Value, AdminError> {
+/// Changes an org's markup and budget (creating the org if needed).
+///
+/// A budget counts one currency and there are no exchange rates, so a budget
+/// is refused when the org was already billed in another currency this month
+/// (that spend could not be counted); calls priced in another currency are
+/// refused later, on the request path.
+pub async fn update_org(store: &Store, org: &str, s: &OrgSettings, default_currency: &str) -> Result<Value, AdminError> {
     let name = org_name(org)?;
+    in_range("markup_bps", s.markup_bps, 0..=MAX_MARKUP_BPS)?;
+    let budget = match s.monthly_budget.as_deref() {
+        None => None,
+        Some("" | "none") => Some(None),
+        Some(b) => {
+            let currency = s.budget_currency.clone().unwrap_or_else(|| default_currency.to_owned());
+            if !aigate_core::pricing::is_currency_code(&currency) {
+                return Err(AdminError::Invalid(format!("`budget_currency` = `{currency}` is not an ISO 4217 code like USD")));
+            }
+            Some(Some(Budget { amount: money("monthly_budget", b)?, currency }))
+        }
+    };
+    if s.budget_currency.is_some() && !matches!(budget, Some(Some(_))) {
+        return Err(AdminError::Invalid("`budget_currency` needs `monthly_budget` (an amount) with it".into()));
+    }
     let org = store.get_or_create_org(&name).await?;
+    if let Some(Some(b)) = &budget {
+        refuse_foreign_spend(store, &org, &b.currency).await?;
+    }
     if let Some(bps) = s.markup_bps {
         store.set_markup(org.id, bps).await?;
     }
-    if let Some(b) = &s.monthly_budget {
-        let budget = if b.is_empty() || b == "none" { None } else { Some(money("monthly_budget", b)?) };
-        store.set_monthly_budget(org.id, budget).await?;
+    if let Some(b) = &budget {
+        store.set_monthly_budget(org.id, b.as_ref()).await?;
     }
     let org = store.org_by_id(org.id).await?.ok_or_else(|| AdminError::NotFound("org vanished".into()))?;
-    Ok(json!({"org": org.name.as_str(), "markup_bps": org.markup_bps, "monthly_budget": org.monthly_budget.map(|m| m.to_string())}))
+    let currency = org.monthly_budget.map(|_| org.monthly_budget_currency.as_deref().unwrap_or(default_currency));
+    Ok(json!({
+        "org": org.name.as_str(),
+        "markup_bps": org.markup_bps,
+        "monthly_budget": org.monthly_budget.map(|m| m.to_string()),
+        "budget_currency": currency,
+    }))
 }
 
-/// On a database with no organisation at all: creates org `dev` and one key,
-/// returning its plaintext (the run command prints it once).
-pub async fn ensure_dev_key(store: &Store) -> Result<Option<CreatedKey>, AdminError> {
-    if !store.list_orgs().await?.is_empty() {
+/// Refuses a budget in `currency` for an org billed in another one this month.
+async fn refuse_foreign_spend(store: &Store, org: &aigate_store::Org, currency: &str) -> Result<(), AdminError> {
+    let today = OffsetDateTime::now_utc().date();
+    let month = today.replace_day(1).unwrap_or(today);
+    let summary = store.usage_summary(org.id, month, today.next_day().unwrap_or(today)).await?;
+    match summary.totals.iter().find(|t| t.currency != currency && t.billed_cost > Money::ZERO) {
+        Some(t) => Err(AdminError::Invalid(format!(
+            "org `{}` was billed {} {} this month, which a budget in {currency} could not count (there are no \
+             exchange rates): set the budget in {}, or price its models in {currency} and set it next month",
+            org.name, t.billed_cost, t.currency, t.currency
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// On the dev setup ([`crate::Config::is_dev_setup`]: the embedded SQLite
+/// database) with no organisation at all: creates org `dev` and one key,
+/// returning its plaintext (the run command prints it once). Elsewhere
+/// (Postgres) never: a live key is made only by an operator
+/// (`aigate keys create`).
+pub async fn ensure_dev_key(config: &crate::Config, store: &Store) -> Result<Option<CreatedKey>, AdminError> {
+    if !config.is_dev_setup() || !store.list_orgs().await?.is_empty() {
         return Ok(None);
     }
     let key = create_key(store, &CreateKey { org: "dev".into(), name: Some("dev".into()), ..Default::default() }).await?;
@@ -312,8 +416,15 @@ fn guard(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 
 type AdminResult = Result<Response, ApiError>;
 
+/// Parses a JSON body; errors name the field (`rpm: invalid value: integer
+/// \`-1\`, expected u32`), so an out-of-range number says which one.
 fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(format!("Invalid JSON body: {e}.")))
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let at = if field == "." { String::new() } else { format!("`{field}`: ") };
+        ApiError::invalid_json(format!("Invalid JSON body: {at}{}.", e.inner()))
+    })
 }
 
 fn parse_query<T: serde::de::DeserializeOwned>(query: Option<&str>) -> Result<T, ApiError> {
@@ -366,9 +477,9 @@ pub async fn post_price(State(state): State<Arc<AppState>>, headers: HeaderMap, 
 
 pub async fn post_seed(State(state): State<Arc<AppState>>, headers: HeaderMap) -> AdminResult {
     guard(&state, &headers)?;
-    let n = seed_prices(&state.store, Path::new(DEFAULT_PRICE_FILE)).await?;
+    let seeded = seed_prices(&state.store, None).await?;
     let _ = state.billing.prices.reload(&state.store).await;
-    Ok(Json(json!({"seeded": n})).into_response())
+    Ok(Json(seeded).into_response())
 }
 
 pub async fn get_usage(State(state): State<Arc<AppState>>, headers: HeaderMap, RawQuery(q): RawQuery) -> AdminResult {
@@ -385,7 +496,7 @@ pub async fn post_org(
 ) -> AdminResult {
     guard(&state, &headers)?;
     let s: OrgSettings = parse_body(&body)?;
-    let invalidate = update_org(&state.store, &org, &s).await?;
+    let invalidate = update_org(&state.store, &org, &s, &state.config.billing.currency).await?;
     state.auth.forget_all();
     Ok(Json(invalidate).into_response())
 }

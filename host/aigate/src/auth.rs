@@ -30,6 +30,17 @@ pub struct Tenant {
     pub tpm_limit: Option<u64>,
     pub markup_bps: u32,
     pub monthly_budget: Option<Money>,
+    /// The currency the budget counts; `None`: the billing currency.
+    pub monthly_budget_currency: Option<String>,
+}
+
+impl Tenant {
+    /// The org's monthly budget and its currency (`default_currency` for
+    /// budgets set before budgets had one).
+    pub fn budget<'a>(&'a self, default_currency: &'a str) -> Option<(Money, &'a str)> {
+        let currency = self.monthly_budget_currency.as_deref().unwrap_or(default_currency);
+        self.monthly_budget.map(|b| (b, currency))
+    }
 }
 
 /// Resolves API keys, with a TTL cache in front of the store.
@@ -104,7 +115,8 @@ impl Authenticator {
             return Ok(None);
         };
         let org = self.store.org_by_id(key.org_id).await.map_err(unavailable)?;
-        let (markup_bps, monthly_budget) = org.map_or((0, None), |o| (o.markup_bps, o.monthly_budget));
+        let (markup_bps, monthly_budget, monthly_budget_currency) =
+            org.map_or((0, None, None), |o| (o.markup_bps, o.monthly_budget, o.monthly_budget_currency));
         Ok(Some(Arc::new(Tenant {
             org_id: key.org_id,
             org_name: key.org_name,
@@ -116,6 +128,7 @@ impl Authenticator {
             tpm_limit: key.tpm_limit,
             markup_bps,
             monthly_budget,
+            monthly_budget_currency,
         })))
     }
 }

@@ -1,5 +1,6 @@
 //! What a call costs: the provider's own reported cost when it gives one,
-//! otherwise the price rules, plus the org's markup.
+//! otherwise the price rules, plus the org's markup. Every call is priced or
+//! refused: [`Billing::check`] runs before anything is claimed or sent.
 //!
 //! Price rules live in memory ([`PriceBook`]), refreshed from the store in
 //! the background and after every change made through this gateway, so the
@@ -17,6 +18,9 @@ use arc_swap::ArcSwap;
 use time::OffsetDateTime;
 
 use crate::auth::Tenant;
+use crate::config::UnpricedPolicy;
+use crate::error::ApiError;
+use crate::routing::Route;
 
 /// Every price rule, indexed by (provider, model).
 #[derive(Default)]
@@ -57,6 +61,10 @@ impl PriceBook {
 pub struct Charge {
     pub billed: Money,
     pub currency: String,
+    /// The call used tokens but neither a price rule nor the provider's
+    /// reported cost priced it (its provider allows that): billed 0, and the
+    /// ledger row says so, so usage reports can warn.
+    pub unpriced: bool,
 }
 
 pub struct Billing {
@@ -78,29 +86,74 @@ impl Billing {
         Billing { prices: PriceBook::default(), default_currency }
     }
 
-    /// Prices a call. Never fails the call: a missing rule bills zero and is
-    /// logged, so the operator can add the rule (the ledger keeps the tokens).
+    /// Checked on the request path before any idempotency claim, reservation
+    /// or provider call, so bad configuration never costs the client:
+    /// - a model no price rule covers is refused when its provider's
+    ///   `unpriced` policy is `refuse` (400 `model_not_priced`);
+    /// - for an org with a budget, a model priced in another currency than
+    ///   the budget's is refused (400 `budget_currency_mismatch`): there are
+    ///   no exchange rates, and a budget must count every call it admits.
+    pub fn check(&self, tenant: &Tenant, route: &Route) -> Result<(), ApiError> {
+        let (provider, model) = (&*route.provider, route.upstream_model.as_str());
+        let rule = self.prices.find(tenant.org_id, provider, model, OffsetDateTime::now_utc());
+        match (rule, tenant.budget(&self.default_currency)) {
+            (None, _) if route.settings.unpriced == UnpricedPolicy::Refuse => {
+                Err(ApiError::model_not_priced(provider, model))
+            }
+            (Some(rule), Some((_, budget_currency))) if rule.currency != budget_currency => {
+                Err(ApiError::budget_currency_mismatch(format!(
+                    "Organisation `{org}` has a monthly budget in {budget_currency}, but `{provider}:{model}` is priced \
+                     in {rule_currency}, which the budget cannot count (there are no exchange rates): nothing was sent \
+                     or charged. An operator can price the model in {budget_currency} for this org (`aigate prices set \
+                     --provider {provider} --model {model} --currency {budget_currency} --org {org} --input <price> \
+                     --output <price>`) or set the budget in {rule_currency}.",
+                    org = tenant.org_name,
+                    rule_currency = rule.currency,
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Prices a call. Never fails the call (it already happened): the
+    /// provider's raw cost when it reports one (unless the org's budget
+    /// counts another currency), else the price rule in force, else 0
+    /// flagged `unpriced` (only reachable when the provider allows it, or
+    /// when a rule vanished since [`Billing::check`]), logged so the operator
+    /// adds the rule (the ledger keeps the tokens).
     pub fn charge(&self, tenant: &Tenant, provider: &str, model: &str, usage: Option<&Usage>, raw: Option<&RawCost>) -> Charge {
+        let budget_currency = tenant.budget(&self.default_currency).map(|(_, c)| c);
+        let currency = budget_currency.unwrap_or(&self.default_currency);
+        let zero = |unpriced| Charge { billed: Money::ZERO, currency: currency.to_owned(), unpriced };
         if let Some(raw) = raw {
-            match Money::parse_rounded(&raw.amount).and_then(|m| pricing::apply_markup(m, tenant.markup_bps)) {
-                Ok(billed) => return Charge { billed, currency: raw.currency.clone() },
-                Err(e) => tracing::warn!(%provider, %model, "unusable raw cost {:?}: {e}; using price rules", raw.amount),
+            if budget_currency.is_some_and(|c| c != raw.currency) {
+                tracing::warn!(%provider, %model, "raw cost in {} ignored: the org's budget counts {currency}; using price rules", raw.currency);
+            } else {
+                match Money::parse_rounded(&raw.amount).and_then(|m| pricing::apply_markup(m, tenant.markup_bps)) {
+                    Ok(billed) => return Charge { billed, currency: raw.currency.clone(), unpriced: false },
+                    Err(e) => tracing::warn!(%provider, %model, "unusable raw cost {:?}: {e}; using price rules", raw.amount),
+                }
             }
         }
         let Some(usage) = usage else {
-            return Charge { billed: Money::ZERO, currency: self.default_currency.clone() };
+            return zero(false);
         };
+        let tokens = token_usage(usage);
         match self.prices.find(tenant.org_id, provider, model, OffsetDateTime::now_utc()) {
-            Some(rule) => match rule.billed_cost(&token_usage(usage), tenant.markup_bps) {
-                Ok(billed) => Charge { billed, currency: rule.currency },
+            Some(rule) => match rule.billed_cost(&tokens, tenant.markup_bps) {
+                Ok(billed) => Charge { billed, currency: rule.currency, unpriced: false },
                 Err(e) => {
                     tracing::error!(%provider, %model, "cost overflow: {e}");
-                    Charge { billed: Money::ZERO, currency: rule.currency }
+                    Charge { billed: Money::ZERO, currency: rule.currency, unpriced: false }
                 }
             },
+            None if tokens == TokenUsage::default() => zero(false),
             None => {
-                tracing::warn!(%provider, %model, "no price rule: billed 0 (add one with `aigate prices set`)");
-                Charge { billed: Money::ZERO, currency: self.default_currency.clone() }
+                tracing::warn!(
+                    %provider, %model,
+                    "unpriced call billed 0: add a rule with `aigate prices set --provider {provider} --model {model} ...`"
+                );
+                zero(true)
             }
         }
     }

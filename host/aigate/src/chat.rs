@@ -70,10 +70,6 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn request_id(headers: &HeaderMap) -> String {
-    headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
-}
-
 fn provider_headers(response: &mut Response, route: &Route) {
     let h = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&route.provider) {
@@ -103,6 +99,7 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
     let plugins = state.registry.plugins();
     let route = state.providers.resolve(&plugins, &request.model)?;
     let (canonical, options) = openai::to_canonical(&request, &route.upstream_model)?;
+    state.billing.check(&tenant, &route)?;
 
     // Everything above is validation: nothing was claimed, nothing is charged.
     // From here on the guard holds what the call takes, and gives it back on
@@ -127,7 +124,8 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
     let stop_calls = state.stop_calls.clone();
     let call = Call {
         deadline: started + state.upstream.config.total_timeout,
-        request_id: request_id(&headers),
+        request_id: crate::request_id::of(&headers),
+        client_request_id: crate::request_id::client_of(&headers),
         state,
         tenant,
         route,
@@ -171,6 +169,8 @@ struct Call {
     state: Arc<AppState>,
     tenant: Arc<Tenant>,
     request_id: String,
+    /// The client's own id, for correlation only (`request_id.rs`).
+    client_request_id: Option<String>,
     route: Route,
     canonical: ChatRequest,
     options: openai::ClientOptions,
@@ -251,6 +251,7 @@ impl Call {
             tenant: self.tenant.clone(),
             record: Some(UsageRecord {
                 request_id: self.request_id.clone(),
+                client_request_id: self.client_request_id.clone(),
                 provider: route.provider.to_string(),
                 model: route.upstream_model.clone(),
                 stream: options.stream,
@@ -265,6 +266,7 @@ impl Call {
                 idempotency_key,
                 billed_cost: aigate_core::Money::ZERO,
                 currency: String::new(),
+                unpriced: false,
                 created_at: time::OffsetDateTime::now_utc(),
             }),
             started: self.started,
@@ -397,6 +399,7 @@ impl Meter {
         let charge = self.state.billing.charge(&self.tenant, &r.provider, &r.model, r.usage.as_ref(), r.raw_cost.as_ref());
         r.billed_cost = charge.billed;
         r.currency = charge.currency.clone();
+        r.unpriced = charge.unpriced;
         self.state.usage.record(r);
         Some(charge)
     }

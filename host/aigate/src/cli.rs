@@ -18,14 +18,14 @@ pub enum KeysCommand {
         org: String,
         #[arg(long)]
         name: Option<String>,
-        /// Expire the key after this many days.
-        #[arg(long)]
+        /// Expire the key after this many days (0 to 36500).
+        #[arg(long, allow_hyphen_values = true)]
         expires_in_days: Option<u32>,
         /// Requests per minute allowed for this key.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         rpm: Option<u32>,
         /// Tokens per minute allowed for this key.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         tpm: Option<u64>,
     },
     /// List an org's keys (prefixes only: keys are stored hashed).
@@ -39,10 +39,11 @@ pub enum KeysCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum PricesCommand {
-    /// Load the default price rules (prices/qwen-intl-usd.toml, or --file).
+    /// Add the shipped list prices (prices/*.toml, built in), or a file's, for models that have
+    /// no global rule yet: never overrides a rule an operator set.
     Seed {
-        #[arg(long, default_value = admin::DEFAULT_PRICE_FILE)]
-        file: PathBuf,
+        #[arg(long)]
+        file: Option<PathBuf>,
     },
     /// Set a price rule: prices per million tokens, as decimals.
     Set {
@@ -76,11 +77,15 @@ pub enum OrgsCommand {
     /// Set an org's markup (basis points) and/or monthly budget.
     Set {
         org: String,
-        #[arg(long)]
+        /// Basis points added to every billed cost, 0 to 100000 (1000 = +10 %).
+        #[arg(long, allow_hyphen_values = true)]
         markup_bps: Option<u32>,
         /// Decimal amount, or "none".
         #[arg(long)]
         monthly_budget: Option<String>,
+        /// The one currency the budget counts (default: [billing] currency).
+        #[arg(long, requires = "monthly_budget")]
+        budget_currency: Option<String>,
     },
 }
 
@@ -115,7 +120,15 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
 
 async fn run_on(config: &Config, store: &aigate_store::Store, command: AdminCommand) -> anyhow::Result<()> {
     match command {
-        AdminCommand::Migrate => out(format!("migrations applied ({})", store.backend())),
+        AdminCommand::Migrate => {
+            let seeded = admin::seed_prices(store, None).await?;
+            out(format!(
+                "migrations applied ({}); shipped price rules: {} added, {} kept (models already priced)",
+                store.backend(),
+                seeded.added,
+                seeded.kept
+            ));
+        }
         AdminCommand::Keys(KeysCommand::Create { org, name, expires_in_days, rpm, tpm }) => {
             let key = admin::create_key(store, &CreateKey { org, name, expires_in_days, rpm, tpm }).await?;
             eprintln!("org {}: key {} created (prefix {}). Store it now: it is not shown again.", key.org, key.name, key.prefix);
@@ -127,8 +140,12 @@ async fn run_on(config: &Config, store: &aigate_store::Store, command: AdminComm
             out(format!("revoked {prefix} (every replica stops accepting it within the key cache TTL)"));
         }
         AdminCommand::Prices(PricesCommand::Seed { file }) => {
-            let n = admin::seed_prices(store, &file).await?;
-            out(format!("{n} price rules loaded from {}", file.display()));
+            let seeded = admin::seed_prices(store, file.as_deref()).await?;
+            let from = file.map_or("the shipped price files".to_owned(), |f| f.display().to_string());
+            out(format!(
+                "{} price rules added from {from}; {} kept as they were (their model already has a global rule)",
+                seeded.added, seeded.kept
+            ));
         }
         AdminCommand::Prices(PricesCommand::Set { provider, model, input, output, cached_input, reasoning_output, org, currency, effective_from }) => {
             let rule = admin::set_price(
@@ -140,9 +157,16 @@ async fn run_on(config: &Config, store: &aigate_store::Store, command: AdminComm
             print_json(&rule)?;
         }
         AdminCommand::Prices(PricesCommand::List) => print_json(&admin::list_prices(store).await?)?,
-        AdminCommand::Usage { org, from, to } => print_json(&admin::usage(store, &UsageQuery { org, from, to }).await?)?,
-        AdminCommand::Orgs(OrgsCommand::Set { org, markup_bps, monthly_budget }) => {
-            print_json(&admin::update_org(store, &org, &OrgSettings { markup_bps, monthly_budget }).await?)?;
+        AdminCommand::Usage { org, from, to } => {
+            let report = admin::usage(store, &UsageQuery { org, from, to }).await?;
+            for w in report["warnings"].as_array().into_iter().flatten().filter_map(|w| w.as_str()) {
+                eprintln!("warning: {w}");
+            }
+            print_json(&report)?;
+        }
+        AdminCommand::Orgs(OrgsCommand::Set { org, markup_bps, monthly_budget, budget_currency }) => {
+            let settings = OrgSettings { markup_bps, monthly_budget, budget_currency };
+            print_json(&admin::update_org(store, &org, &settings, &config.billing.currency).await?)?;
         }
     }
     Ok(())

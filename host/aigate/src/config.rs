@@ -198,6 +198,28 @@ pub struct RawProvider {
     pub models: Option<Vec<String>>,
     /// Set false to disable a provider whose plugin is loaded.
     pub enabled: Option<bool>,
+    /// Calls no price rule covers: `"refuse"` them (400 `model_not_priced`,
+    /// before anything is sent) or `"allow"` them at zero, flagged unpriced.
+    /// Default: see [`UnpricedPolicy::default_for`].
+    pub unpriced: Option<UnpricedPolicy>,
+}
+
+/// What a provider does with a call to a model no price rule covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnpricedPolicy {
+    /// 400 `model_not_priced` before any provider call, claim or reservation.
+    Refuse,
+    /// Served and billed 0 (or the provider's reported cost), with a warning
+    /// in the log and in usage reports (`unpriced_requests`).
+    Allow,
+}
+
+impl UnpricedPolicy {
+    /// `allow` on a dev setup ([`Config::is_dev_setup`]), `refuse` otherwise.
+    pub fn default_for(dev_setup: bool) -> UnpricedPolicy {
+        if dev_setup { UnpricedPolicy::Allow } else { UnpricedPolicy::Refuse }
+    }
 }
 
 /// Validated configuration.
@@ -296,6 +318,7 @@ pub struct ProviderConfig {
     pub api_key: Option<SecretString>,
     pub models: Option<Vec<String>>,
     pub enabled: bool,
+    pub unpriced: UnpricedPolicy,
 }
 
 /// Where environment values come from: the process environment in production,
@@ -445,6 +468,8 @@ impl Config {
             },
         };
 
+        let database_url = env.var("DATABASE_URL").map(SecretString::from);
+        let dev_setup = database_url.is_none();
         let mut providers = BTreeMap::new();
         for (name, p) in raw.providers {
             if !valid_provider_name(&name) {
@@ -473,6 +498,7 @@ impl Config {
                     api_key_env,
                     models: p.models,
                     enabled: p.enabled.unwrap_or(true),
+                    unpriced: p.unpriced.unwrap_or(UnpricedPolicy::default_for(dev_setup)),
                 },
             );
         }
@@ -522,7 +548,6 @@ impl Config {
             memory_max_entries: positive("idempotency.memory_max_entries", raw.idempotency.memory_max_entries, 100_000)?,
             memory_max_bytes: positive("idempotency.memory_max_bytes", raw.idempotency.memory_max_bytes, 256 * 1024 * 1024)?,
         };
-        let database_url = env.var("DATABASE_URL").map(SecretString::from);
         let redis_url = env.var("REDIS_URL").map(SecretString::from);
         let redis_prefix = env.var("AIGATE_REDIS_PREFIX").unwrap_or_else(|| "aigate:".to_owned());
         let admin_token = env.var("AIGATE_ADMIN_TOKEN").map(SecretString::from);
@@ -554,6 +579,13 @@ impl Config {
     }
 
     /// The settings of provider `name`, whether configured or implied by a loaded plugin.
+    /// The dev setup: no `DATABASE_URL`, so the embedded SQLite database in
+    /// the data folder. Only there does `serve` create a dev key by itself,
+    /// and do providers allow unpriced calls by default.
+    pub fn is_dev_setup(&self) -> bool {
+        self.database_url.is_none()
+    }
+
     pub fn provider(&self, name: &str, env: &dyn Env) -> ProviderConfig {
         match self.providers.get(name) {
             Some(p) => p.clone(),
@@ -568,6 +600,7 @@ impl Config {
                     api_key_env,
                     models: None,
                     enabled: true,
+                    unpriced: UnpricedPolicy::default_for(self.is_dev_setup()),
                 }
             }
         }

@@ -96,6 +96,26 @@ impl ApiError {
             .with_param(param)
     }
 
+    /// 400 `model_not_priced`: no price rule covers the model and its
+    /// provider refuses unpriced calls. Nothing was sent, claimed or reserved.
+    pub fn model_not_priced(provider: &str, model: &str) -> Self {
+        let message = format!(
+            "No price rule covers `{provider}:{model}`, and provider `{provider}` refuses calls it cannot price: \
+             nothing was sent or charged. An operator can add the rule with \
+             `aigate prices set --provider {provider} --model {model} --input <price per 1M input tokens> \
+             --output <price per 1M output tokens>` (or `POST /admin/prices`), or allow unpriced calls at zero \
+             with `unpriced = \"allow\"` under `[providers.{provider}]`."
+        );
+        Self::new(StatusCode::BAD_REQUEST, kind::INVALID_REQUEST, Some("model_not_priced"), message, ErrorSource::Client)
+            .with_param("model")
+    }
+
+    /// 400 `budget_currency_mismatch`: the org's budget could not count the
+    /// call's cost, so the call is refused before anything is sent.
+    pub fn budget_currency_mismatch(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, kind::INVALID_REQUEST, Some("budget_currency_mismatch"), message, ErrorSource::Client)
+    }
+
     pub fn invalid_json(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, kind::INVALID_REQUEST, Some("invalid_json"), message, ErrorSource::Client)
     }

@@ -23,6 +23,7 @@ pub mod metering;
 pub mod models;
 pub mod openai;
 pub mod pipeline;
+pub mod request_id;
 pub mod routing;
 pub mod server;
 pub mod sse;

@@ -15,8 +15,11 @@
 //!
 //! Budgets: an org's monthly spend (from the ledger's daily rollups, cached
 //! for `limits.budget_cache_ms`) at or over its cap refuses new calls with 429
-//! `budget_exceeded`. 429 rather than 402 because clients already back off on
-//! 429, and OpenAI signals an exhausted quota the same way (`insufficient_quota`).
+//! `budget_exceeded`. A budget counts one currency: calls priced in another
+//! are refused before they start (`Billing::check`), and spend found in
+//! another currency refuses new calls (400 `budget_currency_mismatch`), so no
+//! spend escapes a budget because of its currency. 429 rather than 402
+//! because clients already back off on 429, and OpenAI signals an exhausted quota the same way (`insufficient_quota`).
 //! Error bound: calls already running, records not yet written by the batched
 //! writer (≤ ~200 ms) and the spend cache can let spend pass the cap by the
 //! cost of the calls admitted in that window.
@@ -40,7 +43,8 @@ pub struct Limits {
     config: LimitsConfig,
     store: Store,
     currency: String,
-    spend: Cache<i64, Money>,
+    /// Org id → this month's billed spend per currency.
+    spend: Cache<i64, Arc<[(String, Money)]>>,
     streams: Arc<StreamSlots>,
 }
 
@@ -195,7 +199,7 @@ impl Limits {
     }
 
     async fn check_budget(&self, tenant: &Tenant) -> Result<(), ApiError> {
-        let Some(budget) = tenant.monthly_budget else {
+        let Some((budget, currency)) = tenant.budget(&self.currency) else {
             return Ok(());
         };
         let spend = match self.spend.get(&tenant.org_id.0) {
@@ -203,23 +207,38 @@ impl Limits {
             None => {
                 let today = time::OffsetDateTime::now_utc().date();
                 let month_start = today.replace_day(1).unwrap_or(today);
-                match self.store.spend_since(tenant.org_id, &self.currency, month_start).await {
+                let tomorrow = today.next_day().unwrap_or(today);
+                match self.store.usage_summary(tenant.org_id, month_start, tomorrow).await {
                     Ok(s) => {
-                        self.spend.insert(tenant.org_id.0, s);
-                        s
+                        let spend: Arc<[(String, Money)]> =
+                            s.totals.into_iter().map(|t| (t.currency, t.billed_cost)).collect();
+                        self.spend.insert(tenant.org_id.0, spend.clone());
+                        spend
                     }
                     Err(e) => return Err(ApiError::store_unavailable(format!("The budget cannot be checked right now ({e}).")) ),
                 }
             }
         };
-        if spend >= budget {
+        // Spend in another currency (e.g. a rule changed after the budget
+        // was set) would escape the budget: no call passes until the month ends
+        // or the operator fixes the prices or the budget.
+        if let Some((other, amount)) = spend.iter().find(|(c, m)| c != currency && *m > Money::ZERO) {
+            return Err(ApiError::budget_currency_mismatch(format!(
+                "Organisation `{}` was billed {amount} {other} this month, which its monthly budget in {currency} cannot count \
+                 (there are no exchange rates); calls resume next month, or when the operator sets the budget in {other} \
+                 or removes it.",
+                tenant.org_name
+            )));
+        }
+        let spent = spend.iter().find(|(c, _)| c == currency).map_or(Money::ZERO, |(_, m)| *m);
+        if spent >= budget {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 kind::RATE_LIMIT,
                 Some("budget_exceeded"),
                 format!(
-                    "Organisation `{}` has spent {spend} {} of its monthly budget of {budget}; calls resume next month or when the operator raises it.",
-                    tenant.org_name, self.currency
+                    "Organisation `{}` has spent {spent} {currency} of its monthly budget of {budget} {currency}; calls resume next month or when the operator raises it.",
+                    tenant.org_name
                 ),
                 ErrorSource::Client,
             ));

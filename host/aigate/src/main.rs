@@ -193,17 +193,16 @@ fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    // First start on an empty database: a dev org and key, printed once.
+    // First start of the dev setup (embedded SQLite, empty): a dev org and
+    // key, printed once. Never on Postgres. (Prices: `Gateway::start` seeds.)
     let dev_key = {
         let store = aigate::server::open_store(&config).await?;
-        let key = aigate::admin::ensure_dev_key(&store).await?;
-        if key.is_some() {
-            match aigate::admin::seed_prices(&store, std::path::Path::new(aigate::admin::DEFAULT_PRICE_FILE)).await {
-                Ok(n) => tracing::info!(rules = n, "new database: created org `dev` and seeded the default price rules"),
-                Err(e) => tracing::warn!("new database: default price rules not seeded ({e}); run `aigate prices seed`"),
-            }
-        }
+        let key = aigate::admin::ensure_dev_key(&config, &store).await;
         store.close().await;
+        let key = key?;
+        if key.is_some() {
+            tracing::info!("new dev database: created org `dev` and its key");
+        }
         key
     };
     let gateway = Gateway::start(config, Arc::new(ProcessEnv)).await?;

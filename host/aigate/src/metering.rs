@@ -39,7 +39,10 @@ impl Outcome {
 
 #[derive(Debug, Clone)]
 pub struct UsageRecord {
+    /// The gateway's id (`request_id::generate`): the ledger key.
     pub request_id: String,
+    /// The client's own id, well-formed, for correlation only.
+    pub client_request_id: Option<String>,
     pub provider: String,
     pub model: String,
     pub stream: bool,
@@ -56,6 +59,8 @@ pub struct UsageRecord {
     pub idempotency_key: Option<String>,
     pub billed_cost: Money,
     pub currency: String,
+    /// Billed 0 because nothing priced it (see `billing::Charge::unpriced`).
+    pub unpriced: bool,
     pub created_at: OffsetDateTime,
 }
 
@@ -74,6 +79,7 @@ impl UsageSink for LedgerSink {
         log(&r);
         let entry = LedgerEntry {
             request_id: r.request_id,
+            client_request_id: r.client_request_id,
             org_id: r.org_id,
             key_id: r.key_id,
             provider: r.provider,
@@ -88,6 +94,7 @@ impl UsageSink for LedgerSink {
             raw_cost: r.raw_cost.map(|c| aigate_store::RawCost { amount: c.amount, currency: c.currency }),
             billed_cost: r.billed_cost,
             currency: r.currency,
+            unpriced: r.unpriced,
             created_at: r.created_at,
         };
         // The queue takes it without I/O; when it is full the record is
@@ -116,6 +123,7 @@ fn log(r: &UsageRecord) {
         tracing::info!(
             target: "aigate::usage",
             request_id = %r.request_id,
+            client_request_id = r.client_request_id.as_deref(),
             provider = %r.provider,
             model = %r.model,
             stream = r.stream,
@@ -131,6 +139,7 @@ fn log(r: &UsageRecord) {
             org = r.org_id.0,
             billed = %r.billed_cost,
             currency = %r.currency,
+            unpriced = r.unpriced,
             "usage"
         );
     }

@@ -1,14 +1,15 @@
 //! The HTTP server: state, routes and the middleware stack.
 //!
 //! Layers, outermost first (each request passes them in this order):
-//! 1. `SetRequestId`: gives the request an `x-request-id` (a UUID) unless the
-//!    client sent one.
-//! 2. `log_requests`: one log line per request with its id, status and
+//! 1. `request_id::assign`: gives the request the gateway's own
+//!    `x-request-id` (the ledger key; a client's id is kept apart as
+//!    `x-client-request-id`, see `request_id.rs`) and puts both on every
+//!    response.
+//! 2. `log_requests`: one log line per request with its ids, status and
 //!    latency; error responses are logged here, once, with their source.
-//! 3. `PropagateRequestId`: copies `x-request-id` onto every response.
-//! 4. `CatchPanic`: a panic in a handler becomes a 500 OpenAI-shaped error
+//! 3. `CatchPanic`: a panic in a handler becomes a 500 OpenAI-shaped error
 //!    instead of a dropped connection.
-//! 5. The routes. Unknown paths and methods get OpenAI-shaped 404/405 errors.
+//! 4. The routes. Unknown paths and methods get OpenAI-shaped 404/405 errors.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +18,6 @@ use aigate_plugins::{PluginRegistry, PluginRuntime, RuntimeConfig, WatchGuard};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::HeaderName;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
@@ -27,7 +27,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::config::{Config, Env};
 use crate::error::{ApiError, ErrorSource, LoggedError};
@@ -41,8 +40,8 @@ use crate::billing::Billing;
 use crate::metering::{LedgerSink, UsageSink};
 use crate::routing::Providers;
 use crate::upstream::Upstream;
-use crate::{admin, chat, models};
-use aigate_store::{Store, UsageRepo, UsageWriter, WriterOptions};
+use crate::{admin, chat, models, request_id};
+use aigate_store::{PriceRepo, Store, UsageRepo, UsageWriter, WriterOptions};
 use secrecy::ExposeSecret;
 
 /// Everything a request may need; one per gateway, shared by all requests.
@@ -63,7 +62,6 @@ pub struct AppState {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let x_request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .route("/health", get(health))
         .route("/v1/models", get(models::list))
@@ -80,9 +78,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_| ApiError::internal("The gateway hit an internal error; it has been logged. Try again.").into_response()))
-        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(middleware::from_fn(log_requests))
-        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+        .layer(middleware::from_fn(request_id::assign))
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
@@ -101,19 +98,20 @@ async fn log_requests(request: Request<Body>, next: Next) -> Response {
     let started = std::time::Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let id = request_id::of(request.headers());
+    let client = request_id::client_of(request.headers()).unwrap_or_default();
     let response = next.run(request).await;
     let status = response.status().as_u16();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     match response.extensions().get::<LoggedError>() {
         Some(e) if matches!(e.source, ErrorSource::Internal | ErrorSource::Plugin) => {
-            tracing::error!(request_id = %id, %method, %path, status, ms, source = ?e.source, code = ?e.code, "{}", e.message);
+            tracing::error!(request_id = %id, client_request_id = %client, %method, %path, status, ms, source = ?e.source, code = ?e.code, "{}", e.message);
         }
         Some(e) if e.source == ErrorSource::Upstream => {
-            tracing::warn!(request_id = %id, %method, %path, status, ms, code = ?e.code, "{}", e.message);
+            tracing::warn!(request_id = %id, client_request_id = %client, %method, %path, status, ms, code = ?e.code, "{}", e.message);
         }
-        Some(e) => tracing::info!(request_id = %id, %method, %path, status, ms, code = ?e.code, "{}", e.message),
-        None => tracing::info!(request_id = %id, %method, %path, status, ms, "request"),
+        Some(e) => tracing::info!(request_id = %id, client_request_id = %client, %method, %path, status, ms, code = ?e.code, "{}", e.message),
+        None => tracing::info!(request_id = %id, client_request_id = %client, %method, %path, status, ms, "request"),
     }
     response
 }
@@ -192,6 +190,13 @@ impl Gateway {
     /// `config.listen` (port 0 picks a free port) and serves.
     pub async fn start(config: Config, env: Arc<dyn Env + Send + Sync>) -> anyhow::Result<Gateway> {
         let store = open_store(&config).await?;
+        // The shipped list prices, for models nobody priced yet (never over an
+        // operator's rule), so a fresh database does not serve calls for free.
+        match store.seed_shipped().await {
+            Ok(s) if s.added > 0 => tracing::info!(rules = s.added, "seeded the shipped price rules"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("shipped price rules not seeded ({e}); run `aigate prices seed`"),
+        }
         let (writer, writer_task) = UsageWriter::start(store.clone(), &config.data_dir.join("spool"), WriterOptions::default())?;
         let sink = Arc::new(LedgerSink { writer: writer.clone() });
         let mut gateway = Self::start_with(config, env, store, sink).await?;

@@ -7,6 +7,7 @@
 mod admission;
 mod anthropic;
 mod bad_input;
+mod billing;
 mod bounded;
 mod chat;
 mod docker;
