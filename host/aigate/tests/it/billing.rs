@@ -253,16 +253,7 @@ async fn no_spend_escapes_a_budget_because_of_its_currency() {
     assert_eq!(admin_post(&gw, "/admin/prices", &eur).await.status(), 201);
     let r = admin_post(&gw, "/admin/orgs/euro", &json!({"monthly_budget": "0.000001", "budget_currency": "EUR"})).await;
     assert_eq!(r.status(), 200);
-    let call = async || {
-        gw.http
-            .post(gw.url("/v1/chat/completions"))
-            .bearer_auth(&other)
-            .header("content-type", "application/json")
-            .body(serde_json::to_vec(&chat_body("qwen:qwen-plus")).unwrap())
-            .send()
-            .await
-            .unwrap()
-    };
+    let call = async || gw.post_as(&other, &chat_body("qwen:qwen-plus"), None).await;
     assert_eq!(call().await.status(), 200);
     assert!(eventually(Duration::from_secs(5), async || call().await.status() == 429).await, "the EUR budget fills");
     let err = assert_error(call().await, 429, "budget_exceeded").await;
