@@ -34,6 +34,9 @@ pub enum RuntimeError {
         #[source]
         source: std::io::Error,
     },
+    /// The secret that authenticates cache files cannot be read or created.
+    #[error("cannot read or create the plugin cache key {}: {message}", path.display())]
+    CacheKey { path: PathBuf, message: String },
     /// [`crate::PluginRegistry::watch`] was called outside a tokio runtime.
     #[error("the plugin folder watcher must be started from within a tokio runtime")]
     NoAsyncRuntime,

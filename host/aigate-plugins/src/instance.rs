@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use time::OffsetDateTime;
 use tokio::time::error::Elapsed;
@@ -12,7 +13,7 @@ use wasmtime::{
     PoolConcurrencyLimitError, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap,
     UpdateDeadline,
 };
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{Deterministic, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 use crate::canonical::{
     self, ChatRequest, ChatResponse, HttpRequest, HttpResponse, ModelInfo, PluginInfo, Provider,
@@ -365,6 +366,40 @@ impl StreamDecoder {
     }
 }
 
+/// The clocks plugins see: always the Unix epoch on the wall clock and 0 on the monotonic one,
+/// so a plugin can neither fingerprint the host's time nor measure timing (of other tenants'
+/// work, or of its own calls, as a side channel).
+struct FixedClock;
+
+impl HostWallClock for FixedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FixedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// The random bytes plugins see, the same in every instance (cycled): a plugin gets no entropy
+/// it could use to tell instances, requests or hosts apart. Random-looking (so hash tables
+/// still spread), but public: never a secret.
+const SANDBOX_RANDOM: [u8; 64] = *b"\x5e\x1f\x8a\x33\xc4\x27\x90\x6b\xd2\x4d\x0e\xb9\x71\xa6\x3c\xf8\
+\x12\x85\xe7\x49\x2b\x9c\x60\xd5\x37\xfa\x8e\x04\xbb\x63\x19\xce\
+\x94\x2f\x7a\xe1\x58\x0b\xc6\x3d\xa0\x6f\x15\xd8\x82\x47\xec\x39\
+\x6d\xb4\x21\x9f\x03\xca\x7e\x50\xe9\x36\x8b\x14\xf5\x2a\xa7\x5c";
+
+/// What `wasi:random/insecure-seed` returns: fixed, like [`SANDBOX_RANDOM`].
+const SANDBOX_RANDOM_SEED: u128 = 0x5e1f_8a33_c427_906b_d24d_0eb9_71a6_3cf8;
+
 /// The data of one store: the WASI context, the limiter and the per-call CPU budget.
 pub(crate) struct StoreState {
     wasi: WasiCtx,
@@ -464,6 +499,11 @@ impl Sandbox {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .wall_clock(FixedClock)
+            .monotonic_clock(FixedClock)
+            .secure_random(Deterministic::new(SANDBOX_RANDOM.to_vec()))
+            .insecure_random(Deterministic::new(SANDBOX_RANDOM.to_vec()))
+            .insecure_random_seed(SANDBOX_RANDOM_SEED)
             .build();
         let limits = StoreLimitsBuilder::new()
             .memory_size(config.memory_limit_bytes)

@@ -202,6 +202,19 @@ impl PluginRegistry {
             .count()
     }
 
+    /// Start serving `dir`: watch it (if `watch`), then load every file in it (see
+    /// [`PluginRegistry::load_dir`]). In this order, a file dropped while the first scan runs
+    /// is seen by the watcher even when the scan listed the folder before it arrived. Returns
+    /// how many files serve a plugin after the scan, and the watch guard.
+    pub async fn start(
+        self: &Arc<Self>,
+        dir: &Path,
+        watch: bool,
+    ) -> Result<(usize, Option<WatchGuard>), RuntimeError> {
+        let guard = if watch { Some(self.watch(dir)?) } else { None };
+        Ok((self.load_dir(dir).await, guard))
+    }
+
     /// The plugin serving `name`, if any. Hold the returned `Arc` for the whole request.
     pub fn get(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
         self.plugins.load().get(name).cloned()

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -55,8 +56,14 @@ pub struct RuntimeConfig {
     /// bounds checks, so 1000 slots take ~4 TiB of the 128 TiB a 64-bit Linux process has.
     pub max_instances: u32,
     /// Folder for compiled components (`<sha256>-<engine>.cwasm`). `None` compiles every plugin
-    /// at every load. With a cache, a restart or a reload of a known file takes about a
-    /// millisecond instead of hundreds.
+    /// at every load. With a cache, a restart or a reload of a known file takes a few
+    /// milliseconds instead of hundreds.
+    ///
+    /// Each file ends with an HMAC-SHA256 under a per-installation secret kept beside the
+    /// folder, in `<cache_dir>.key` (32 random bytes, created on first use, owner-only). A file
+    /// whose MAC does not verify (planted, tampered with, or written by another installation)
+    /// is never run: the plugin is compiled from its `.wasm` again, with a warning. Several
+    /// gateways may share a folder only if they share the key file.
     pub cache_dir: Option<PathBuf>,
 }
 
@@ -98,6 +105,8 @@ pub(crate) struct RuntimeInner {
     /// Identifies the engine settings in cache file names, so a `.cwasm` compiled by another
     /// wasmtime version or configuration is never even tried.
     engine_key: String,
+    /// The secret of the cache files' MACs (read or created with the cache folder).
+    cache_key: Option<CacheKey>,
     _ticker: EpochTicker,
 }
 
@@ -130,12 +139,16 @@ impl PluginRuntime {
                 message: format!("{e:#}"),
             })?;
 
-        if let Some(dir) = &config.cache_dir {
-            std::fs::create_dir_all(dir).map_err(|source| RuntimeError::CacheDir {
-                path: dir.clone(),
-                source,
-            })?;
-        }
+        let cache_key = match &config.cache_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| RuntimeError::CacheDir {
+                    path: dir.clone(),
+                    source,
+                })?;
+                Some(CacheKey::read_or_create(dir)?)
+            }
+            None => None,
+        };
 
         let tick_nanos = EPOCH_TICK.as_nanos().max(1);
         let cpu_budget_ticks =
@@ -150,6 +163,7 @@ impl PluginRuntime {
                 config,
                 cpu_budget_ticks: cpu_budget_ticks.max(1),
                 engine_key,
+                cache_key,
                 _ticker: ticker,
             }),
         })
@@ -177,9 +191,9 @@ impl PluginRuntime {
     ///
     /// Steps, each of which can refuse the plugin with a [`LoadError`]:
     /// 1. Compile on a blocking thread (never on the async runtime: it takes hundreds of
-    ///    milliseconds), or, with a cache folder, map `<sha256 of the bytes>-<engine>.cwasm` when
-    ///    it exists (about a millisecond). A cache file that cannot be used is ignored and
-    ///    rewritten.
+    ///    milliseconds), or, with a cache folder, load `<sha256 of the bytes>-<engine>.cwasm`
+    ///    when it exists and its MAC verifies (a few milliseconds). A cache file that cannot be
+    ///    used is ignored and rewritten.
     /// 2. Pre-link against the host's linker (`InstancePre`): type-checks the component against
     ///    the `aigate:provider` world of the contract version the component exports (0.2.x, or
     ///    0.1.x through the [`compat_0_1`] adapter) once, so each request only instantiates.
@@ -373,38 +387,98 @@ fn engine_key(engine: &Engine) -> String {
     digest[..16].to_owned()
 }
 
-/// Compile the component, or map it from the cache. Runs on a blocking thread.
+/// The per-installation secret of the cache files' MACs.
+pub(crate) struct CacheKey([u8; 32]);
+
+/// Length of the HMAC-SHA256 tag at the end of a cache file.
+const TAG_LEN: usize = 32;
+
+impl CacheKey {
+    /// `<dir>.key`: beside the folder, not in it, so whoever can only write cache files cannot
+    /// read it. Created atomically (a temp file hard-linked to the name, so two processes
+    /// starting at once agree on one key), readable by the owner only.
+    fn read_or_create(dir: &Path) -> Result<Self, RuntimeError> {
+        let dir: PathBuf = dir.components().collect();
+        let mut name = dir.clone().into_os_string();
+        name.push(".key");
+        let path = PathBuf::from(name);
+        let error = |message: String| RuntimeError::CacheKey {
+            path: path.clone(),
+            message,
+        };
+        if !path.exists() {
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).map_err(|e| error(format!("no random bytes: {e}")))?;
+            static COUNTER: AtomicU64 = AtomicU64::new(0);
+            let tmp = path.with_file_name(format!(
+                ".{}.{}.{}.tmp",
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            ));
+            let created = write_private(&tmp, &key).and_then(|()| std::fs::hard_link(&tmp, &path));
+            let _ = std::fs::remove_file(&tmp);
+            match created {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(error(e.to_string())),
+            }
+        }
+        let bytes = std::fs::read(&path).map_err(|e| error(e.to_string()))?;
+        let key = <[u8; 32]>::try_from(bytes.as_slice())
+            .map_err(|_| error(format!("it holds {} bytes, not 32", bytes.len())))?;
+        Ok(CacheKey(key))
+    }
+
+    /// The tag of a cache file: over the source's hash, the engine key and the compiled bytes.
+    fn tag(&self, hash: &str, engine_key: &str, compiled: &[u8]) -> Hmac<sha2_for_hmac::Sha256> {
+        // A 32-byte key is always a valid HMAC key; `new_from_slice` cannot fail here.
+        let mut mac = <Hmac<sha2_for_hmac::Sha256> as KeyInit>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        for part in [hash.as_bytes(), b"\0", engine_key.as_bytes(), b"\0", compiled] {
+            mac.update(part);
+        }
+        mac
+    }
+}
+
+/// Writes a new file readable by its owner only.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+/// Compile the component, or load it from the cache. Runs on a blocking thread.
 fn compile_or_map(
     inner: &RuntimeInner,
     origin: &str,
     bytes: &[u8],
     hash: &str,
 ) -> Result<(Component, bool), LoadError> {
-    let cache_file = inner
+    let cache = inner
         .config
         .cache_dir
         .as_ref()
-        .map(|dir| dir.join(format!("{hash}-{}.cwasm", inner.engine_key)));
+        .zip(inner.cache_key.as_ref())
+        .map(|(dir, key)| (dir.join(format!("{hash}-{}.cwasm", inner.engine_key)), key));
 
-    if let Some(path) = &cache_file
-        && path.is_file()
+    if let Some((path, key)) = &cache
+        && let Ok(file) = std::fs::read(path)
     {
-        // SAFETY: `deserialize_file` maps the file and runs its machine code, so it must be a
-        // component this crate compiled with this engine configuration and nobody may change
-        // it while it is mapped. Both hold: the file name carries the sha256 of the source
-        // bytes and the engine's compatibility key, only `write_cache_file` below creates
-        // such files, and it does so atomically (temp file + rename, never writing into an
-        // existing file). Wasmtime additionally checks the header and the engine settings and
-        // refuses a mismatch, in which case we fall back to compiling.
-        #[allow(unsafe_code)]
-        let mapped = unsafe { Component::deserialize_file(&inner.engine, path) };
-        match mapped {
+        match load_cached(inner, key, hash, &file) {
             Ok(component) => return Ok((component, true)),
-            Err(e) => tracing::warn!(
+            Err(why) => tracing::warn!(
                 file = %path.display(),
                 origin,
-                error = %format!("{e:#}"),
-                "cached compiled plugin unusable; compiling again"
+                "cached compiled plugin not used ({why}); compiling it from its .wasm again"
             ),
         }
     }
@@ -414,9 +488,11 @@ fn compile_or_map(
         message: format!("{e:#}"),
     })?;
 
-    if let Some(path) = &cache_file {
+    if let Some((path, key)) = &cache {
         match component.serialize() {
-            Ok(serialized) => {
+            Ok(mut serialized) => {
+                let tag = key.tag(hash, &inner.engine_key, &serialized).finalize();
+                serialized.extend_from_slice(&tag.into_bytes());
                 if let Err(e) = write_cache_file(path, &serialized) {
                     tracing::warn!(file = %path.display(), error = %e, "cannot write plugin cache file");
                 }
@@ -425,6 +501,24 @@ fn compile_or_map(
         }
     }
     Ok((component, false))
+}
+
+/// A cache file's component, if its MAC verifies; else why not.
+fn load_cached(inner: &RuntimeInner, key: &CacheKey, hash: &str, file: &[u8]) -> Result<Component, String> {
+    let split = file.len().checked_sub(TAG_LEN).ok_or("too short")?;
+    let (compiled, tag) = file.split_at(split);
+    key.tag(hash, &inner.engine_key, compiled)
+        .verify_slice(tag)
+        .map_err(|_| "its MAC does not verify: not written by this installation, or changed since".to_owned())?;
+    // SAFETY: `deserialize` runs the machine code in `compiled`, so it must be a component this
+    // crate compiled with this engine configuration. It is: the bytes were read into memory
+    // (so nobody can change them after the check) and carry a MAC, under this installation's
+    // secret, over them, the source's sha256 and the engine key, which only
+    // `compile_or_map` above computes, right after compiling. Wasmtime additionally checks the
+    // header and the engine settings and refuses a mismatch.
+    #[allow(unsafe_code)]
+    let component = unsafe { Component::deserialize(&inner.engine, compiled) };
+    component.map_err(|e| format!("{e:#}"))
 }
 
 /// Write atomically: a temp file in the same folder, then rename over the final name. A file

@@ -221,11 +221,10 @@ impl Gateway {
         })?;
         // Without an allowlist, write access to the plugins folder is the trust boundary.
         let registry = PluginRegistry::with_trusted_hashes(runtime, config.plugins.trusted_hashes.clone());
-        let loaded = registry.load_dir(&config.plugins_dir).await;
+        let (loaded, watch_guard) = registry.start(&config.plugins_dir, config.plugins.watch).await?;
         if loaded == 0 {
             tracing::warn!(dir = %config.plugins_dir.display(), "no provider plugin loaded: run `cargo xtask build-plugins` or set AIGATE_PLUGINS_DIR");
         }
-        let watch_guard = if config.plugins.watch { Some(registry.watch(&config.plugins_dir)?) } else { None };
         let billing = Arc::new(Billing::new(config.billing.currency.clone()));
         billing.prices.reload(&store).await?;
         billing.spawn_refresh(store.clone(), config.billing.price_refresh);

@@ -15,6 +15,7 @@
 //! | `garbage`    | `build-request` returns a request with a URL that is not a URL and an invalid header name |
 //! | `stream-trap`| `build-request` is normal; the stream decoder panics on its first `push` |
 //! | `parse-trap` | `build-request` is normal; `parse-response` panics |
+//! | `senses`     | `build-request` fails (400) with what the sandbox shows it: wall clock, monotonic clock, random |
 //! | anything else| a normal OpenAI-compatible plugin |
 //!
 //! `parse-response` does not see the request, so `parse-trap` is recognised
@@ -34,7 +35,7 @@ use aigate_plugin_sdk::types::{
 use aigate_plugin_sdk::{ChunkDecoder, CONTRACT_VERSION, Provider, export_plugin, plugin_version};
 
 /// The models, one per behaviour.
-const MODELS: &[&str] = &["trap", "loop", "oom", "garbage", "stream-trap", "parse-trap"];
+const MODELS: &[&str] = &["trap", "loop", "oom", "garbage", "stream-trap", "parse-trap", "senses"];
 
 thread_local! {
     /// Set by `build-request` for `parse-trap`, for a host that calls
@@ -70,6 +71,7 @@ impl Provider for Faulty {
             "trap" => panic!("faulty plugin: trap requested"),
             "loop" => spin(),
             "oom" => exhaust_memory(),
+            "senses" => Err(ProviderError::invalid_request(senses())),
             "garbage" => Ok(HttpRequest {
                 method: "POST".to_string(),
                 url: "not a url\n at all".to_string(),
@@ -117,6 +119,26 @@ impl ChunkDecoder for FaultyDecoder {
             FaultyDecoder::Trap => Ok(Vec::new()),
         }
     }
+}
+
+/// What the host's sandbox lets a plugin observe of time and randomness:
+/// `wall=<ns since the Unix epoch> elapsed=<ns between two monotonic reads> random=<hex>`.
+/// Random comes through std's hash keys (seeded from `wasi:random`).
+fn senses() -> String {
+    use std::hash::BuildHasher;
+    use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+    let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let start = Instant::now();
+    black_box(spin_a_little());
+    let elapsed = start.elapsed().as_nanos();
+    let random = std::collections::hash_map::RandomState::new().hash_one(0u64);
+    format!("wall={wall} elapsed={elapsed} random={random:016x}")
+}
+
+/// Some work between two clock reads, so a real clock would move.
+fn spin_a_little() -> u64 {
+    (0..100_000u64).fold(0, |acc, i| black_box(acc.wrapping_mul(31).wrapping_add(i)))
 }
 
 /// An endless loop the optimiser cannot remove: `black_box` makes every

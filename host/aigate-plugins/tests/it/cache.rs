@@ -113,3 +113,68 @@ async fn without_a_cache_folder_nothing_is_written() {
         .unwrap();
     assert!(!plugin.from_cache());
 }
+
+/// A compiled component planted in the cache under a trusted plugin's name (here faulty's code
+/// as qwen's entry) never runs: its MAC does not verify, so qwen is compiled from its `.wasm`
+/// again and the entry rewritten.
+#[tokio::test]
+async fn a_planted_cache_entry_is_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = PluginRuntime::new(RuntimeConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..config()
+    })
+    .unwrap();
+    let qwen = runtime
+        .load_bytes("qwen.wasm".into(), bytes("qwen.wasm"))
+        .await
+        .unwrap();
+    let faulty = runtime
+        .load_bytes("faulty.wasm".into(), bytes("test/faulty.wasm"))
+        .await
+        .unwrap();
+    let entry = |hash: &str| {
+        cwasm_files(dir.path())
+            .into_iter()
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(hash))
+            .unwrap()
+    };
+    let (qwen_entry, faulty_entry) = (entry(qwen.hash()), entry(faulty.hash()));
+
+    // A whole entry of another plugin, and one with its compiled code unsigned.
+    let faulty_file = std::fs::read(&faulty_entry).unwrap();
+    let unsigned = faulty_file[..faulty_file.len() - 32].to_vec();
+    for planted in [faulty_file.clone(), unsigned] {
+        std::fs::write(&qwen_entry, planted).unwrap();
+        let restarted = PluginRuntime::new(RuntimeConfig {
+            cache_dir: Some(dir.path().to_path_buf()),
+            ..config()
+        })
+        .unwrap();
+        let loaded = restarted
+            .load_bytes("qwen.wasm".into(), bytes("qwen.wasm"))
+            .await
+            .unwrap();
+        assert_eq!(loaded.name(), "qwen", "the planted code did not run");
+        assert!(!loaded.from_cache());
+        assert_ne!(std::fs::read(&qwen_entry).unwrap(), faulty_file, "the entry was rewritten");
+    }
+
+    // Another installation (another key beside the folder) cannot use this one's entries.
+    let mut key_file = dir.path().as_os_str().to_owned();
+    key_file.push(".key");
+    assert_eq!(std::fs::read(&key_file).unwrap().len(), 32);
+    std::fs::write(&key_file, [7u8; 32]).unwrap();
+    let other = PluginRuntime::new(RuntimeConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..config()
+    })
+    .unwrap();
+    assert!(
+        !other
+            .load_bytes("qwen.wasm".into(), bytes("qwen.wasm"))
+            .await
+            .unwrap()
+            .from_cache()
+    );
+}

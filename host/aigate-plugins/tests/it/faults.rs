@@ -218,3 +218,25 @@ async fn a_spinning_plugin_does_not_block_its_thread() {
         () = ticked => {}
     }
 }
+
+/// Plugins see a fixed clock and fixed random: the same in every instance and every runtime,
+/// wall clock at the Unix epoch, and no time passing (no timing channel).
+#[tokio::test]
+async fn plugins_see_no_real_clock_or_random() {
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let runtime = PluginRuntime::new(config()).unwrap();
+        let faulty = load(&runtime, "test/faulty.wasm").await;
+        for _ in 0..2 {
+            let mut instance = faulty.instantiate().await.unwrap();
+            let senses = instance
+                .build_request(BASE_URL, &chat_request("senses"))
+                .await
+                .unwrap()
+                .unwrap_err();
+            seen.push(senses.message);
+        }
+    }
+    assert!(seen[0].starts_with("wall=0 elapsed=0 random="), "{seen:?}");
+    assert!(seen.iter().all(|s| *s == seen[0]), "{seen:?}");
+}

@@ -193,3 +193,48 @@ fn write_in_place(path: &Path, contents: &[u8]) {
         file.flush().unwrap();
     }
 }
+
+/// A file dropped into the folder while the first scan runs (after it listed the folder) is
+/// still loaded: `start` watches before it scans. The scan compiles three plugins into an empty
+/// cache; the file arrives as soon as the first is compiled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_dropped_during_start_up_is_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    for (from, to) in [
+        ("test/faulty.wasm", "faulty.wasm"),
+        ("openai.wasm", "openai.wasm"),
+        ("qwen.wasm", "qwen.wasm"),
+    ] {
+        std::fs::write(dir.path().join(to), bytes(from)).unwrap();
+    }
+    let registry = PluginRegistry::new(
+        aigate_plugins::PluginRuntime::new(aigate_plugins::RuntimeConfig {
+            cache_dir: Some(cache.path().to_path_buf()),
+            ..crate::support::config()
+        })
+        .unwrap(),
+    );
+    let starting = {
+        let registry = Arc::clone(&registry);
+        let dir = dir.path().to_path_buf();
+        tokio::spawn(async move { registry.start(&dir, true).await.unwrap() })
+    };
+    let compiled_one = || {
+        std::fs::read_dir(cache.path())
+            .unwrap()
+            .any(|e| e.unwrap().path().extension().is_some_and(|x| x == "cwasm"))
+    };
+    eventually("the scan compiled its first plugin", RELOAD_TIMEOUT, compiled_one).await;
+    let staged = outside.path().join("anthropic.wasm");
+    std::fs::write(&staged, bytes("anthropic.wasm")).unwrap();
+    std::fs::rename(&staged, dir.path().join("anthropic.wasm")).unwrap();
+
+    let (loaded, _watch) = starting.await.unwrap();
+    assert!(loaded >= 3, "{loaded}");
+    eventually("the file dropped during start-up serves", RELOAD_TIMEOUT, || {
+        registry.get("anthropic").is_some()
+    })
+    .await;
+}
