@@ -13,6 +13,8 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::credentials::{self, KeyPlacement};
+
 /// Default folder of provider plugins, relative to the working directory:
 /// where `cargo xtask build-plugins` puts them.
 pub const DEFAULT_PLUGINS_DIR: &str = "plugins/dist";
@@ -190,7 +192,12 @@ pub struct RawUpstream {
 pub struct RawProvider {
     /// The plugin that speaks this provider's wire format; defaults to the provider's name.
     pub plugin: Option<String>,
+    /// The only origin the key is sent to. Required unless the provider is a shipped one
+    /// (qwen, openai, anthropic) under its own name, whose built-in default it then accepts.
     pub base_url: Option<String>,
+    /// Where the key goes: `{ header = "x-api-key" }`, `{ header = "authorization", scheme =
+    /// "Bearer" }` or `{ query = "key" }`. Default: the shipped provider's, else Bearer.
+    pub auth: Option<RawKeyPlacement>,
     /// Name of the environment variable holding the secret (default `<PROVIDER>_API_KEY`).
     /// Secrets are never read from the config file itself.
     pub api_key_env: Option<String>,
@@ -219,6 +226,25 @@ impl UnpricedPolicy {
     /// `allow` on a dev setup ([`Config::is_dev_setup`]), `refuse` otherwise.
     pub fn default_for(dev_setup: bool) -> UnpricedPolicy {
         if dev_setup { UnpricedPolicy::Allow } else { UnpricedPolicy::Refuse }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeyPlacement {
+    pub header: Option<String>,
+    pub scheme: Option<String>,
+    pub query: Option<String>,
+}
+
+impl RawConfig {
+    /// The configuration without a file: the shipped providers (qwen, openai,
+    /// anthropic) named with their built-in base URLs, so `cargo xtask run`
+    /// serves qwen with just `QWEN_API_KEY`. A config file names its own.
+    pub fn without_file() -> Self {
+        let providers =
+            credentials::BUILTIN_PROVIDERS.iter().map(|b| (b.name.to_owned(), RawProvider::default())).collect();
+        RawConfig { providers, ..RawConfig::default() }
     }
 }
 
@@ -313,7 +339,12 @@ pub struct UpstreamConfig {
 #[derive(Debug, Clone)]
 pub struct ProviderConfig {
     pub plugin: String,
+    /// The origin the operator accepted for the key: set for every enabled entry of the
+    /// config. A provider implied by a loaded plugin (which never gets a key) has only what
+    /// `<NAME>_BASE_URL` says.
     pub base_url: Option<url::Url>,
+    /// Where the key may go; a plugin declaring another scheme gets no key.
+    pub placement: KeyPlacement,
     pub api_key_env: String,
     pub api_key: Option<SecretString>,
     pub models: Option<Vec<String>>,
@@ -399,7 +430,7 @@ impl Config {
             }
             None => match std::fs::read_to_string("aigate.toml") {
                 Ok(text) => Self::parse_toml(Path::new("aigate.toml"), &text)?,
-                Err(_) => RawConfig::default(),
+                Err(_) => RawConfig::without_file(),
             },
         };
         Self::from_raw(raw, env)
@@ -478,11 +509,30 @@ impl Config {
                     "provider names use lowercase letters, digits, '-' and '_' (at most 64)",
                 ));
             }
+            let plugin = p.plugin.unwrap_or_else(|| name.clone());
+            let builtin = credentials::builtin(&name, &plugin);
+            let enabled = p.enabled.unwrap_or(true);
             let base_field = format!("providers.{name}.base_url");
             let base_env = provider_env_name(&name, "BASE_URL");
-            let base_url = match env.var(&base_env) {
-                Some(v) => Some(parse_base_url(&base_env, &v)?),
-                None => p.base_url.as_deref().map(|v| parse_base_url(&base_field, v)).transpose()?,
+            let base_url = match (env.var(&base_env), &p.base_url, builtin) {
+                (Some(v), _, _) => Some(parse_base_url(&base_env, &v)?),
+                (None, Some(v), _) => Some(parse_base_url(&base_field, v)?),
+                (None, None, Some(b)) => Some(parse_base_url(&base_field, b.base_url)?),
+                (None, None, None) if !enabled => None,
+                (None, None, None) => {
+                    return Err(invalid(
+                        base_field,
+                        format!(
+                            "provider `{name}` (plugin `{plugin}`) has no built-in base URL: set the URL its key is \
+                             sent to (or {base_env}); a plugin never chooses it"
+                        ),
+                    ));
+                }
+            };
+            let placement = match p.auth {
+                Some(a) => KeyPlacement::from_config(a.header.as_deref(), a.scheme.as_deref(), a.query.as_deref())
+                    .map_err(|message| invalid(format!("providers.{name}.auth"), message))?,
+                None => builtin.map_or_else(KeyPlacement::bearer, |b| (b.placement)()),
             };
             let api_key_env = p.api_key_env.unwrap_or_else(|| provider_env_name(&name, "API_KEY"));
             if let Some(models) = &p.models
@@ -492,12 +542,13 @@ impl Config {
             providers.insert(
                 name.clone(),
                 ProviderConfig {
-                    plugin: p.plugin.unwrap_or_else(|| name.clone()),
+                    plugin,
                     base_url,
+                    placement,
                     api_key: env.var(&api_key_env).map(SecretString::from),
                     api_key_env,
                     models: p.models,
-                    enabled: p.enabled.unwrap_or(true),
+                    enabled,
                     unpriced: p.unpriced.unwrap_or(UnpricedPolicy::default_for(dev_setup)),
                 },
             );
@@ -578,7 +629,6 @@ impl Config {
         })
     }
 
-    /// The settings of provider `name`, whether configured or implied by a loaded plugin.
     /// The dev setup: no `DATABASE_URL`, so the embedded SQLite database in
     /// the data folder. Only there does `serve` create a dev key by itself,
     /// and do providers allow unpriced calls by default.
@@ -586,23 +636,24 @@ impl Config {
         self.database_url.is_none()
     }
 
+    /// The settings of provider `name`, whether configured or implied by a loaded plugin.
+    ///
+    /// A provider implied by a plugin (no entry in config) gets no key, even when
+    /// `<NAME>_API_KEY` is set: the operator has not said where that key may go. It serves only
+    /// if its plugin asks for no credential, at `<NAME>_BASE_URL` or the plugin's default.
     pub fn provider(&self, name: &str, env: &dyn Env) -> ProviderConfig {
         match self.providers.get(name) {
             Some(p) => p.clone(),
-            None => {
-                let api_key_env = provider_env_name(name, "API_KEY");
-                ProviderConfig {
-                    plugin: name.to_owned(),
-                    base_url: env
-                        .var(&provider_env_name(name, "BASE_URL"))
-                        .and_then(|v| parse_base_url("", &v).ok()),
-                    api_key: env.var(&api_key_env).map(SecretString::from),
-                    api_key_env,
-                    models: None,
-                    enabled: true,
-                    unpriced: UnpricedPolicy::default_for(self.is_dev_setup()),
-                }
-            }
+            None => ProviderConfig {
+                plugin: name.to_owned(),
+                base_url: env.var(&provider_env_name(name, "BASE_URL")).and_then(|v| parse_base_url("", &v).ok()),
+                placement: KeyPlacement::bearer(),
+                api_key_env: provider_env_name(name, "API_KEY"),
+                api_key: None,
+                models: None,
+                enabled: true,
+                unpriced: UnpricedPolicy::default_for(self.is_dev_setup()),
+            },
         }
     }
 }
@@ -683,11 +734,56 @@ mod tests {
     }
 
     #[test]
-    fn implied_provider_reads_its_environment() {
+    fn an_implied_provider_gets_no_key() {
         let cfg = load("", &[]).unwrap();
-        let p = cfg.provider("deep-seek", &env(&[("DEEP_SEEK_API_KEY", "k")]));
+        let p = cfg.provider("deep-seek", &env(&[("DEEP_SEEK_API_KEY", "k"), ("DEEP_SEEK_BASE_URL", "http://127.0.0.1:1/v1")]));
         assert_eq!(p.plugin, "deep-seek");
         assert_eq!(p.api_key_env, "DEEP_SEEK_API_KEY");
-        assert!(p.api_key.is_some());
+        assert!(p.api_key.is_none(), "no entry in config: the operator has not said where the key may go");
+        assert_eq!(p.base_url.unwrap().as_str(), "http://127.0.0.1:1/v1");
+    }
+
+    #[test]
+    fn only_a_shipped_provider_under_its_own_name_has_a_default_base_url() {
+        let cfg = load("[providers.qwen]\n[providers.anthropic]\n", &[]).unwrap();
+        assert_eq!(
+            cfg.providers["qwen"].base_url.as_ref().unwrap().as_str(),
+            "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"
+        );
+        assert_eq!(cfg.providers["qwen"].placement, KeyPlacement::bearer());
+        assert_eq!(cfg.providers["anthropic"].placement.to_string(), "header `x-api-key: <key>`");
+
+        for text in ["[providers.deepseek]\nplugin = \"openai\"\n", "[providers.faulty]\n"] {
+            let err = load(text, &[]).unwrap_err().to_string();
+            assert!(err.contains("base_url`") && err.contains("no built-in base URL"), "{err}");
+        }
+        let err = load("[providers.deepseek]\nplugin = \"openai\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("`providers.deepseek.base_url`"), "{err}");
+        let cfg = load("[providers.deepseek]\nplugin = \"openai\"\n", &[("DEEPSEEK_BASE_URL", "https://api.deepseek.com/v1")]);
+        assert!(cfg.is_ok(), "the environment may set it");
+        assert!(load("[providers.faulty]\nenabled = false\n", &[]).is_ok(), "a disabled entry needs none");
+    }
+
+    #[test]
+    fn the_key_placement_is_the_operators() {
+        let cfg = load(
+            "[providers.gemini]\nbase_url = \"https://g.example/v1\"\nauth = { query = \"key\" }\n\
+             [providers.other]\nbase_url = \"https://o.example\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(cfg.providers["gemini"].placement, KeyPlacement::Query { name: "key".into() });
+        assert_eq!(cfg.providers["other"].placement, KeyPlacement::bearer(), "the default without `auth`");
+        let err = load("[providers.qwen]\nauth = { header = \"host\" }\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("`providers.qwen.auth`") && err.contains("host"), "{err}");
+    }
+
+    #[test]
+    fn without_a_file_the_shipped_providers_are_named() {
+        let cfg = Config::from_raw(RawConfig::without_file(), &env(&[("QWEN_API_KEY", "sk")])).unwrap();
+        let qwen = &cfg.providers["qwen"];
+        assert!(qwen.api_key.is_some());
+        assert_eq!(qwen.base_url.as_ref().unwrap().host_str(), Some("dashscope-intl.aliyuncs.com"));
+        assert!(cfg.providers.contains_key("openai") && cfg.providers.contains_key("anthropic"));
     }
 }

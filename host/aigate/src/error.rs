@@ -170,6 +170,36 @@ impl ApiError {
         )
     }
 
+    /// A provider implied by a loaded plugin that wants a key: only an entry in
+    /// config says where a key may go.
+    pub fn provider_not_in_config(provider: &str, env_var: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            kind::SERVER,
+            Some("provider_not_configured"),
+            format!(
+                "Provider `{provider}` is not in the gateway's config, so it gets no API key: the gateway operator must add \
+                 [providers.{provider}] (with the base_url its key may go to) and set {env_var}."
+            ),
+            ErrorSource::Internal,
+        )
+    }
+
+    /// A provider's answer was a redirect: not followed, so the key never goes
+    /// to another host. 502.
+    pub fn upstream_redirect(provider: &str, status: u16) -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            kind::PROVIDER,
+            Some("upstream_redirect"),
+            format!(
+                "Provider `{provider}` answered with a redirect ({status}), which the gateway does not follow; \
+                 the gateway operator must check the provider's base_url."
+            ),
+            ErrorSource::Upstream,
+        )
+    }
+
     /// The database (keys, prices, usage) cannot be reached: 503, retry shortly.
     pub fn store_unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, kind::SERVER, Some("store_unavailable"), message, ErrorSource::Internal)

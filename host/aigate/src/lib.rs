@@ -15,6 +15,7 @@ pub mod billing;
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod idempotency;
 pub mod limits;

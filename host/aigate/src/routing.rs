@@ -1,9 +1,10 @@
 //! Model names to providers: `provider:model`, or a bare alias from config.
 //!
 //! A provider is a plugin plus the operator's settings for it (base URL,
-//! credential, allowed models). Every loaded plugin is a provider of its own
-//! name; config can add more providers on the same plugin (e.g. `deepseek`
-//! on the `openai` plugin) or disable one.
+//! credential and where it goes, allowed models). Every loaded plugin is a
+//! provider of its own name, but only a provider named in config gets a key;
+//! config can add more providers on the same plugin (e.g. `deepseek` on the
+//! `openai` plugin) or disable one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -39,6 +40,7 @@ impl Route {
             base_url: &self.base_url,
             auth: &self.plugin.info().auth,
             credential: self.settings.api_key.as_ref(),
+            placement: &self.settings.placement,
         }
     }
 }
@@ -72,11 +74,12 @@ impl Providers {
     }
 
     /// Provider names: the explicit ones plus one per loaded plugin not
-    /// configured under its own name, enabled only.
+    /// configured under its own name that needs no key (one that does cannot
+    /// serve without an entry), enabled only.
     pub fn names(&self, plugins: &HashMap<String, Arc<LoadedPlugin>>) -> Vec<String> {
         let mut names: Vec<String> = self.explicit.iter().filter(|(_, p)| p.enabled).map(|(k, _)| k.clone()).collect();
-        for name in plugins.keys() {
-            if !self.explicit.contains_key(name) {
+        for (name, plugin) in plugins {
+            if !self.explicit.contains_key(name) && matches!(plugin.info().auth, AuthScheme::None) {
                 names.push(name.clone());
             }
         }
@@ -109,6 +112,8 @@ impl Providers {
             }
             return Err(unknown());
         };
+        // A plugin's default URL only for a provider with no entry in config, which never
+        // gets a key (see `Config::provider`); an entry always has the operator's URL.
         let base_url = match &settings.base_url {
             Some(url) => url.clone(),
             None => url::Url::parse(&plugin.info().default_base_url).map_err(|_| {
@@ -158,6 +163,9 @@ impl Providers {
                 )));
             }
         if route.settings.api_key.is_none() && !matches!(route.plugin.info().auth, AuthScheme::None) {
+            if !self.explicit.contains_key(provider) {
+                return Err(ApiError::provider_not_in_config(provider, &route.settings.api_key_env));
+            }
             return Err(ApiError::provider_not_configured(provider, &route.settings.api_key_env));
         }
         Ok(route)

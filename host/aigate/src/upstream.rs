@@ -2,18 +2,22 @@
 //! TCP_NODELAY, HTTP/2 where offered), timeouts, and credential injection.
 //!
 //! Plugins build requests; this module decides whether to send them. It
-//! refuses any URL outside the provider's configured origin, because it is
-//! about to attach that provider's secret to it.
+//! refuses any URL outside the provider's configured origin, and a plugin
+//! asking for the key anywhere but where the operator allows
+//! (`credentials.rs`), because it is about to attach that provider's secret.
+//! Redirects are never followed (a 3xx is an error), and transport errors
+//! drop the URL's query, where a key may be.
 
 use std::time::Duration;
 
 use aigate_plugins::canonical::{AuthScheme, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use tokio::time::Instant;
 
 use crate::config::UpstreamConfig;
+use crate::credentials::{KeyPlacement, describe_scheme};
 use crate::error::ApiError;
 
 /// Headers the transport owns; a plugin's value for them is dropped.
@@ -30,8 +34,11 @@ pub struct Upstream {
 pub struct Target<'a> {
     pub provider: &'a str,
     pub base_url: &'a url::Url,
+    /// What the plugin declares; used only when it matches `placement`.
     pub auth: &'a AuthScheme,
     pub credential: Option<&'a SecretString>,
+    /// Where the operator allows the key.
+    pub placement: &'a KeyPlacement,
 }
 
 impl Upstream {
@@ -45,12 +52,15 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .user_agent(concat!("aigate/", env!("CARGO_PKG_VERSION")))
+            // A redirect could take the key to another host: `send` turns a 3xx into an error.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Upstream { client, config })
     }
 
     /// Turns a plugin's request into a sendable one: checks it, drops
-    /// transport headers, adds the credential as the plugin's scheme says.
+    /// transport headers, adds the credential where the operator allows, and
+    /// only if the plugin's declared scheme asks for exactly that.
     pub fn prepare(&self, target: &Target<'_>, plugin: &str, req: HttpRequest) -> Result<reqwest::Request, ApiError> {
         let method = Method::from_bytes(req.method.as_bytes())
             .map_err(|_| ApiError::plugin_fault(format!("Plugin `{plugin}` built a request with an invalid method.")))?;
@@ -72,25 +82,20 @@ impl Upstream {
                 headers.append(name, value);
             }
         }
-        match (target.auth, target.credential) {
-            (AuthScheme::None, _) | (_, None) => {}
-            (AuthScheme::Bearer, Some(secret)) => {
-                let mut v = HeaderValue::from_str(&format!("Bearer {}", secret.expose_secret()))
-                    .map_err(|_| ApiError::internal(format!("The API key of provider `{}` is not a valid header value.", target.provider)))?;
-                v.set_sensitive(true);
-                headers.insert(http::header::AUTHORIZATION, v);
+        if let (false, Some(secret)) = (matches!(target.auth, AuthScheme::None), target.credential) {
+            if !target.placement.accepts(target.auth) {
+                return Err(ApiError::plugin_fault(format!(
+                    "Plugin `{plugin}` asks for the key of provider `{}` in the {}, but the operator allows only the {}; \
+                     the request was not sent. The gateway operator must check the plugin file, or set providers.{}.auth if the plugin is right.",
+                    target.provider,
+                    describe_scheme(target.auth),
+                    target.placement,
+                    target.provider
+                )));
             }
-            (AuthScheme::Header(name), Some(secret)) => {
-                let name = HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| ApiError::plugin_fault(format!("Plugin `{plugin}` declares an invalid auth header name.")))?;
-                let mut v = HeaderValue::from_str(secret.expose_secret())
-                    .map_err(|_| ApiError::internal(format!("The API key of provider `{}` is not a valid header value.", target.provider)))?;
-                v.set_sensitive(true);
-                headers.insert(name, v);
-            }
-            (AuthScheme::Query(name), Some(secret)) => {
-                url.query_pairs_mut().append_pair(name, secret.expose_secret());
-            }
+            target.placement.attach(secret, &mut headers, &mut url).map_err(|_| {
+                ApiError::internal(format!("The API key of provider `{}` is not a valid header value.", target.provider))
+            })?;
         }
         let mut request = reqwest::Request::new(method, url);
         *request.headers_mut() = headers;
@@ -111,7 +116,9 @@ impl Upstream {
         match tokio::time::timeout_at(limit, self.client.execute(request)).await {
             Err(_) => Err(ApiError::upstream_timeout(provider, what, after)),
             Ok(Err(e)) if e.is_timeout() => Err(ApiError::upstream_timeout(provider, "connect", self.config.connect_timeout)),
-            Ok(Err(e)) => Err(ApiError::upstream_unreachable(provider, error_chain(&e))),
+            Ok(Err(e)) => Err(ApiError::upstream_unreachable(provider, error_chain(&without_query(e)))),
+            Ok(Ok(r)) if r.status().is_redirection() => Err(ApiError::upstream_redirect(provider, r.status().as_u16())),
+            // Errors reading the body (`chunk`, `bytes_stream`) carry no URL.
             Ok(Ok(r)) => Ok(r),
         }
     }
@@ -129,7 +136,7 @@ impl Upstream {
         loop {
             match tokio::time::timeout_at(deadline, response.chunk()).await {
                 Err(_) => return Err(ApiError::upstream_timeout(provider, "finish", self.config.total_timeout)),
-                Ok(Err(e)) => return Err(ApiError::upstream_unreachable(provider, error_chain(&e))),
+                Ok(Err(e)) => return Err(ApiError::upstream_unreachable(provider, error_chain(&without_query(e)))),
                 Ok(Ok(None)) => break,
                 Ok(Ok(Some(chunk))) => {
                     if body.len() + chunk.len() > limit {
@@ -144,6 +151,14 @@ impl Upstream {
         }
         Ok(HttpResponse { status, headers, body })
     }
+}
+
+/// The error without its URL's query, where a key placed as a query parameter would be.
+fn without_query(mut e: reqwest::Error) -> reqwest::Error {
+    if let Some(url) = e.url_mut() {
+        url.set_query(None);
+    }
+    e
 }
 
 /// An error and its causes on one line (reqwest hides the useful part in the chain).
@@ -176,29 +191,67 @@ mod tests {
     }
 
     #[test]
-    fn credential_is_added_by_scheme_and_never_sent_off_origin() {
+    fn credential_goes_where_the_operator_allows_and_never_off_origin() {
         let up = upstream();
         let base = url::Url::parse("https://dashscope-intl.aliyuncs.com/compatible-mode/v1").unwrap();
         let secret = SecretString::from("sk-secret");
-        for (auth, check) in [
-            (AuthScheme::Bearer, "authorization"),
-            (AuthScheme::Header("x-api-key".into()), "x-api-key"),
+        let x_api_key = KeyPlacement::from_config(Some("x-api-key"), None, None).unwrap();
+        for (auth, placement, check) in [
+            (AuthScheme::Bearer, KeyPlacement::bearer(), "authorization"),
+            (AuthScheme::Header("X-Api-Key".into()), x_api_key, "x-api-key"),
         ] {
-            let target = Target { provider: "qwen", base_url: &base, auth: &auth, credential: Some(&secret) };
+            let target = Target { provider: "qwen", base_url: &base, auth: &auth, credential: Some(&secret), placement: &placement };
             let req = up.prepare(&target, "qwen", plugin_request("https://dashscope-intl.aliyuncs.com/compatible-mode/v1/chat/completions")).unwrap();
             let v = req.headers().get(check).unwrap();
             assert!(v.is_sensitive());
             assert!(v.to_str().unwrap().ends_with("sk-secret"));
         }
         let auth = AuthScheme::Query("key".into());
-        let target = Target { provider: "qwen", base_url: &base, auth: &auth, credential: Some(&secret) };
+        let placement = KeyPlacement::Query { name: "key".into() };
+        let target = Target { provider: "qwen", base_url: &base, auth: &auth, credential: Some(&secret), placement: &placement };
         let req = up.prepare(&target, "qwen", plugin_request("https://dashscope-intl.aliyuncs.com/x?a=1")).unwrap();
         assert_eq!(req.url().query(), Some("a=1&key=sk-secret"));
 
         let auth = AuthScheme::Bearer;
-        let target = Target { provider: "qwen", base_url: &base, auth: &auth, credential: Some(&secret) };
+        let bearer = KeyPlacement::bearer();
+        let target = Target { provider: "qwen", base_url: &base, auth: &auth, credential: Some(&secret), placement: &bearer };
         let err = up.prepare(&target, "qwen", plugin_request("https://evil.example/steal")).unwrap_err();
         assert_eq!(err.status, 502);
         assert!(!err.message.contains("sk-secret"));
+    }
+
+    #[test]
+    fn a_plugin_asking_for_another_header_or_scheme_gets_no_key() {
+        let up = upstream();
+        let base = url::Url::parse("https://api.openai.com/v1").unwrap();
+        let secret = SecretString::from("sk-secret");
+        let bearer = KeyPlacement::bearer();
+        for auth in [AuthScheme::Header("host".into()), AuthScheme::Header("authorization".into()), AuthScheme::Query("key".into())] {
+            let target = Target { provider: "openai", base_url: &base, auth: &auth, credential: Some(&secret), placement: &bearer };
+            let err = up.prepare(&target, "openai", plugin_request("https://api.openai.com/v1/chat/completions")).unwrap_err();
+            assert_eq!((err.status.as_u16(), err.code.as_deref()), (502, Some("plugin_error")), "{auth:?}");
+            assert!(err.message.contains("providers.openai.auth") && !err.message.contains("sk-secret"), "{}", err.message);
+        }
+        // A plugin that asks for no key gets none, wherever the operator would put it.
+        let target = Target { provider: "openai", base_url: &base, auth: &AuthScheme::None, credential: Some(&secret), placement: &bearer };
+        let req = up.prepare(&target, "openai", plugin_request("https://api.openai.com/v1/chat/completions")).unwrap();
+        assert!(req.headers().get("authorization").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_transport_error_never_shows_a_key_from_the_query() {
+        let up = upstream();
+        // Port 1 on loopback: nothing listens, the connection is refused at once.
+        let base = url::Url::parse("http://127.0.0.1:1/v1").unwrap();
+        let secret = SecretString::from("sk-query-secret");
+        let auth = AuthScheme::Query("key".into());
+        let placement = KeyPlacement::Query { name: "key".into() };
+        let target = Target { provider: "gemini", base_url: &base, auth: &auth, credential: Some(&secret), placement: &placement };
+        let request = up.prepare(&target, "gemini", plugin_request("http://127.0.0.1:1/v1/chat?alt=sse")).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let err = up.send("gemini", request, deadline).await.unwrap_err();
+        assert_eq!(err.code.as_deref(), Some("upstream_unreachable"), "{}", err.message);
+        assert!(err.message.contains("127.0.0.1:1"), "still says where: {}", err.message);
+        assert!(!err.message.contains("sk-query-secret"), "{}", err.message);
     }
 }

@@ -160,7 +160,8 @@ async fn usage_survives_a_database_outage_and_sigterm_under_load() {
     let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/dist/qwen.wasm");
     std::fs::copy(&dist, plugins.join("qwen.wasm")).expect("run `cargo xtask build-plugins` first");
     let config: PathBuf = dir.path().join("aigate.toml");
-    std::fs::write(&config, "[auth]\nkey_cache_ttl_ms = 600000\n").unwrap();
+    // qwen named in config: only then does it get QWEN_API_KEY (sent to QWEN_BASE_URL).
+    std::fs::write(&config, "[auth]\nkey_cache_ttl_ms = 600000\n[providers.qwen]\n").unwrap();
     let env = Env {
         vars: vec![
             ("DATABASE_URL".into(), with_database(&admin_url, &db)),
@@ -255,7 +256,7 @@ async fn replica_env(mock: &MockDashScope, dir: &Path, limits: &str) -> Option<(
     let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/dist/qwen.wasm");
     std::fs::copy(&dist, plugins.join("qwen.wasm")).expect("run `cargo xtask build-plugins` first");
     let config = dir.join("aigate.toml");
-    std::fs::write(&config, limits).unwrap();
+    std::fs::write(&config, format!("{limits}\n[providers.qwen]\n")).unwrap();
     let env = Env {
         vars: vec![
             ("DATABASE_URL".into(), with_database(&admin_url, &db)),

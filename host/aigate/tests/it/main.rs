@@ -13,6 +13,7 @@ mod chat;
 mod docker;
 mod contract_versions;
 mod contract;
+mod credentials;
 mod faults;
 mod harness;
 mod hot_reload;
