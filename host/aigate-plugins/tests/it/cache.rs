@@ -120,11 +120,7 @@ async fn without_a_cache_folder_nothing_is_written() {
 #[tokio::test]
 async fn a_planted_cache_entry_is_not_run() {
     let dir = tempfile::tempdir().unwrap();
-    let runtime = PluginRuntime::new(RuntimeConfig {
-        cache_dir: Some(dir.path().to_path_buf()),
-        ..config()
-    })
-    .unwrap();
+    let runtime = cached_runtime(dir.path());
     let qwen = runtime
         .load_bytes("qwen.wasm".into(), bytes("qwen.wasm"))
         .await
@@ -146,11 +142,7 @@ async fn a_planted_cache_entry_is_not_run() {
     let unsigned = faulty_file[..faulty_file.len() - 32].to_vec();
     for planted in [faulty_file.clone(), unsigned] {
         std::fs::write(&qwen_entry, planted).unwrap();
-        let restarted = PluginRuntime::new(RuntimeConfig {
-            cache_dir: Some(dir.path().to_path_buf()),
-            ..config()
-        })
-        .unwrap();
+        let restarted = cached_runtime(dir.path());
         let loaded = restarted
             .load_bytes("qwen.wasm".into(), bytes("qwen.wasm"))
             .await
@@ -165,11 +157,7 @@ async fn a_planted_cache_entry_is_not_run() {
     key_file.push(".key");
     assert_eq!(std::fs::read(&key_file).unwrap().len(), 32);
     std::fs::write(&key_file, [7u8; 32]).unwrap();
-    let other = PluginRuntime::new(RuntimeConfig {
-        cache_dir: Some(dir.path().to_path_buf()),
-        ..config()
-    })
-    .unwrap();
+    let other = cached_runtime(dir.path());
     assert!(
         !other
             .load_bytes("qwen.wasm".into(), bytes("qwen.wasm"))
@@ -177,4 +165,12 @@ async fn a_planted_cache_entry_is_not_run() {
             .unwrap()
             .from_cache()
     );
+}
+
+fn cached_runtime(dir: &std::path::Path) -> PluginRuntime {
+    PluginRuntime::new(RuntimeConfig {
+        cache_dir: Some(dir.to_path_buf()),
+        ..config()
+    })
+    .unwrap()
 }
