@@ -14,6 +14,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
+mod fuzz;
 mod scaffold;
 use scaffold::{new_plugin, scaffold_test};
 
@@ -73,6 +74,11 @@ const TASKS: &[Task] = &[
             run(cargo(root).args(["test", "--workspace"]).args(args))?;
             scaffold_test(root)
         },
+    },
+    Task {
+        name: "fuzz",
+        about: "[--seconds N] [TARGET...]: run the cargo-fuzz targets of fuzz/ for N s each (default 60), print a summary",
+        run: fuzz::fuzz,
     },
     Task {
         name: "bench",
