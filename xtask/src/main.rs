@@ -55,8 +55,11 @@ const TASKS: &[Task] = &[
         about: "build the plugins, then start the gateway (`aigate serve`; extra args go to aigate)",
         run: |root, args| {
             build_plugins(root)?;
-            let mut cmd = cargo(root);
-            cmd.args(["run", "--quiet", "--package", "aigate", "--"]);
+            // A build of its own, with cargo's progress (the first one takes minutes), then the
+            // binary itself, so a built gateway starts without cargo's output.
+            run(cargo(root).args(["build", "--package", "aigate"]))?;
+            let mut cmd = Command::new(target_dir(root).join("debug").join("aigate"));
+            cmd.current_dir(root);
             if args.is_empty() {
                 cmd.arg("serve");
             } else {
@@ -89,7 +92,56 @@ const TASKS: &[Task] = &[
             run(cargo(root).args(["bench", "--package", "aigate", "--bench", "gateway"]))
         },
     },
+    Task {
+        name: "loadtest",
+        about: "build the plugins and the release binaries, then load-test `aigate serve` beside a direct mock upstream \
+                (args go to `aigate-loadgen run`: --duration SECS --warmup SECS --connections N --perf FILE --keep; \
+                --no-netns runs outside a private network namespace)",
+        run: loadtest,
+    },
 ];
+
+/// `cargo xtask loadtest`: the release `aigate` and `aigate-loadgen` (which starts the gateway
+/// and a lean mock upstream as processes of their own and drives both), in a private network
+/// namespace with loopback only when `unshare` allows one, so nothing else on the machine's
+/// network shares the ports and queues.
+fn loadtest(root: &Path, args: &[String]) -> Result<()> {
+    build_plugins(root)?;
+    run(cargo(root).args(["build", "--release", "--package", "aigate", "--package", "aigate-loadgen"]))?;
+    let release = target_dir(root).join("release");
+    let no_netns = args.iter().any(|a| a == "--no-netns");
+    // `perf` cannot attach from inside a user namespace.
+    let profiling = args.iter().any(|a| a == "--perf");
+    let passed: Vec<&String> = args.iter().filter(|a| *a != "--no-netns").collect();
+    let netns = !no_netns && !profiling && private_network_available();
+    let mut cmd = if netns {
+        println!("load test in a private network namespace (loopback only)");
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--map-root-user", "--net", "sh", "-c", r#"ip link set lo up && exec "$0" "$@""#]);
+        cmd.arg(release.join("aigate-loadgen"));
+        cmd
+    } else {
+        println!("load test on the host's loopback");
+        Command::new(release.join("aigate-loadgen"))
+    };
+    cmd.current_dir(root).arg("run").arg("--aigate").arg(release.join("aigate")).args(passed);
+    run(&mut cmd)
+}
+
+/// Whether `unshare` can give this user a network namespace of its own with `ip` in it.
+fn private_network_available() -> bool {
+    Command::new("unshare")
+        .args(["--map-root-user", "--net", "ip", "link", "set", "lo", "up"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Cargo's target folder: `CARGO_TARGET_DIR` or `<root>/target`.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
+}
 
 /// `cargo` run from the repository root.
 fn cargo(root: &Path) -> Command {

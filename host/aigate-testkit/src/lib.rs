@@ -212,6 +212,16 @@ impl Drop for MockDashScope {
     }
 }
 
+/// Serves a lean mock DashScope on `listener` until the future is dropped, for load tests
+/// (`cargo xtask loadtest`), where the upstream must cost far less than the gateway it is
+/// compared with: the same wire format and built-in checks as [`MockDashScope`] (auth, body,
+/// model, messages) and [`Scenario::Normal`] answers, JSON or SSE with usage, but nothing is
+/// recorded (a load test sends millions of requests), nothing is scripted, and a stream's
+/// events leave in one body.
+pub async fn serve_lean(listener: tokio::net::TcpListener, options: MockOptions) {
+    server::serve_lean(listener, Arc::new(Shared::new(options))).await;
+}
+
 /// One request as the mock received it.
 #[derive(Clone, Debug)]
 pub struct RecordedRequest {

@@ -155,6 +155,64 @@ pub(crate) async fn serve_router(listener: TcpListener, router: Router) {
     }
 }
 
+/// The lean server of [`crate::serve_lean`]: hyper without a router, nothing recorded, normal
+/// answers only, a stream's events in one body.
+pub(crate) async fn serve_lean(listener: TcpListener, shared: Arc<Shared>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((tcp, _)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                tcp.set_nodelay(true).ok();
+                let shared = Arc::clone(&shared);
+                connections.spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let shared = Arc::clone(&shared);
+                        async move { Ok::<_, Infallible>(lean(&shared, req).await) }
+                    });
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await
+                        .ok();
+                });
+            }
+            Some(_) = connections.join_next() => {}
+        }
+    }
+}
+
+async fn lean(shared: &Shared, request: http::Request<hyper::body::Incoming>) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(Body::new(body), MAX_BODY)
+        .await
+        .unwrap_or_default();
+    let request_id = shared.next_uuid();
+    let chat_path = parts
+        .uri
+        .path()
+        .strip_prefix(COMPATIBLE_MODE_PREFIX)
+        .is_some_and(|route| route == "/chat/completions");
+    if !chat_path || parts.method != Method::POST {
+        return plain(StatusCode::NOT_FOUND, &request_id);
+    }
+    match check_chat(shared, &parts.headers, &body, &request_id) {
+        Err(response) => response,
+        Ok(c) => {
+            let completion = plain_completion(&c.req, c.stream, false);
+            if c.stream {
+                let events = wire::stream_events(&c.ctx, &completion, c.include_usage);
+                respond(StatusCode::OK, SSE_CONTENT_TYPE, events.concat(), &request_id)
+            } else {
+                let body = wire::completion_body(&c.ctx, &completion);
+                respond(StatusCode::OK, JSON_CONTENT_TYPE, body, &request_id)
+            }
+        }
+    }
+}
+
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, MAX_BODY)
@@ -233,12 +291,22 @@ fn validate(req: &Map<String, Value>, options: &MockOptions) -> Result<(), DashS
     Ok(())
 }
 
-async fn chat(
-    shared: &Arc<Shared>,
+/// A chat request that passed the built-in checks.
+struct Checked {
+    req: Value,
+    ctx: Ctx,
+    stream: bool,
+    include_usage: bool,
+}
+
+/// The built-in checks of a chat request (auth, body, [`validate`]); `Err` is DashScope's
+/// error response.
+fn check_chat(
+    shared: &Shared,
     headers: &HeaderMap,
     body: &Bytes,
-    request_id: String,
-) -> Response {
+    request_id: &str,
+) -> Result<Checked, Response> {
     let id = format!("chatcmpl-{request_id}");
     let parsed = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Some(m),
@@ -250,18 +318,18 @@ async fn chat(
         .and_then(Value::as_bool)
         .unwrap_or(false);
     if !authorized(headers, &shared.options.api_key) {
-        let e = errors::invalid_api_key().with_request_id(&request_id);
-        return error_response(stream, &e, &request_id);
+        let e = errors::invalid_api_key().with_request_id(request_id);
+        return Err(error_response(stream, &e, request_id));
     }
     let Some(req) = parsed else {
         let e = errors::invalid_parameter(BODY_INVALID)
             .with_id(&id)
-            .with_request_id(&request_id);
-        return error_response(false, &e, &request_id);
+            .with_request_id(request_id);
+        return Err(error_response(false, &e, request_id));
     };
     if let Err(e) = validate(&req, &shared.options) {
-        let e = e.with_id(&id).with_request_id(&request_id);
-        return error_response(stream, &e, &request_id);
+        let e = e.with_id(&id).with_request_id(request_id);
+        return Err(error_response(stream, &e, request_id));
     }
     let req = Value::Object(req);
     let include_usage = stream
@@ -277,6 +345,29 @@ async fn chat(
             .unwrap_or_default()
             .to_owned(),
         created: shared.options.created,
+    };
+    Ok(Checked {
+        req,
+        ctx,
+        stream,
+        include_usage,
+    })
+}
+
+async fn chat(
+    shared: &Arc<Shared>,
+    headers: &HeaderMap,
+    body: &Bytes,
+    request_id: String,
+) -> Response {
+    let Checked {
+        req,
+        ctx,
+        stream,
+        include_usage,
+    } = match check_chat(shared, headers, body, &request_id) {
+        Ok(checked) => checked,
+        Err(response) => return response,
     };
     let reply = Reply {
         shared,
