@@ -16,16 +16,24 @@
 //! | `stream-trap`| `build-request` is normal; the stream decoder panics on its first `push` |
 //! | `parse-trap` | `build-request` is normal; `parse-response` panics |
 //! | `senses`     | `build-request` fails (400) with what the sandbox shows it: wall clock, monotonic clock, random |
+//! | `marker`     | `build-request` reports, in header `x-faulty-seen`, the marker values it finds in its memory (a static, and both ends of a fresh 4 MiB heap block), then writes the marker there |
 //! | anything else| a normal OpenAI-compatible plugin |
 //!
 //! `parse-response` does not see the request, so `parse-trap` is recognised
 //! either from this instance's last `build-request` or from a response body
 //! naming the model (as providers echo it).
+//!
+//! `marker` checks the host's promise of a fresh sandbox per request: a
+//! fresh instance must report `static=0 heap-low=0 heap-high=0` even when
+//! the previous instance in the same slot wrote [`MARKER`] everywhere. The
+//! heap block's first bytes lie in the part of a slot the host keeps resident
+//! (reset in place), its last ones beyond it (decommitted).
 
 #![allow(clippy::panic, reason = "panicking on demand is this plugin's purpose")]
 
 use std::cell::Cell;
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aigate_plugin_sdk::openai_compat::{Dialect, StreamDecoder};
 use aigate_plugin_sdk::types::{
@@ -35,7 +43,17 @@ use aigate_plugin_sdk::types::{
 use aigate_plugin_sdk::{ChunkDecoder, CONTRACT_VERSION, Provider, export_plugin, plugin_version};
 
 /// The models, one per behaviour.
-const MODELS: &[&str] = &["trap", "loop", "oom", "garbage", "stream-trap", "parse-trap", "senses"];
+const MODELS: &[&str] = &["trap", "loop", "oom", "garbage", "stream-trap", "parse-trap", "senses", "marker"];
+
+/// What `marker` writes into its memory.
+pub const MARKER: u64 = 0x5EC2_E7ED_DA7A_0001;
+
+/// The static `marker` reads and writes (in the module's data, restored from the image).
+static STATIC_MARKER: AtomicU64 = AtomicU64::new(0);
+
+/// Size of the heap block `marker` allocates: large enough that the allocator takes it from
+/// freshly grown memory, which it trusts to be zero (it does not clear it again).
+const HEAP_BLOCK_WORDS: usize = (4 << 20) / 8;
 
 thread_local! {
     /// Set by `build-request` for `parse-trap`, for a host that calls
@@ -72,6 +90,11 @@ impl Provider for Faulty {
             "loop" => spin(),
             "oom" => exhaust_memory(),
             "senses" => Err(ProviderError::invalid_request(senses())),
+            "marker" => {
+                let mut request = Dialect::OPENAI.build_chat_request(base_url, &request)?;
+                request.headers.push(("x-faulty-seen".to_string(), read_and_write_markers()));
+                Ok(request)
+            }
             "garbage" => Ok(HttpRequest {
                 method: "POST".to_string(),
                 url: "not a url\n at all".to_string(),
@@ -139,6 +162,20 @@ fn senses() -> String {
 /// Some work between two clock reads, so a real clock would move.
 fn spin_a_little() -> u64 {
     (0..100_000u64).fold(0, |acc, i| black_box(acc.wrapping_mul(31).wrapping_add(i)))
+}
+
+/// `static=S heap-low=L heap-high=H`: the values found before writing [`MARKER`] to each.
+fn read_and_write_markers() -> String {
+    let seen_static = STATIC_MARKER.swap(MARKER, Ordering::Relaxed);
+    let mut block = black_box(vec![0u64; HEAP_BLOCK_WORDS]);
+    let last = block.len() - 1;
+    let (low, high) = (black_box(block[0]), black_box(block[last]));
+    block[0] = MARKER;
+    block[last] = MARKER;
+    black_box(&block);
+    // Leaked on purpose: the block must still hold the marker when the instance goes away.
+    std::mem::forget(block);
+    format!("static={seen_static:#x} heap-low={low:#x} heap-high={high:#x}")
 }
 
 /// An endless loop the optimiser cannot remove: `black_box` makes every
@@ -215,6 +252,18 @@ mod tests {
             assert_eq!(http.url, "http://x/v1/chat/completions");
             assert!(String::from_utf8_lossy(&http.body).contains(&format!("\"model\":\"{model}\"")));
         }
+    }
+
+    #[test]
+    fn marker_reports_what_it_found_then_writes_it() {
+        let seen = |http: &HttpRequest| {
+            http.headers.iter().find(|(name, _)| name == "x-faulty-seen").map(|(_, v)| v.clone()).unwrap_or_default()
+        };
+        let Ok(first) = Faulty::build_request("http://x/v1", request("marker")) else { panic!("marker failed") };
+        assert!(seen(&first).contains("heap-low=0x0 heap-high=0x0"), "{}", seen(&first));
+        // Natively the process keeps the static (a sandbox would not): the second call sees it.
+        let Ok(second) = Faulty::build_request("http://x/v1", request("marker")) else { panic!("marker failed") };
+        assert!(seen(&second).starts_with(&format!("static={MARKER:#x}")), "{}", seen(&second));
     }
 
     #[test]

@@ -240,3 +240,54 @@ async fn plugins_see_no_real_clock_or_random() {
     assert!(seen[0].starts_with("wall=0 elapsed=0 random="), "{seen:?}");
     assert!(seen.iter().all(|s| *s == seen[0]), "{seen:?}");
 }
+
+/// The sandbox of a request starts fresh even on a reused slot: with one slot, every instance
+/// takes the memory the previous one wrote its marker into (a static in the module's data, and
+/// both ends of a 4 MiB heap block: one end in the part of the slot kept resident and reset in
+/// place, the other beyond it), and none of it may show.
+#[tokio::test]
+async fn a_value_written_by_one_request_is_not_visible_to_the_next_on_the_same_slot() {
+    let runtime = PluginRuntime::new(RuntimeConfig {
+        max_instances: 1,
+        ..config()
+    })
+    .unwrap();
+    let faulty = load(&runtime, "test/faulty.wasm").await;
+    let seen = |request: &aigate_plugins::canonical::HttpRequest| {
+        request
+            .headers
+            .iter()
+            .find(|(name, _)| name == "x-faulty-seen")
+            .map(|(_, value)| value.clone())
+            .expect("the marker model reports what it saw")
+    };
+    for round in 0..3 {
+        let mut instance = faulty.instantiate().await.unwrap();
+        // The slot is reused: a second instance cannot exist meanwhile.
+        assert!(matches!(
+            faulty.instantiate().await.unwrap_err(),
+            PluginFault::Busy { .. }
+        ));
+        let request = instance
+            .build_request(BASE_URL, &chat_request("marker"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            seen(&request),
+            "static=0x0 heap-low=0x0 heap-high=0x0",
+            "round {round}: the previous request's marker is visible"
+        );
+        // Within one request the memory is the plugin's own: a second call sees the marker.
+        let again = instance
+            .build_request(BASE_URL, &chat_request("marker"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            seen(&again).starts_with("static=0x5ec2e7edda7a0001"),
+            "{}",
+            seen(&again)
+        );
+    }
+}
