@@ -199,7 +199,7 @@ async fn lean(shared: &Shared, request: http::Request<hyper::body::Incoming>) ->
         return plain(StatusCode::NOT_FOUND, &request_id);
     }
     match check_chat(shared, &parts.headers, &body, &request_id) {
-        Err(response) => response,
+        Err(response) => *response,
         Ok(c) => {
             let completion = plain_completion(&c.req, c.stream, false);
             if c.stream {
@@ -306,7 +306,7 @@ fn check_chat(
     headers: &HeaderMap,
     body: &Bytes,
     request_id: &str,
-) -> Result<Checked, Response> {
+) -> Result<Checked, Box<Response>> {
     let id = format!("chatcmpl-{request_id}");
     let parsed = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Some(m),
@@ -319,17 +319,17 @@ fn check_chat(
         .unwrap_or(false);
     if !authorized(headers, &shared.options.api_key) {
         let e = errors::invalid_api_key().with_request_id(request_id);
-        return Err(error_response(stream, &e, request_id));
+        return Err(Box::new(error_response(stream, &e, request_id)));
     }
     let Some(req) = parsed else {
         let e = errors::invalid_parameter(BODY_INVALID)
             .with_id(&id)
             .with_request_id(request_id);
-        return Err(error_response(false, &e, request_id));
+        return Err(Box::new(error_response(false, &e, request_id)));
     };
     if let Err(e) = validate(&req, &shared.options) {
         let e = e.with_id(&id).with_request_id(request_id);
-        return Err(error_response(stream, &e, request_id));
+        return Err(Box::new(error_response(stream, &e, request_id)));
     }
     let req = Value::Object(req);
     let include_usage = stream
@@ -367,7 +367,7 @@ async fn chat(
         include_usage,
     } = match check_chat(shared, headers, body, &request_id) {
         Ok(checked) => checked,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let reply = Reply {
         shared,
