@@ -155,38 +155,15 @@ pub(crate) async fn serve_router(listener: TcpListener, router: Router) {
     }
 }
 
-/// The lean server of [`crate::serve_lean`]: hyper without a router, nothing recorded, normal
-/// answers only, a stream's events in one body.
+/// The lean server of [`crate::serve_lean`]: nothing recorded, normal answers only, a stream's
+/// events in one body.
 pub(crate) async fn serve_lean(listener: TcpListener, shared: Arc<Shared>) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((tcp, _)) = accepted else {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
-                tcp.set_nodelay(true).ok();
-                let shared = Arc::clone(&shared);
-                connections.spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let shared = Arc::clone(&shared);
-                        async move { Ok::<_, Infallible>(lean(&shared, req).await) }
-                    });
-                    hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .await
-                        .ok();
-                });
-            }
-            Some(_) = connections.join_next() => {}
-        }
-    }
+    serve_router(listener, Router::new().fallback(lean).with_state(shared)).await;
 }
 
-async fn lean(shared: &Shared, request: http::Request<hyper::body::Incoming>) -> Response {
+async fn lean(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(Body::new(body), MAX_BODY)
+    let body = axum::body::to_bytes(body, MAX_BODY)
         .await
         .unwrap_or_default();
     let request_id = shared.next_uuid();
@@ -198,7 +175,7 @@ async fn lean(shared: &Shared, request: http::Request<hyper::body::Incoming>) ->
     if !chat_path || parts.method != Method::POST {
         return plain(StatusCode::NOT_FOUND, &request_id);
     }
-    match check_chat(shared, &parts.headers, &body, &request_id) {
+    match check_chat(&shared, &parts.headers, &body, &request_id) {
         Err(response) => *response,
         Ok(c) => {
             let completion = plain_completion(&c.req, c.stream, false);
