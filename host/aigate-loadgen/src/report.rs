@@ -112,7 +112,7 @@ pub fn print(
     println!();
     println!(
         "aigate load test: {cores} cores, load average {load_before} before, {load_after} after; \
-         {:.0} s measured per run after {:.0} s of warm-up; whole run {:.0} s",
+         {:.1} s measured per run after {:.1} s of warm-up; whole run {:.0} s",
         options.duration.as_secs_f64(),
         options.warmup.as_secs_f64(),
         took.as_secs_f64()
