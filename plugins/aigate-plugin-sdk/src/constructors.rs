@@ -1,7 +1,12 @@
-//! Shorthands for building canonical values, mostly in plugin tests, where
-//! spelling out every optional field of a request hides what a test is about.
+//! Shorthands for building canonical values: `Default` for the output records
+//! a plugin fills by hand (so `ChoiceDelta { content: Some(text), ..Default::default() }`
+//! says only what matters), constructors for the common cases, and test
+//! shorthands for requests.
 
-use crate::types::{ChatRequest, Message, MessageContent, ProviderError, Role};
+use crate::types::{
+    ChatRequest, ChatResponse, Choice, ChoiceDelta, FinishReason, Message, MessageContent, ProviderError,
+    ResponseMessage, Role, StreamChunk, ToolCallDelta, Usage,
+};
 
 impl ChatRequest {
     /// A request for `model` with `messages` and every option unset
@@ -53,6 +58,121 @@ impl ProviderError {
             code: None,
             message: message.into(),
             retryable: false,
+        }
+    }
+}
+
+/// Index 0, no role, no content, no tool calls, no finish reason.
+impl Default for ChoiceDelta {
+    fn default() -> Self {
+        ChoiceDelta {
+            index: 0,
+            role: None,
+            content: None,
+            reasoning_content: None,
+            tool_calls: Vec::new(),
+            finish_reason: None,
+            refusal: None,
+        }
+    }
+}
+
+impl ChoiceDelta {
+    /// Text for choice 0.
+    pub fn content(text: impl Into<String>) -> Self {
+        ChoiceDelta { content: Some(text.into()), ..Default::default() }
+    }
+
+    /// Reasoning ("thinking") text for choice 0.
+    pub fn reasoning(text: impl Into<String>) -> Self {
+        ChoiceDelta { reasoning_content: Some(text.into()), ..Default::default() }
+    }
+
+    /// Choice 0 ends for `reason`.
+    pub fn finish(reason: FinishReason) -> Self {
+        ChoiceDelta { finish_reason: Some(reason), ..Default::default() }
+    }
+
+    /// One tool-call delta for choice 0.
+    pub fn tool_call(call: ToolCallDelta) -> Self {
+        ChoiceDelta { tool_calls: vec![call], ..Default::default() }
+    }
+}
+
+/// Empty id and model, `created` 0, no choices, no usage.
+impl Default for StreamChunk {
+    fn default() -> Self {
+        StreamChunk {
+            id: String::new(),
+            created: 0,
+            model: String::new(),
+            choices: Vec::new(),
+            usage: None,
+            raw_cost: None,
+        }
+    }
+}
+
+impl StreamChunk {
+    /// A chunk of `choices`, no usage.
+    pub fn new(id: impl Into<String>, created: u64, model: impl Into<String>, choices: Vec<ChoiceDelta>) -> Self {
+        StreamChunk { id: id.into(), created, model: model.into(), choices, ..Default::default() }
+    }
+
+    /// The usage chunk: no choices, only `usage`, as OpenAI's
+    /// `stream_options.include_usage` ends a stream. The host meters a stream by
+    /// the last usage it sees: a decoder should send it once, at the end.
+    pub fn usage(id: impl Into<String>, created: u64, model: impl Into<String>, usage: Usage) -> Self {
+        StreamChunk { id: id.into(), created, model: model.into(), usage: Some(usage), ..Default::default() }
+    }
+}
+
+/// All counts 0, no details.
+impl Default for Usage {
+    fn default() -> Self {
+        Usage { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0, cached_tokens: None, reasoning_tokens: None }
+    }
+}
+
+impl Usage {
+    /// `prompt` and `completion` tokens, total their sum (saturating). The
+    /// fields mean what OpenAI's do: `prompt_tokens` includes `cached_tokens`,
+    /// `completion_tokens` includes `reasoning_tokens`.
+    pub fn new(prompt: u32, completion: u32) -> Self {
+        Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: prompt.saturating_add(completion),
+            ..Default::default()
+        }
+    }
+}
+
+/// No content, reasoning, tool calls or refusal.
+impl Default for ResponseMessage {
+    fn default() -> Self {
+        ResponseMessage { content: None, reasoning_content: None, tool_calls: Vec::new(), refusal: None }
+    }
+}
+
+/// Index 0, an empty message, no finish reason.
+impl Default for Choice {
+    fn default() -> Self {
+        Choice { index: 0, message: ResponseMessage::default(), finish_reason: None }
+    }
+}
+
+/// Empty id and model, `created` 0, no choices, no usage.
+impl Default for ChatResponse {
+    fn default() -> Self {
+        ChatResponse {
+            id: String::new(),
+            created: 0,
+            model: String::new(),
+            choices: Vec::new(),
+            usage: None,
+            raw_cost: None,
+            system_fingerprint: None,
         }
     }
 }

@@ -16,6 +16,10 @@ use crate::types::ProviderError;
 /// in a client's error message.
 pub const MAX_MESSAGE_BYTES: usize = 2048;
 
+/// The `error_type` of a provider response a plugin cannot read (see
+/// [`ProviderError::invalid_response`]); the one spelling every SDK helper uses.
+pub const INVALID_RESPONSE: &str = "invalid_response";
+
 /// Whether an HTTP status alone says the same request may succeed later:
 /// 408 (timeout), 429 (throttling) and every 5xx, Anthropic's 529
 /// `overloaded_error` included. Billing states sent with these statuses are
@@ -116,7 +120,7 @@ impl ProviderError {
     pub fn invalid_response(status: u16, what: &str, body: &str) -> Self {
         ProviderError {
             status,
-            error_type: "invalid_response".to_string(),
+            error_type: INVALID_RESPONSE.to_string(),
             code: None,
             message: format!("{what}: {}", truncate(body.trim(), 512)),
             retryable: false,

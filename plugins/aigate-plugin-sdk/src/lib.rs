@@ -71,6 +71,7 @@
 #![warn(missing_docs)]
 
 pub mod errors;
+pub mod json;
 pub mod media;
 pub mod openai_compat;
 
@@ -78,6 +79,10 @@ mod constructors;
 mod provider;
 
 pub use provider::{ChunkDecoder, Provider};
+
+/// The JSON library the SDK's helpers take and return, re-exported so a
+/// plugin's `serde_json::Value` is always the SDK's (`use aigate_plugin_sdk::serde_json;`).
+pub use serde_json;
 
 /// The raw bindings `wit-bindgen` generates for the `provider` world.
 ///
@@ -124,44 +129,6 @@ macro_rules! export_plugin {
     };
 }
 
-/// Helpers for the JSON every provider speaks: lenient readers over
-/// `serde_json::Value` (a wrong type in an unimportant field must not fail a
-/// whole response) and the HTTP request for a JSON body.
-///
-/// The readers are those of [`openai_compat`], usable for any wire format; the
-/// error helpers are in [`errors`].
-pub mod json {
-    pub use crate::openai_compat::json::{
-        arguments_text, code_field, created_field, finish_reason, str_field, text_content, tool_calls, u32_field,
-        u32_of, usage,
-    };
-
-    use crate::types::{HttpRequest, ProviderError};
-
-    /// A `POST` of `body` as JSON to `url`, with `content-type: application/json`
-    /// followed by `headers` (never a credential: the host adds it).
-    pub fn post_json(url: String, headers: Vec<(String, String)>, body: &serde_json::Value) -> HttpRequest {
-        let mut all = vec![("content-type".to_string(), "application/json".to_string())];
-        all.extend(headers);
-        HttpRequest { method: "POST".to_string(), url, headers: all, body: body.to_string().into_bytes() }
-    }
-
-    /// Parses a provider response body as JSON, or says (as a non-retryable
-    /// [`ProviderError`] with the response's status, 502 for a 2xx) that it is not JSON.
-    pub fn parse_body(status: u16, body: &[u8]) -> Result<serde_json::Value, ProviderError> {
-        serde_json::from_slice(body).map_err(|e| {
-            let status = if (200..300).contains(&status) { 502 } else { status };
-            ProviderError {
-                status,
-                error_type: "invalid_response_error".to_string(),
-                code: None,
-                message: format!("the provider's response is not JSON ({e}): {}", String::from_utf8_lossy(&body[..body.len().min(200)])),
-                retryable: false,
-            }
-        })
-    }
-}
-
 /// Joins a base URL and a path with exactly one slash, because operators write
 /// base URLs both with and without a trailing slash.
 pub fn join_url(base_url: &str, path: &str) -> String {
@@ -186,18 +153,6 @@ macro_rules! plugin_version {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_helpers() {
-        let request = json::post_json("https://a/v1/x".into(), vec![("x-b".into(), "1".into())], &serde_json::json!({"k": 1}));
-        assert_eq!(request.method, "POST");
-        assert_eq!(request.headers[0], ("content-type".to_string(), "application/json".to_string()));
-        assert_eq!(request.body, br#"{"k":1}"#);
-        assert!(json::parse_body(200, b"{}").is_ok());
-        let error = json::parse_body(200, b"<html>").err();
-        assert!(matches!(error, Some(ref e) if e.status == 502 && !e.retryable), "{error:?}");
-        assert_eq!(json::u32_field(&serde_json::json!({"n": 3.7}), "n"), Some(3));
-    }
 
     #[test]
     fn join_url_uses_one_slash() {

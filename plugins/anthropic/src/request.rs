@@ -1,12 +1,13 @@
 //! Canonical chat request → `POST {base}/messages`.
 
 use aigate_plugin_sdk::join_url;
+use aigate_plugin_sdk::json::{extra_object, finite_number, parse_json_text};
 use aigate_plugin_sdk::media::parse_data_url;
 use aigate_plugin_sdk::types::{
     ChatRequest, ContentPart, FunctionTool, HttpRequest, Message, MessageContent, ProviderError, ResponseFormat,
     Role, ToolChoice,
 };
-use serde_json::{Map, Number, Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::ANTHROPIC_VERSION;
 
@@ -69,10 +70,10 @@ pub(crate) fn body(request: &ChatRequest) -> Result<Value, ProviderError> {
                 "temperature {temperature} is out of range for anthropic: its range is 0 to 1 (OpenAI's is 0 to 2)"
             )));
         }
-        body.insert("temperature".into(), number(temperature, "temperature")?);
+        body.insert("temperature".into(), finite_number(temperature, "temperature")?);
     }
     if let Some(top_p) = request.top_p {
-        body.insert("top_p".into(), number(top_p, "top_p")?);
+        body.insert("top_p".into(), finite_number(top_p, "top_p")?);
     }
     if !request.stop.is_empty() {
         body.insert("stop_sequences".into(), json!(request.stop));
@@ -104,16 +105,6 @@ fn max_tokens(request: &ChatRequest, extra: &Map<String, Value>) -> u32 {
     match budget {
         Some(budget) if budget >= DEFAULT_MAX_TOKENS => budget.saturating_add(DEFAULT_MAX_TOKENS),
         _ => DEFAULT_MAX_TOKENS,
-    }
-}
-
-fn extra_object(extra: &str) -> Result<Map<String, Value>, ProviderError> {
-    if extra.trim().is_empty() {
-        return Ok(Map::new());
-    }
-    match json_text(extra, "extra")? {
-        Value::Object(extra) => Ok(extra),
-        _ => Err(ProviderError::invalid_request("extra must be a JSON object")),
     }
 }
 
@@ -215,7 +206,7 @@ fn assistant_blocks(position: usize, message: &Message) -> Result<Vec<Value>, Pr
         let input = if call.arguments.trim().is_empty() {
             json!({})
         } else {
-            json_text(&call.arguments, &format!("messages[{position}].tool_calls[{i}].function.arguments"))?
+            parse_json_text(&call.arguments, &format!("messages[{position}].tool_calls[{i}].function.arguments"))?
         };
         if !input.is_object() {
             return Err(ProviderError::invalid_request(format!(
@@ -253,7 +244,7 @@ fn tool(index: usize, tool: &FunctionTool) -> Result<Value, ProviderError> {
         out.insert("description".into(), description.clone().into());
     }
     let schema = match &tool.parameters {
-        Some(parameters) => json_text(parameters, &format!("tools[{index}].function.parameters"))?,
+        Some(parameters) => parse_json_text(parameters, &format!("tools[{index}].function.parameters"))?,
         None => json!({"type": "object", "properties": {}}),
     };
     out.insert("input_schema".into(), schema);
@@ -276,14 +267,4 @@ fn tool_choice(choice: Option<&ToolChoice>, parallel: Option<bool>) -> Option<Va
         out["disable_parallel_tool_use"] = Value::Bool(true);
     }
     Some(out)
-}
-
-fn json_text(text: &str, what: &str) -> Result<Value, ProviderError> {
-    serde_json::from_str(text).map_err(|e| ProviderError::invalid_request(format!("{what} is not valid JSON: {e}")))
-}
-
-fn number(value: f64, key: &str) -> Result<Value, ProviderError> {
-    Number::from_f64(value)
-        .map(Value::Number)
-        .ok_or_else(|| ProviderError::invalid_request(format!("{key} must be a finite number")))
 }

@@ -13,12 +13,13 @@
 //! missing strings become empty.
 
 mod error;
-pub(crate) mod json;
+mod json;
 mod models;
 mod request;
 mod response;
 mod stream;
 
+pub use json::{finish_reason, tool_calls, usage};
 pub use stream::StreamDecoder;
 
 pub use crate::errors::same_code;

@@ -30,7 +30,7 @@ impl Dialect {
         }
         let value: Value = serde_json::from_slice(&response.body).map_err(|e| ProviderError {
             status: response.status,
-            error_type: "invalid_response".to_string(),
+            error_type: crate::errors::INVALID_RESPONSE.to_string(),
             code: None,
             message: format!("the provider's models list is not JSON: {e}"),
             retryable: false,

@@ -1,6 +1,6 @@
 //! Canonical chat request → OpenAI Chat Completions request.
 
-use serde_json::{Map, Number, Value, json};
+use serde_json::{Map, Value, json};
 
 use super::Dialect;
 use crate::types::{
@@ -8,6 +8,7 @@ use crate::types::{
     ResponseFormat, Role, ToolChoice,
 };
 use crate::join_url;
+use crate::json::{finite_number, merge_extra, parse_json_text};
 
 /// Keys the translation owns. `extra` may not set them, even where the
 /// canonical request left them out, because they are either always the
@@ -103,7 +104,7 @@ impl Dialect {
         if request.stream {
             body.insert("stream_options".into(), json!({"include_usage": true}));
         }
-        merge_extra(&mut body, &request.extra)?;
+        merge_extra(&mut body, &request.extra, CANONICAL_KEYS)?;
         Ok(Value::Object(body))
     }
 
@@ -224,29 +225,9 @@ fn response_format(format: &ResponseFormat) -> Result<Value, ProviderError> {
     })
 }
 
-fn merge_extra(body: &mut Map<String, Value>, extra: &str) -> Result<(), ProviderError> {
-    if extra.trim().is_empty() {
-        return Ok(());
-    }
-    let Value::Object(extra) = parse_json_text(extra, "extra")? else {
-        return Err(ProviderError::invalid_request("extra must be a JSON object"));
-    };
-    for (key, value) in extra {
-        if !CANONICAL_KEYS.contains(&key.as_str()) && !body.contains_key(&key) {
-            body.insert(key, value);
-        }
-    }
-    Ok(())
-}
-
-fn parse_json_text(text: &str, what: &str) -> Result<Value, ProviderError> {
-    serde_json::from_str(text).map_err(|e| ProviderError::invalid_request(format!("{what} is not valid JSON: {e}")))
-}
-
 fn insert_f64(body: &mut Map<String, Value>, key: &str, value: Option<f64>) -> Result<(), ProviderError> {
     if let Some(value) = value {
-        let number = Number::from_f64(value).ok_or_else(|| ProviderError::invalid_request(format!("{key} must be a finite number")))?;
-        body.insert(key.into(), Value::Number(number));
+        body.insert(key.into(), finite_number(value, key)?);
     }
     Ok(())
 }

@@ -21,7 +21,7 @@ impl Dialect {
             let text = String::from_utf8_lossy(&response.body);
             ProviderError {
                 status: response.status,
-                error_type: "invalid_response".to_string(),
+                error_type: crate::errors::INVALID_RESPONSE.to_string(),
                 code: None,
                 message: format!("the provider's response is not JSON ({e}): {}", truncate(text.trim(), 512)),
                 retryable: false,

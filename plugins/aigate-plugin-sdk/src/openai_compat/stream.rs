@@ -64,7 +64,7 @@ impl ChunkDecoder for StreamDecoder {
         }
         let value: Value = serde_json::from_str(data).map_err(|e| ProviderError {
             status: 200,
-            error_type: "invalid_response".to_string(),
+            error_type: crate::errors::INVALID_RESPONSE.to_string(),
             code: None,
             message: format!("a stream event from the provider is not JSON ({e}): {}", truncate(data, 512)),
             retryable: false,
