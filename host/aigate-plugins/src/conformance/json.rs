@@ -415,49 +415,62 @@ pub fn http_request(request: &HttpRequest) -> Value {
 // ---------------------------------------------------------------------------------------------
 // comparison
 
-/// Compare `actual` with `expected` semantically, returning the first mismatch.
-///
-/// - Objects: every key listed in `expected` must match in `actual`; keys `actual` has and
-///   `expected` does not list are ignored, and key order never matters. An expected `null`
-///   also matches an absent key.
-/// - Arrays: the same length, compared element by element.
-/// - Numbers compare by value (`1` equals `1.0`); everything else must be equal.
+/// The first difference between `expected` and `actual` (see [`mismatches`]).
 pub fn first_mismatch(expected: &Value, actual: &Value) -> Option<String> {
-    mismatch("$", expected, actual)
+    mismatches(expected, actual).into_iter().next()
 }
 
-fn mismatch(at: &str, expected: &Value, actual: &Value) -> Option<String> {
+/// Every difference between `expected` and `actual`, one line each with its JSON path: only the
+/// keys `expected` lists are compared (an expected `null` also matches an absent key), numbers by
+/// value, arrays element by element; an array of the wrong length names each missing or extra
+/// element.
+pub fn mismatches(expected: &Value, actual: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    mismatch("$", expected, actual, &mut out);
+    out
+}
+
+fn mismatch(at: &str, expected: &Value, actual: &Value, out: &mut Vec<String>) {
     match (expected, actual) {
-        (Value::Object(want), Value::Object(have)) => want.iter().find_map(|(key, want)| {
-            let at = format!("{at}.{key}");
-            match have.get(key) {
-                None if want.is_null() => None,
-                None => Some(format!("{at}: expected {}, but the key is missing", short(want))),
-                Some(have) => mismatch(&at, want, have),
+        (Value::Object(want), Value::Object(have)) => {
+            for (key, want) in want {
+                let at = format!("{at}.{key}");
+                match have.get(key) {
+                    None if want.is_null() => {}
+                    None => out.push(format!("{at}: expected {}, but the key is missing", short(want))),
+                    Some(have) => mismatch(&at, want, have, out),
+                }
             }
-        }),
+        }
         (Value::Array(want), Value::Array(have)) => {
-            if want.len() != have.len() {
-                return Some(format!(
-                    "{at}: expected {} element(s), got {}: {}",
-                    want.len(),
+            for (i, (want, have)) in want.iter().zip(have).enumerate() {
+                mismatch(&format!("{at}[{i}]"), want, have, out);
+            }
+            for (i, want) in want.iter().enumerate().skip(have.len()) {
+                out.push(format!(
+                    "{at}[{i}]: missing (expected {} element(s), got {}): expected {}",
+                    want_len(expected),
                     have.len(),
-                    short(actual)
+                    short(want)
                 ));
             }
-            want.iter()
-                .zip(have)
-                .enumerate()
-                .find_map(|(i, (want, have))| mismatch(&format!("{at}[{i}]"), want, have))
+            for (i, have) in have.iter().enumerate().skip(want.len()) {
+                out.push(format!(
+                    "{at}[{i}]: extra (expected {} element(s), got {}): {}",
+                    want.len(),
+                    want_len(actual),
+                    short(have)
+                ));
+            }
         }
-        (Value::Number(want), Value::Number(have)) if want.as_f64() == have.as_f64() => None,
-        (want, have) if want == have => None,
-        (want, have) => Some(format!(
-            "{at}: expected {}, got {}",
-            short(want),
-            short(have)
-        )),
+        (Value::Number(want), Value::Number(have)) if want.as_f64() == have.as_f64() => {}
+        (want, have) if want == have => {}
+        (want, have) => out.push(format!("{at}: expected {}, got {}", short(want), short(have))),
     }
+}
+
+fn want_len(value: &Value) -> usize {
+    value.as_array().map_or(0, Vec::len)
 }
 
 /// A value for a report line: compact JSON, cut to a readable length.
@@ -493,6 +506,21 @@ mod tests {
             "$.max_tokens: expected 64, but the key is missing"
         );
         assert!(first_mismatch(&json!({"b": {"c": [1]}}), &actual).unwrap().contains("1 element(s), got 2"));
+    }
+
+    #[test]
+    fn every_mismatch_is_listed_and_a_missing_or_extra_element_is_named() {
+        let all = mismatches(&json!({"a": 1, "b": 2, "c": [1]}), &json!({"a": 2, "c": [1]}));
+        assert_eq!(all, ["$.a: expected 1, got 2", "$.b: expected 2, but the key is missing"]);
+        let chunks = |n: usize| json!({"chunks": (0..n).map(|i| json!({"n": i})).collect::<Vec<_>>()});
+        assert_eq!(
+            mismatches(&chunks(3), &chunks(2)),
+            [r#"$.chunks[2]: missing (expected 3 element(s), got 2): expected {"n":2}"#]
+        );
+        assert_eq!(
+            mismatches(&chunks(2), &chunks(3)),
+            [r#"$.chunks[2]: extra (expected 2 element(s), got 3): {"n":2}"#]
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! | `expected.json` | the canonical output of `response.json` (a chat response) or of `response.sse` (`{"chunks": […]}`); `{"error": {…}}` when the provider's error is expected instead |
 //! | `error.json` | `{"status", "headers"?, "body", "expected": {"status", "code", "retryable", …}}`: a provider error response and the error class `parse-response` must give it |
 //!
-//! Expected values are compared semantically ([`json::first_mismatch`]): key order does not
+//! Expected values are compared semantically ([`json::mismatches`], every difference reported): key order does not
 //! matter, only listed keys are compared, arrays must have the same length. Header names are
 //! compared in lower case; the body is compared as JSON.
 
@@ -44,6 +44,32 @@ pub struct Report {
     pub fixtures: Option<PathBuf>,
     /// One entry per check, in the order run.
     pub cases: Vec<CaseResult>,
+    /// What the fixtures cover, once they were read.
+    pub coverage: Option<Coverage>,
+    /// Gaps that do not fail the check but leave a mistake undetectable (no stream fixture, no
+    /// `length` finish): printed as `WARN` lines.
+    pub warnings: Vec<String>,
+}
+
+/// How many fixture cases hold each kind of file, for the report's coverage line.
+#[derive(Debug, Clone, Default)]
+pub struct Coverage {
+    pub cases: usize,
+    pub requests: usize,
+    pub upstreams: usize,
+    pub responses: usize,
+    pub streams: usize,
+    pub errors: usize,
+}
+
+/// What the fixtures' actual outputs showed, for the checks that look across cases.
+#[derive(Debug, Default)]
+struct Facts {
+    /// Stream fixtures decoded, and how many of them produced a chunk with usage.
+    streams: usize,
+    streams_with_usage: usize,
+    /// Whether any output carried finish reason `length`.
+    length_seen: bool,
 }
 
 /// One check: `generic/<check>` or `<provider>/<case>/<check>`.
@@ -86,6 +112,13 @@ impl fmt::Display for Report {
             }
             None => {}
         }
+        if let Some(c) = &self.coverage {
+            writeln!(
+                f,
+                "coverage: {} case(s): request.json {}, expected_upstream.json {}, response.json {}, response.sse {}, error.json {}",
+                c.cases, c.requests, c.upstreams, c.responses, c.streams, c.errors
+            )?;
+        }
         for case in &self.cases {
             match &case.failure {
                 None => writeln!(f, "PASS {}", case.name)?,
@@ -97,10 +130,17 @@ impl fmt::Display for Report {
                 }
             }
         }
+        for warning in &self.warnings {
+            writeln!(f, "WARN {warning}")?;
+        }
         let failed = self.failed();
+        let warned = match self.warnings.len() {
+            0 => String::new(),
+            n => format!(", {n} warning(s)"),
+        };
         write!(
             f,
-            "{} passed, {failed} failed: {}",
+            "{} passed, {failed} failed{warned}: {}",
             self.cases.len() - failed,
             if self.passed() { "OK" } else { "FAILED" }
         )
@@ -115,6 +155,8 @@ pub async fn check(runtime: &PluginRuntime, file: &Path, fixtures_root: Option<&
         plugin: None,
         fixtures: None,
         cases: Vec::new(),
+        coverage: None,
+        warnings: Vec::new(),
     };
     let plugin = match runtime.load(file).await {
         Ok(plugin) => plugin,
@@ -134,6 +176,8 @@ pub async fn check(runtime: &PluginRuntime, file: &Path, fixtures_root: Option<&
     report.record("load", Ok(()));
     generic(&plugin, &mut report).await;
 
+    let mut facts = Facts::default();
+    let mut coverage = Coverage::default();
     if let Some(root) = fixtures_root {
         let dir = root.join(plugin.name());
         if dir.is_dir() {
@@ -141,14 +185,52 @@ pub async fn check(runtime: &PluginRuntime, file: &Path, fixtures_root: Option<&
             match case_dirs(&dir) {
                 Ok(cases) => {
                     for case in cases {
-                        run_case(&plugin, &case, &mut report).await;
+                        run_case(&plugin, &case, &mut report, &mut facts, &mut coverage).await;
                     }
                 }
                 Err(e) => report.record(plugin.name().to_owned(), Err(e)),
             }
         }
     }
+    across_fixtures(&facts, &coverage, &mut report);
+    report.coverage = Some(coverage);
     report
+}
+
+/// Checks that look at all the fixtures' outputs at once: a mistake no single case shows.
+fn across_fixtures(facts: &Facts, coverage: &Coverage, report: &mut Report) {
+    if facts.streams == 0 {
+        report.warnings.push(
+            "no stream fixture (response.sse): nothing shows that a streamed call reports usage, and one that does not is billed at zero".to_owned(),
+        );
+    } else {
+        report.record(
+            "generic/stream-usage",
+            if facts.streams_with_usage > 0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "none of the {} stream fixture(s) produced a chunk with usage: streamed calls would be billed at zero (hold the provider's usage and return it as the last chunk, at the latest from finish)",
+                    facts.streams
+                ))
+            },
+        );
+    }
+    if coverage.responses + coverage.streams == 0 {
+        report.warnings.push(
+            "no response fixture (response.json, response.sse): parse-response and the stream decoder are only checked against garbage".to_owned(),
+        );
+    }
+    if !facts.length_seen {
+        report.warnings.push(
+            "no fixture ends with finish_reason `length`: record the provider's answer cut at max_tokens, or a wrong mapping (to `stop`) goes unnoticed".to_owned(),
+        );
+    }
+    if coverage.errors == 0 {
+        report.warnings.push(
+            "no error fixture (error.json): nothing shows how the provider's errors (bad key, 429, 5xx) reach the client".to_owned(),
+        );
+    }
 }
 
 /// Checks every plugin must pass, whatever its provider.
@@ -178,18 +260,25 @@ async fn generic(plugin: &Arc<LoadedPlugin>, report: &mut Report) {
         let outcome = match build_request(plugin, &base, &request).await {
             Ok(Ok(http)) => {
                 let prefix = base.trim_end_matches('/');
+                let mut problems = Vec::new();
                 if !http.method.eq_ignore_ascii_case("POST") {
-                    Err(format!("method: expected POST, got {}", http.method))
-                } else if !http.url.starts_with(prefix) {
-                    Err(format!("url {} is not within the base URL {base}", http.url))
-                } else if serde_json::from_slice::<Value>(&http.body).is_err() {
-                    Err(format!(
-                        "body is not JSON: {}",
-                        String::from_utf8_lossy(&http.body)
-                    ))
-                } else {
-                    Ok(())
+                    problems.push(format!("method: expected POST, got {}", http.method));
                 }
+                if !http.url.starts_with(prefix) {
+                    problems.push(format!("url {} is not within the base URL {base}", http.url));
+                }
+                if serde_json::from_slice::<Value>(&http.body).is_err() {
+                    problems.push(format!("body is not JSON: {}", String::from_utf8_lossy(&http.body)));
+                } else if let Some(why) = not_json_content_type(&http) {
+                    problems.push(why);
+                }
+                if stream && !asks_for_a_stream(&http) {
+                    problems.push(format!(
+                        "the streaming request does not ask for a stream: no `\"stream\": true` in the body, no `accept: text/event-stream` header, no `sse` in the URL's query (e.g. Gemini's `?alt=sse`), so the provider would answer one JSON body: {}",
+                        http.url
+                    ));
+                }
+                all_of(problems)
             }
             Ok(Err(e)) => Err(format!(
                 "a minimal request was refused: {}",
@@ -209,6 +298,106 @@ async fn generic(plugin: &Arc<LoadedPlugin>, report: &mut Report) {
         Err(fault) => Err(fault.to_string()),
     };
     report.record("generic/stream-empty-finish", outcome);
+
+    report.record("generic/parse-response-garbage", parse_garbage(plugin).await);
+    report.record("generic/stream-garbage", stream_garbage(plugin, &model).await);
+}
+
+/// A header's value, by case-insensitive name.
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Why a request with a JSON body does not say so (providers reject or misread `text/plain`).
+fn not_json_content_type(http: &crate::canonical::HttpRequest) -> Option<String> {
+    let value = header(&http.headers, "content-type");
+    let essence = value
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    match essence {
+        Some(t) if t == "application/json" || t.ends_with("+json") => None,
+        Some(_) => Some(format!(
+            "content-type: the body is JSON but the request says `{}`: send `content-type: application/json`",
+            value.unwrap_or_default()
+        )),
+        None => Some("content-type: the body is JSON but the request has no content-type header: send `content-type: application/json`".to_owned()),
+    }
+}
+
+/// Whether a request asks the provider for SSE: `"stream": true` in the body (OpenAI, Anthropic),
+/// an `accept: text/event-stream` header, or `sse` in the URL's query (Gemini's `alt=sse`).
+fn asks_for_a_stream(http: &crate::canonical::HttpRequest) -> bool {
+    let body_flag = serde_json::from_slice::<Value>(&http.body)
+        .is_ok_and(|body| body.get("stream") == Some(&Value::Bool(true)));
+    let accept = header(&http.headers, "accept")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("text/event-stream"));
+    let query = http
+        .url
+        .split_once('?')
+        .is_some_and(|(_, query)| query.to_ascii_lowercase().contains("sse"));
+    body_flag || accept || query
+}
+
+/// Bodies a provider or a proxy in front of it really sends: an HTML error page, an empty body,
+/// JSON cut off mid-way. `parse-response` must answer each with a provider error (never a
+/// response, never a trap), keeping the status of a failed response.
+const GARBAGE_RESPONSES: &[(u16, &str, &str)] = &[
+    (502, "an HTML 502 page", "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"),
+    (200, "an empty 200 body", ""),
+    (200, "a truncated 200 JSON body", r#"{"id":"x","choices":[{"index":0,"message":{"content":"Hel"#),
+    (500, "an empty 500 body", ""),
+];
+
+async fn parse_garbage(plugin: &Arc<LoadedPlugin>) -> Result<(), String> {
+    let mut problems = Vec::new();
+    for (status, what, body) in GARBAGE_RESPONSES {
+        let content_type = if body.starts_with('<') { "text/html" } else { "application/json" };
+        let response = HttpResponse {
+            status: *status,
+            headers: vec![("content-type".to_owned(), content_type.to_owned())],
+            body: body.as_bytes().to_vec(),
+        };
+        let outcome = match plugin.instantiate().await {
+            Ok(mut instance) => instance.parse_response(&response).await,
+            Err(fault) => Err(fault),
+        };
+        match outcome {
+            Err(fault) => problems.push(format!("{what}: {fault}")),
+            Ok(Ok(parsed)) => problems.push(format!(
+                "{what}: returned a response instead of a provider error: {}",
+                json::short(&json::chat_response(&parsed))
+            )),
+            Ok(Err(e)) if *status >= 400 && e.status != *status => problems.push(format!(
+                "{what}: the provider error has status {}, not the provider's {status}",
+                e.status
+            )),
+            Ok(Err(_)) => {}
+        }
+    }
+    all_of(problems)
+}
+
+/// Stream events that are not what the decoder expects: each in a fresh decoder, which may return
+/// chunks or an error but must not trap.
+const GARBAGE_EVENTS: &[(&str, &str)] = &[
+    ("an HTML event", "<html><body>502 Bad Gateway</body></html>"),
+    ("an empty event", ""),
+    ("a truncated JSON event", r#"{"id":"x","choices":[{"index":0,"delta":{"content":"Hel"#),
+    ("a JSON event of another shape", r#"[1, "two", {"three": null}]"#),
+];
+
+async fn stream_garbage(plugin: &Arc<LoadedPlugin>, model: &str) -> Result<(), String> {
+    let mut problems = Vec::new();
+    for (what, data) in GARBAGE_EVENTS {
+        let event = SseEvent { event: None, data: (*data).to_owned() };
+        if let Err(fault) = decode(plugin, model, &[event]).await {
+            problems.push(format!("{what}: {fault}"));
+        }
+    }
+    all_of(problems)
 }
 
 fn minimal_request(model: &str) -> ChatRequest {
@@ -258,12 +447,57 @@ fn read_json(path: &Path) -> Result<Value, String> {
     serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))
 }
 
-async fn run_case(plugin: &Arc<LoadedPlugin>, dir: &Path, report: &mut Report) {
+/// The files a case folder may hold (besides notes in `*.md`).
+const CASE_FILES: &[&str] = &[
+    "request.json",
+    "expected_upstream.json",
+    "response.json",
+    "response.sse",
+    "expected.json",
+    "error.json",
+];
+
+/// Files in a case folder the checker would silently skip: a misspelt `respnse.json` must fail.
+fn unknown_files(dir: &Path) -> Vec<String> {
+    let mut unknown: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| {
+                    !CASE_FILES.contains(&name.as_str()) && !name.ends_with(".md") && !name.starts_with('.')
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    unknown.sort();
+    unknown
+}
+
+async fn run_case(
+    plugin: &Arc<LoadedPlugin>,
+    dir: &Path,
+    report: &mut Report,
+    facts: &mut Facts,
+    coverage: &mut Coverage,
+) {
     let case = format!(
         "{}/{}",
         plugin.name(),
         dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
     );
+    coverage.cases += 1;
+    let unknown = unknown_files(dir);
+    if !unknown.is_empty() {
+        report.record(
+            format!("{case}/files"),
+            Err(format!(
+                "unknown fixture file(s) {}: a case holds {} (and notes in *.md)",
+                unknown.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
+                CASE_FILES.join(", ")
+            )),
+        );
+    }
     let file = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
     let request = match file("request.json") {
         Some(path) => match read_json(&path).and_then(|v| json::chat_request(&v)) {
@@ -275,10 +509,12 @@ async fn run_case(plugin: &Arc<LoadedPlugin>, dir: &Path, report: &mut Report) {
         },
         None => None,
     };
+    coverage.requests += usize::from(request.is_some());
     let mut ran = false;
 
     if let Some(expected) = file("expected_upstream.json") {
         ran = true;
+        coverage.upstreams += 1;
         let outcome = match &request {
             None => Err("expected_upstream.json needs a request.json beside it".to_owned()),
             Some(request) => check_upstream(plugin, request, &expected).await,
@@ -287,26 +523,94 @@ async fn run_case(plugin: &Arc<LoadedPlugin>, dir: &Path, report: &mut Report) {
     }
     if let Some(body) = file("response.json") {
         ran = true;
-        let outcome = check_response(plugin, &body, &dir.join("expected.json")).await;
+        coverage.responses += 1;
+        let (outcome, actual) = check_response(plugin, &body, &dir.join("expected.json")).await;
         report.record(format!("{case}/parse-response"), outcome);
+        observe(&case, request.as_ref(), actual.as_ref(), false, facts, report);
     }
     if let Some(sse) = file("response.sse") {
         ran = true;
+        coverage.streams += 1;
         let model = request
             .as_ref()
             .map_or_else(|| "test-model".to_owned(), |r| r.model.clone());
-        let outcome = check_stream(plugin, &model, &sse, &dir.join("expected.json")).await;
+        let (outcome, actual) = check_stream(plugin, &model, &sse, &dir.join("expected.json")).await;
         report.record(format!("{case}/stream"), outcome);
+        facts.streams += 1;
+        observe(&case, request.as_ref(), actual.as_ref(), true, facts, report);
     }
     if let Some(error) = file("error.json") {
         ran = true;
+        coverage.errors += 1;
         let outcome = check_error(plugin, &error).await;
         report.record(format!("{case}/error"), outcome);
     }
     if !ran {
+        let present: Vec<String> = std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
         report.record(
             case,
-            Err("no fixture files (expected_upstream.json, response.json, response.sse or error.json)".to_owned()),
+            Err(format!(
+                "nothing to check: a case needs expected_upstream.json, response.json, response.sse or error.json; the folder holds {}",
+                if present.is_empty() { "no files".to_owned() } else { present.join(", ") }
+            )),
+        );
+    }
+}
+
+/// Notes what one case's actual output shows for the checks across cases, and flags a stop at
+/// `max_tokens` reported as `stop`: a provider's max-tokens reason mapped to the wrong value.
+fn observe(
+    case: &str,
+    request: Option<&ChatRequest>,
+    actual: Option<&Value>,
+    stream: bool,
+    facts: &mut Facts,
+    report: &mut Report,
+) {
+    let Some(actual) = actual else { return };
+    let (reasons, usage): (Vec<&Value>, Option<&Value>) = if stream {
+        let chunks = actual["chunks"].as_array().map_or(&[][..], Vec::as_slice);
+        let reasons = chunks
+            .iter()
+            .flat_map(|c| c["choices"].as_array().map_or(&[][..], Vec::as_slice))
+            .map(|c| &c["finish_reason"])
+            .collect();
+        let usage = chunks.iter().rev().map(|c| &c["usage"]).find(|u| u.is_object());
+        (reasons, usage)
+    } else {
+        let choices = actual["choices"].as_array().map_or(&[][..], Vec::as_slice);
+        let usage = Some(&actual["usage"]).filter(|u| u.is_object());
+        (choices.iter().map(|c| &c["finish_reason"]).collect(), usage)
+    };
+    if stream && usage.is_some() {
+        facts.streams_with_usage += 1;
+    }
+    if reasons.iter().any(|r| r.as_str() == Some("length")) {
+        facts.length_seen = true;
+    }
+    // Exactly `max_tokens` generated (reasoning aside: some providers do not count it against
+    // the limit) is the signature of an answer cut at the limit.
+    let max_tokens = request.and_then(|r| r.max_tokens).filter(|n| *n > 0);
+    let answer_tokens = usage.and_then(|u| {
+        let reasoning = u["reasoning_tokens"].as_u64().unwrap_or(0);
+        u["completion_tokens"].as_u64().map(|c| c.saturating_sub(reasoning))
+    });
+    if let (Some(max), Some(answer)) = (max_tokens, answer_tokens)
+        && answer == u64::from(max)
+        && reasons.iter().any(|r| r.as_str() == Some("stop"))
+    {
+        report.record(
+            format!("{case}/finish-length"),
+            Err(format!(
+                "the answer used exactly the request's max_tokens ({max} completion tokens) but finish_reason is `stop`: the provider's max-tokens stop reason must map to `length`"
+            )),
         );
     }
 }
@@ -341,39 +645,39 @@ async fn check_upstream(
         Err(fault) => return Err(fault.to_string()),
     };
     let actual = json::http_request(&http);
+    let mut problems = Vec::new();
     if let Some(method) = expected.get("method").and_then(Value::as_str)
         && !http.method.eq_ignore_ascii_case(method)
     {
-        return Err(format!("method: expected {method}, got {}", http.method));
+        problems.push(format!("method: expected {method}, got {}", http.method));
     }
     if let Some(suffix) = expected.get("url_suffix").and_then(Value::as_str)
         && !http.url.ends_with(suffix)
     {
-        return Err(format!(
-            "url: expected a URL ending in {suffix}, got {}",
-            http.url
-        ));
+        problems.push(format!("url: expected a URL ending in {suffix}, got {}", http.url));
     }
     if !http.url.starts_with(base.trim_end_matches('/')) {
-        return Err(format!("url {} is not within the base URL {base}", http.url));
+        problems.push(format!("url {} is not within the base URL {base}", http.url));
     }
     if let Some(Value::Object(headers)) = expected.get("headers") {
         let lowered: serde_json::Map<String, Value> = headers
             .iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
             .collect();
-        if let Some(why) =
-            json::first_mismatch(&json!({ "headers": lowered }), &json!({ "headers": actual["headers"] }))
-        {
-            return Err(why);
-        }
+        problems.extend(json::mismatches(
+            &json!({ "headers": lowered }),
+            &json!({ "headers": actual["headers"] }),
+        ));
     }
-    if let Some(body) = expected.get("body")
-        && let Some(why) = json::first_mismatch(&json!({ "body": body }), &json!({ "body": actual["body"] }))
-    {
-        return Err(why);
+    if let Some(body) = expected.get("body") {
+        problems.extend(json::mismatches(&json!({ "body": body }), &json!({ "body": actual["body"] })));
     }
-    Ok(())
+    all_of(problems)
+}
+
+/// `Ok` for no problems, else every problem on its own line.
+fn all_of(problems: Vec<String>) -> Result<(), String> {
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("\n")) }
 }
 
 /// Compare an outcome with `expected.json`: `{"error": …}` expects the provider's error,
@@ -391,34 +695,44 @@ fn compare_outcome(expected_path: &Path, actual: Value, error: Option<ProviderEr
             if let Value::Object(map) = &mut actual {
                 map.insert("error".to_owned(), json::provider_error(&error));
             }
-            json::first_mismatch(&expected, &actual).map_or(Ok(()), Err)
+            all_of(json::mismatches(&expected, &actual))
         }
         None if expects_error => Err(format!(
             "expected the provider error {}, got a result: {}",
             json::short(&expected["error"]),
             json::short(&actual)
         )),
-        None => json::first_mismatch(&expected, &actual).map_or(Ok(()), Err),
+        None => all_of(json::mismatches(&expected, &actual)),
     }
 }
 
+/// Returns the outcome and the actual output (`None` when the plugin faulted or the body was
+/// unreadable), for [`observe`].
 async fn check_response(
     plugin: &Arc<LoadedPlugin>,
     body_path: &Path,
     expected_path: &Path,
-) -> Result<(), String> {
-    let body = std::fs::read(body_path)
-        .map_err(|e| format!("cannot read {}: {e}", body_path.display()))?;
+) -> (Result<(), String>, Option<Value>) {
+    let body = match std::fs::read(body_path) {
+        Ok(body) => body,
+        Err(e) => return (Err(format!("cannot read {}: {e}", body_path.display())), None),
+    };
     let response = HttpResponse {
         status: 200,
         headers: vec![("content-type".to_owned(), "application/json".to_owned())],
         body,
     };
-    let mut instance = plugin.instantiate().await.map_err(|f| f.to_string())?;
+    let mut instance = match plugin.instantiate().await {
+        Ok(instance) => instance,
+        Err(fault) => return (Err(fault.to_string()), None),
+    };
     match instance.parse_response(&response).await {
-        Ok(Ok(parsed)) => compare_outcome(expected_path, json::chat_response(&parsed), None),
-        Ok(Err(e)) => compare_outcome(expected_path, json!({}), Some(e)),
-        Err(fault) => Err(fault.to_string()),
+        Ok(Ok(parsed)) => {
+            let actual = json::chat_response(&parsed);
+            (compare_outcome(expected_path, actual.clone(), None), Some(actual))
+        }
+        Ok(Err(e)) => (compare_outcome(expected_path, json!({}), Some(e)), None),
+        Err(fault) => (Err(fault.to_string()), None),
     }
 }
 
@@ -449,14 +763,19 @@ async fn check_stream(
     model: &str,
     sse_path: &Path,
     expected_path: &Path,
-) -> Result<(), String> {
-    let text = std::fs::read_to_string(sse_path)
-        .map_err(|e| format!("cannot read {}: {e}", sse_path.display()))?;
+) -> (Result<(), String>, Option<Value>) {
+    let text = match std::fs::read_to_string(sse_path) {
+        Ok(text) => text,
+        Err(e) => return (Err(format!("cannot read {}: {e}", sse_path.display())), None),
+    };
     let events = sse_events(&text);
-    let (chunks, error) = decode(plugin, model, &events)
-        .await
-        .map_err(|f| f.to_string())?;
-    compare_outcome(expected_path, json!({ "chunks": chunks }), error)
+    match decode(plugin, model, &events).await {
+        Ok((chunks, error)) => {
+            let actual = json!({ "chunks": chunks });
+            (compare_outcome(expected_path, actual.clone(), error), Some(actual))
+        }
+        Err(fault) => (Err(fault.to_string()), None),
+    }
 }
 
 async fn check_error(plugin: &Arc<LoadedPlugin>, path: &Path) -> Result<(), String> {
@@ -488,7 +807,7 @@ async fn check_error(plugin: &Arc<LoadedPlugin>, path: &Path) -> Result<(), Stri
     };
     let mut instance = plugin.instantiate().await.map_err(|f| f.to_string())?;
     match instance.parse_response(&response).await {
-        Ok(Err(e)) => json::first_mismatch(expected, &json::provider_error(&e)).map_or(Ok(()), Err),
+        Ok(Err(e)) => all_of(json::mismatches(expected, &json::provider_error(&e))),
         Ok(Ok(parsed)) => Err(format!(
             "expected a provider error for HTTP {status}, got a response: {}",
             json::short(&json::chat_response(&parsed))
