@@ -2,11 +2,13 @@
 
 Usage: python3 scripts/openai_sdk_check.py BASE_URL [MODEL] [API_KEY]
 
-Completes one chat and one streamed chat (with usage) and lists the models,
+Completes one chat, one streamed chat (with usage) and a tool call round trip
+(a forced call, then the tool's result sent back), and lists the models,
 exactly as an application would. Exits non-zero, with the reason, on any
 failure. The gateway's integration tests run it (tests/it/sdk.rs).
 """
 
+import json
 import os
 import sys
 
@@ -57,6 +59,42 @@ def main() -> int:
     assert finish == "stop", finish
     assert usage is not None and usage.total_tokens > 0, "no usage chunk"
     print(f"stream: {streamed!r} usage={usage.total_tokens}")
+
+    tools = [{
+        "type": "function",
+        "function": {
+            "name": "get_current_weather",
+            "description": "The weather in a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"location": {"type": "string"}},
+                "required": ["location"],
+            },
+        },
+    }]
+    messages = [{"role": "user", "content": "What's the weather in Hangzhou?"}]
+    first = client.chat.completions.create(model=model, messages=messages, tools=tools, tool_choice="required")
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls", first
+    assert choice.message.tool_calls, first
+    call = choice.message.tool_calls[0]
+    assert call.id and call.function.name == "get_current_weather", call
+    arguments = json.loads(call.function.arguments)
+    assert isinstance(arguments, dict), call
+    messages.append({
+        "role": "assistant",
+        "content": choice.message.content,
+        "tool_calls": [{"id": c.id, "type": "function",
+                        "function": {"name": c.function.name, "arguments": c.function.arguments}}
+                       for c in choice.message.tool_calls],
+    })
+    for c in choice.message.tool_calls:
+        messages.append({"role": "tool", "tool_call_id": c.id, "content": json.dumps({"temperature": 21})})
+    second = client.chat.completions.create(model=model, messages=messages, tools=tools)
+    answer = second.choices[0].message.content
+    assert answer, second
+    assert second.choices[0].finish_reason == "stop", second
+    print(f"tools: {call.function.name}({call.function.arguments}) id={call.id} -> {answer!r}")
 
     models = [m.id for m in client.models.list()]
     assert model in models, models

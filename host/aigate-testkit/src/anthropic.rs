@@ -38,7 +38,7 @@ use serde_json::{Map, Value, json};
 
 use crate::RecordedRequest;
 use crate::answer;
-use crate::server::{serve_router, splitmix64};
+use crate::server::{base62_id, serve_router};
 use crate::wire::{js, obj};
 
 /// Path prefix of the API: the base URL is `http://127.0.0.1:PORT/v1`.
@@ -266,19 +266,7 @@ impl Shared {
 
     /// `prefix` + 24 base-62 characters from a seeded counter: random-looking, stable run to run.
     fn next_id(&self, prefix: &str) -> String {
-        const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut bits = (
-            splitmix64(n.wrapping_mul(2)),
-            splitmix64(n.wrapping_mul(2).wrapping_add(1)),
-        );
-        let mut out = String::from(prefix);
-        for i in 0..24 {
-            let word = if i < 12 { &mut bits.0 } else { &mut bits.1 };
-            out.push(char::from(ALPHABET[(*word % 62) as usize]));
-            *word /= 62;
-        }
-        out
+        base62_id(prefix, self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 }
 

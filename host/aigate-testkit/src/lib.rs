@@ -26,6 +26,9 @@
 //! [`MockAnthropic`] does the same for Anthropic's Messages API (section 5), with the same
 //! answer and token formulas, so tests can compare the two providers through the gateway.
 //!
+//! [`MockGemini`] does the same for Google's Gemini API (`generateContent`,
+//! `streamGenerateContent?alt=sse`), from the `google-genai` SDK's types.
+//!
 //! [`sse`] parses SSE bodies: the mock's, and the gateway's own output.
 
 mod scenario;
@@ -35,6 +38,7 @@ mod wire;
 pub mod answer;
 pub mod anthropic;
 pub mod errors;
+pub mod gemini;
 pub mod sse;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -47,6 +51,7 @@ use serde_json::Value;
 
 pub use anthropic::{AnthropicError, AnthropicScenario, MockAnthropic};
 pub use errors::DashScopeError;
+pub use gemini::{GeminiError, GeminiScenario, MockGemini};
 pub use scenario::{ModelsBehaviour, Scenario};
 
 use server::Shared;

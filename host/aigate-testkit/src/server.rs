@@ -115,6 +115,23 @@ impl Shared {
     }
 }
 
+/// `prefix` + 24 base-62 characters derived from `n`: random-looking ids that are the same for
+/// the same counter value, run to run.
+pub(crate) fn base62_id(prefix: &str, n: u64) -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut bits = (
+        splitmix64(n.wrapping_mul(2)),
+        splitmix64(n.wrapping_mul(2).wrapping_add(1)),
+    );
+    let mut out = String::from(prefix);
+    for i in 0..24 {
+        let word = if i < 12 { &mut bits.0 } else { &mut bits.1 };
+        out.push(char::from(ALPHABET[(*word % 62) as usize]));
+        *word /= 62;
+    }
+    out
+}
+
 pub(crate) fn splitmix64(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aigate::Gateway;
 use aigate::config::Config;
-use aigate_testkit::{MockAnthropic, MockDashScope, MockOptions};
+use aigate_testkit::{MockAnthropic, MockDashScope, MockGemini, MockOptions};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -86,6 +86,15 @@ pub async fn start_with_anthropic(mut setup: Setup) -> (TestGateway, MockAnthrop
     setup.toml.push_str(&format!("\n[providers.anthropic]\nbase_url = \"{}\"\n", anthropic.base_url()));
     setup.env.insert("ANTHROPIC_API_KEY".to_owned(), MockAnthropic::API_KEY.to_owned());
     (start_with(setup).await, anthropic)
+}
+
+/// A gateway with the gemini plugin in front of a [`MockGemini`] (`[providers.gemini]`).
+pub async fn start_with_gemini(mut setup: Setup) -> (TestGateway, MockGemini) {
+    let gemini = MockGemini::start().await;
+    setup.plugins.push(("gemini.wasm", "gemini.wasm"));
+    setup.toml.push_str(&format!("\n[providers.gemini]\nbase_url = \"{}\"\n", gemini.base_url()));
+    setup.env.insert("GEMINI_API_KEY".to_owned(), MockGemini::API_KEY.to_owned());
+    (start_with(setup).await, gemini)
 }
 
 pub async fn start_with_mock(setup: Setup, mock: MockDashScope) -> TestGateway {

@@ -6,7 +6,9 @@
 
 use std::path::Path;
 
-use crate::harness::{Setup, TestGateway, start, start_with_anthropic};
+use aigate_testkit::{AnthropicScenario, GeminiScenario, Scenario};
+
+use crate::harness::{Setup, TestGateway, start, start_with_anthropic, start_with_gemini};
 
 fn sdk_available() -> bool {
     std::process::Command::new("python3")
@@ -45,21 +47,55 @@ async fn run_sdk_check(gw: &TestGateway, model: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_python_sdk_chat_and_stream() {
     let gw = start().await;
+    // The script's calls in order: chat, stream, the tool call, the answer to its result.
+    for scenario in [Scenario::Normal, Scenario::Normal, Scenario::ToolCall, Scenario::Normal] {
+        gw.mock.enqueue(scenario);
+    }
     if run_sdk_check(&gw, "qwen:qwen-turbo").await.is_none() {
         return;
     }
-    // The SDK's calls reached the provider: a chat, a stream (plus models).
-    assert_eq!(gw.mock.chat_requests(), 2);
+    // The SDK's calls reached the provider: a chat, a stream, a tool round trip (plus models).
+    assert_eq!(gw.mock.chat_requests(), 4);
 }
 
 /// The same script, unchanged, against Anthropic's Messages API behind the gateway.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_python_sdk_against_anthropic() {
     let (gw, anthropic) = start_with_anthropic(Setup::default()).await;
+    for scenario in [AnthropicScenario::Normal, AnthropicScenario::Normal, AnthropicScenario::ToolCall] {
+        anthropic.enqueue(scenario);
+    }
     let Some(stdout) = run_sdk_check(&gw, "anthropic:claude-sonnet-4-5").await else {
         return;
     };
     assert!(stdout.contains("Hello from claude-sonnet-4-5!"), "{stdout}");
-    assert_eq!(anthropic.messages_requests().len(), 2);
+    assert_eq!(anthropic.messages_requests().len(), 4);
+    assert_eq!(gw.mock.chat_requests(), 0);
+}
+
+/// The same script, unchanged, against Google's Gemini API behind the gateway: JSON, a stream
+/// with usage, a tool call round trip (Gemini gives calls no ids: the plugin makes them, and
+/// maps the result back to the function's name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_python_sdk_against_gemini() {
+    let (gw, gemini) = start_with_gemini(Setup::default()).await;
+    for scenario in [GeminiScenario::Normal, GeminiScenario::Normal, GeminiScenario::ToolCall] {
+        gemini.enqueue(scenario);
+    }
+    let Some(stdout) = run_sdk_check(&gw, "gemini:gemini-2.5-flash").await else {
+        return;
+    };
+    assert!(stdout.contains("Hello from gemini-2.5-flash!"), "{stdout}");
+    let calls = gemini.generate_requests();
+    assert_eq!(calls.len(), 4);
+    assert!(calls.iter().all(|r| r.header("x-goog-api-key") == Some(aigate_testkit::MockGemini::API_KEY)));
+    assert_eq!(calls[1].query.as_deref(), Some("alt=sse"), "the stream asks for SSE");
+    // The tool result went back as the named function's response.
+    let round_trip = calls[3].json();
+    assert_eq!(
+        round_trip.pointer("/contents/2/parts/0/functionResponse/name").and_then(|v| v.as_str()),
+        Some("get_current_weather"),
+        "{round_trip}"
+    );
     assert_eq!(gw.mock.chat_requests(), 0);
 }
