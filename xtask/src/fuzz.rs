@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{build_plugins, cargo, describe, run};
+use crate::{Selection, build_plugins, cargo, describe, run};
 
 /// The targets, in the order they run, with the features of `fuzz/Cargo.toml` each needs (the
 /// light ones build without the server and wasmtime).
@@ -29,7 +29,7 @@ pub fn fuzz(root: &Path, args: &[String]) -> Result<()> {
     let (seconds, targets) = parse_args(args)?;
     ensure_cargo_fuzz(root)?;
     if targets.iter().any(|(name, _)| *name == "sse_decoder") {
-        build_plugins(root)?;
+        build_plugins(root, &Selection::All)?;
     }
     let fuzz_dir = root.join("fuzz");
     for (target, features) in &targets {

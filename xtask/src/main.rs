@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 
 mod fuzz;
 mod scaffold;
-use scaffold::{new_plugin, scaffold_test};
+use scaffold::{Format, new_plugin, scaffold_test};
 
 /// A `cargo xtask` subcommand.
 struct Task {
@@ -28,23 +28,20 @@ struct Task {
 const TASKS: &[Task] = &[
     Task {
         name: "build-plugins",
-        about: "build the provider plugins for wasm32-wasip2 into plugins/dist/ (test plugins into plugins/dist/test/)",
-        run: |root, args| {
-            no_arguments("build-plugins", args)?;
-            build_plugins(root)
-        },
+        about: "[-p NAME]... build the provider plugins for wasm32-wasip2 into plugins/dist/ (test plugins into plugins/dist/test/); -p: only these",
+        run: |root, args| build_plugins(root, &Selection::from_args(args)?),
     },
     Task {
         name: "new-plugin",
-        about: "scaffold plugins/NAME (an OpenAI-compatible provider on the SDK) and fixtures/NAME, add it to the plugins workspace",
-        run: |root, args| match args {
-            [name] => new_plugin(root, name),
-            _ => bail!("usage: cargo xtask new-plugin NAME"),
+        about: "NAME [--format openai|custom]: scaffold plugins/NAME (OpenAI-compatible on the SDK, or a hand-mapped format) and fixtures/NAME, add it to the plugins workspace",
+        run: |root, args| {
+            let (name, format) = Format::parse_args(args)?;
+            new_plugin(root, &name, format)
         },
     },
     Task {
         name: "scaffold-test",
-        about: "on a copy of plugins/, wit/ and fixtures/: new-plugin demo, build-plugins, `aigate plugin check` demo.wasm",
+        about: "on a copy of plugins/, wit/ and fixtures/: new-plugin demo (openai) and demo-custom (custom), build-plugins -p, `aigate plugin check` each",
         run: |root, args| {
             no_arguments("scaffold-test", args)?;
             scaffold_test(root)
@@ -52,9 +49,9 @@ const TASKS: &[Task] = &[
     },
     Task {
         name: "run",
-        about: "build the plugins, then start the gateway (`aigate serve`; extra args go to aigate)",
+        about: "build the shipped plugins, then start the gateway (`aigate serve`; extra args go to aigate)",
         run: |root, args| {
-            build_plugins(root)?;
+            build_plugins(root, &Selection::Shipped)?;
             // A build of its own, with cargo's progress (the first one takes minutes), then the
             // binary itself, so a built gateway starts without cargo's output.
             run(cargo(root).args(["build", "--package", "aigate"]))?;
@@ -72,7 +69,7 @@ const TASKS: &[Task] = &[
         name: "test",
         about: "build the plugins, then run every test: the host workspace and the plugins' own (extra args go to the host's cargo test)",
         run: |root, args| {
-            build_plugins(root)?;
+            build_plugins(root, &Selection::All)?;
             run(cargo(root).args(["test", "--manifest-path"]).arg(root.join("plugins/Cargo.toml")))?;
             run(cargo(root).args(["test", "--workspace"]).args(args))?;
             scaffold_test(root)
@@ -88,7 +85,7 @@ const TASKS: &[Task] = &[
         about: "build the plugins, then measure plugin cost and the gateway's added latency (release build)",
         run: |root, args| {
             no_arguments("bench", args)?;
-            build_plugins(root)?;
+            build_plugins(root, &Selection::All)?;
             run(cargo(root).args(["bench", "--package", "aigate", "--bench", "gateway"]))
         },
     },
@@ -106,7 +103,7 @@ const TASKS: &[Task] = &[
 /// namespace with loopback only when `unshare` allows one, so nothing else on the machine's
 /// network shares the ports and queues.
 fn loadtest(root: &Path, args: &[String]) -> Result<()> {
-    build_plugins(root)?;
+    build_plugins(root, &Selection::All)?;
     run(cargo(root).args(["build", "--release", "--package", "aigate", "--package", "aigate-loadgen"]))?;
     let release = target_dir(root).join("release");
     let no_netns = args.iter().any(|a| a == "--no-netns");
@@ -245,26 +242,72 @@ fn workspace_members(manifest: &str) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Builds every plugin for `wasm32-wasip2` and installs the components:
-/// shipped plugins in `plugins/dist/`, test plugins (and a second build of
-/// qwen reporting version [`NEXT_VERSION`]) in `plugins/dist/test/`.
+/// Which plugins `build-plugins` builds.
+#[derive(Debug)]
+enum Selection {
+    /// Every plugin, the test plugins and the second qwen build: what the
+    /// tests load (`cargo xtask build-plugins` with no arguments).
+    All,
+    /// Only the plugins the gateway ships (`cargo xtask run`).
+    Shipped,
+    /// Only these crates (`-p NAME`), test plugins included when named.
+    Only(Vec<String>),
+}
+
+impl Selection {
+    /// `[-p NAME]...` (also `--package NAME`); no arguments is [`Selection::All`].
+    fn from_args(args: &[String]) -> Result<Selection> {
+        let mut names = Vec::new();
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "-p" | "--package" => match args.next() {
+                    Some(name) => names.push(name.clone()),
+                    None => bail!("`{arg}` needs a plugin name: cargo xtask build-plugins -p NAME"),
+                },
+                other => bail!("build-plugins: unexpected `{other}` (usage: cargo xtask build-plugins [-p NAME]...)"),
+            }
+        }
+        Ok(if names.is_empty() { Selection::All } else { Selection::Only(names) })
+    }
+
+    fn includes(&self, plugin: &PluginCrate) -> bool {
+        match self {
+            Selection::All => true,
+            Selection::Shipped => !plugin.test_only,
+            Selection::Only(names) => names.contains(&plugin.name),
+        }
+    }
+}
+
+/// Builds the selected plugins for `wasm32-wasip2` and installs the
+/// components: shipped plugins in `plugins/dist/`, test plugins (and, for
+/// [`Selection::All`], a second build of qwen reporting version
+/// [`NEXT_VERSION`]) in `plugins/dist/test/`.
 ///
 /// Files are replaced atomically (written beside the destination, then
 /// renamed) because a running gateway watches `plugins/dist/` and must never
 /// load a half-written component; an unchanged component is not rewritten, so
 /// a rebuild with no changes does not trigger a reload.
-fn build_plugins(root: &Path) -> Result<()> {
-    build_plugins_into(root, &root.join("plugins").join("target"))
+fn build_plugins(root: &Path, selection: &Selection) -> Result<()> {
+    build_plugins_into(root, &root.join("plugins").join("target"), selection)
 }
 
 /// [`build_plugins`] with an explicit cargo target folder (the scaffold test
 /// builds a copy of the workspace but reuses the real one's compiled deps).
-fn build_plugins_into(root: &Path, target_dir: &Path) -> Result<()> {
+fn build_plugins_into(root: &Path, target_dir: &Path, selection: &Selection) -> Result<()> {
     let plugins = root.join("plugins");
     let dist = plugins.join("dist");
     let test_dist = dist.join("test");
     ensure_rust_target(root, WASM_TARGET)?;
-    let crates = plugin_crates(&plugins)?;
+    let all = plugin_crates(&plugins)?;
+    if let Selection::Only(names) = selection
+        && let Some(unknown) = names.iter().find(|name| !all.iter().any(|plugin| &plugin.name == *name))
+    {
+        let known: Vec<&str> = all.iter().map(|plugin| plugin.name.as_str()).collect();
+        bail!("no plugin `{unknown}` in plugins/Cargo.toml (plugins: {})", known.join(", "));
+    }
+    let crates: Vec<&PluginCrate> = all.iter().filter(|plugin| selection.includes(plugin)).collect();
 
     let mut build = Vec::new();
     for plugin in &crates {
@@ -278,7 +321,7 @@ fn build_plugins_into(root: &Path, target_dir: &Path) -> Result<()> {
         installed.push(install(&release.join(artifact(&plugin.name)), &folder.join(artifact(&plugin.name)))?);
     }
 
-    if crates.iter().any(|plugin| plugin.name == "qwen") {
+    if matches!(selection, Selection::All) && crates.iter().any(|plugin| plugin.name == "qwen") {
         // A target dir of its own: the version is baked in at compile time, so
         // sharing one would rebuild qwen on every alternation.
         let next_target_dir = target_dir.join("next");

@@ -1,17 +1,71 @@
-//! `cargo xtask new-plugin NAME`: a new provider plugin crate that builds and
-//! passes `aigate plugin check` as generated, and `scaffold-test`, which proves
-//! that on a copy of the repository.
+//! `cargo xtask new-plugin NAME [--format openai|custom]`: a new provider
+//! plugin crate that builds and passes `aigate plugin check` as generated, and
+//! `scaffold-test`, which proves that for both formats on a copy of the
+//! repository.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{artifact, build_plugins_into, cargo, workspace_members};
+use crate::{Selection, artifact, build_plugins_into, cargo, workspace_members};
 
-/// Creates `plugins/NAME/` (manifest, `src/lib.rs`, README), `fixtures/NAME/basic/`
+/// What kind of provider a scaffold starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenAI's Chat Completions, translated by the SDK's `openai_compat`.
+    Openai,
+    /// Any other wire format, mapped by hand (`templates/custom/`).
+    Custom,
+}
+
+impl Format {
+    /// `new-plugin`'s arguments: `NAME [--format openai|custom]`.
+    pub fn parse_args(args: &[String]) -> Result<(String, Format)> {
+        const USAGE: &str = "usage: cargo xtask new-plugin NAME [--format openai|custom]";
+        let mut name = None;
+        let mut format = Format::Openai;
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--format" => {
+                    format = match args.next().map(String::as_str) {
+                        Some("openai") => Format::Openai,
+                        Some("custom") => Format::Custom,
+                        other => bail!("--format takes `openai` or `custom`, got {other:?}\n{USAGE}"),
+                    }
+                }
+                flag if flag.starts_with('-') => bail!("unknown option `{flag}`\n{USAGE}"),
+                _ if name.is_some() => bail!("one plugin name only\n{USAGE}"),
+                _ => name = Some(arg.clone()),
+            }
+        }
+        Ok((name.context(USAGE)?, format))
+    }
+}
+
+/// The custom scaffold's fixtures: `(case, file, text)`, from `templates/custom/<case>.<file>`.
+const CUSTOM_FIXTURES: &[(&str, &str, &str)] = &[
+    ("basic", "request.json", include_str!("../templates/custom/basic.request.json")),
+    ("basic", "expected_upstream.json", include_str!("../templates/custom/basic.expected_upstream.json")),
+    ("basic", "response.json", include_str!("../templates/custom/basic.response.json")),
+    ("basic", "expected.json", include_str!("../templates/custom/basic.expected.json")),
+    ("max-tokens", "response.json", include_str!("../templates/custom/max-tokens.response.json")),
+    ("max-tokens", "expected.json", include_str!("../templates/custom/max-tokens.expected.json")),
+    ("stream", "request.json", include_str!("../templates/custom/stream.request.json")),
+    ("stream", "response.sse", include_str!("../templates/custom/stream.response.sse")),
+    ("stream", "expected.json", include_str!("../templates/custom/stream.expected.json")),
+    ("stream-error", "request.json", include_str!("../templates/custom/stream-error.request.json")),
+    ("stream-error", "response.sse", include_str!("../templates/custom/stream-error.response.sse")),
+    ("stream-error", "expected.json", include_str!("../templates/custom/stream-error.expected.json")),
+    ("error-rate-limit", "error.json", include_str!("../templates/custom/error-rate-limit.error.json")),
+    ("error-bad-key", "error.json", include_str!("../templates/custom/error-bad-key.error.json")),
+    ("error-html", "error.json", include_str!("../templates/custom/error-html.error.json")),
+];
+
+/// Creates `plugins/NAME/` (manifest, `src/lib.rs`, README), `fixtures/NAME/`
 /// and adds the crate to the plugins workspace.
-pub fn new_plugin(root: &Path, name: &str) -> Result<()> {
+pub fn new_plugin(root: &Path, name: &str, format: Format) -> Result<()> {
     let valid = name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
@@ -35,14 +89,28 @@ pub fn new_plugin(root: &Path, name: &str) -> Result<()> {
         fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
     };
     let fill = |template: &str| template.replace("{{name}}", name).replace("{{crate}}", &name.replace('-', "_"));
-    write(dir.join("Cargo.toml"), fill(CARGO_TOML))?;
-    write(dir.join("src/lib.rs"), fill(LIB_RS))?;
-    write(dir.join("README.md"), fill(README))?;
-    let fixtures = root.join("fixtures").join(name).join("basic");
-    write(fixtures.join("request.json"), fill(FIXTURE_REQUEST))?;
-    write(fixtures.join("expected_upstream.json"), fill(FIXTURE_UPSTREAM))?;
-    write(fixtures.join("response.json"), fill(FIXTURE_RESPONSE))?;
-    write(fixtures.join("expected.json"), fill(FIXTURE_EXPECTED))?;
+    let fixtures = root.join("fixtures").join(name);
+    let (what, lib) = match format {
+        Format::Openai => ("OpenAI-compatible Chat Completions", LIB_RS),
+        Format::Custom => ("its own wire format, mapped by hand", include_str!("../templates/custom/lib.rs.tmpl")),
+    };
+    write(dir.join("Cargo.toml"), fill(CARGO_TOML).replace("{{what}}", what))?;
+    write(dir.join("src/lib.rs"), fill(lib))?;
+    write(dir.join("README.md"), fill(README).replace("{{what}}", what))?;
+    match format {
+        Format::Openai => {
+            let basic = fixtures.join("basic");
+            write(basic.join("request.json"), fill(FIXTURE_REQUEST))?;
+            write(basic.join("expected_upstream.json"), fill(FIXTURE_UPSTREAM))?;
+            write(basic.join("response.json"), fill(FIXTURE_RESPONSE))?;
+            write(basic.join("expected.json"), fill(FIXTURE_EXPECTED))?;
+        }
+        Format::Custom => {
+            for (case, file, text) in CUSTOM_FIXTURES {
+                write(fixtures.join(case).join(file), fill(text))?;
+            }
+        }
+    }
 
     // Append to `members = [...]`, keeping the rest of the manifest as written.
     let start = manifest.find("members").context("no members")?;
@@ -52,46 +120,63 @@ pub fn new_plugin(root: &Path, name: &str) -> Result<()> {
     let updated = format!("{before}{separator}\"{name}\"{}", &manifest[close..]);
     fs::write(&manifest_path, updated).context("cannot update plugins/Cargo.toml")?;
 
-    println!("created plugins/{name}/ (Cargo.toml, src/lib.rs, README.md) and fixtures/{name}/basic/");
+    println!("created plugins/{name}/ (Cargo.toml, src/lib.rs, README.md) and fixtures/{name}/");
     println!("added `{name}` to the plugins workspace members");
-    println!("next: cargo xtask build-plugins && cargo run -p aigate -- plugin check plugins/dist/{}", artifact(name));
+    println!(
+        "next: cargo xtask build-plugins -p {name} && cargo run -p aigate -- plugin check plugins/dist/{}",
+        artifact(name)
+    );
     Ok(())
 }
 
 /// The acceptance test of the scaffold, on a copy so the real tree is
-/// untouched: `new-plugin demo`, `build-plugins`, then `aigate plugin check`
-/// on `demo.wasm` must pass. Compiled dependencies come from the real
+/// untouched: `new-plugin demo` and `new-plugin demo-custom --format custom`,
+/// `build-plugins -p demo -p demo-custom`, then `aigate plugin check` on each
+/// must pass with its own fixtures. Compiled dependencies come from the real
 /// `plugins/target`, so this takes seconds once the plugins were built.
 pub fn scaffold_test(root: &Path) -> Result<()> {
+    const SCAFFOLDS: &[(&str, Format, &[&str])] = &[
+        ("demo", Format::Openai, &["basic/build-request", "basic/parse-response"]),
+        (
+            "demo-custom",
+            Format::Custom,
+            &["basic/build-request", "basic/parse-response", "stream/stream", "error-bad-key/error", "error-html/error"],
+        ),
+    ];
     let temp = std::env::temp_dir().join(format!("aigate-scaffold-test-{}", std::process::id()));
     let _ = fs::remove_dir_all(&temp);
     let result = (|| -> Result<()> {
         for folder in ["plugins", "wit", "fixtures"] {
             copy_tree(&root.join(folder), &temp.join(folder))?;
         }
-        new_plugin(&temp, "demo")?;
-        build_plugins_into(&temp, &root.join("plugins").join("target"))?;
-        let wasm = temp.join("plugins/dist").join(artifact("demo"));
-        let output = cargo(root)
-            .args(["run", "--quiet", "--package", "aigate", "--", "plugin", "check"])
-            .arg(&wasm)
-            .arg("--fixtures")
-            .arg(temp.join("fixtures"))
-            .output()
-            .context("cannot run aigate plugin check")?;
-        let report = String::from_utf8_lossy(&output.stdout);
-        println!("{report}");
-        if !output.status.success() {
-            bail!("`aigate plugin check` failed on the fresh scaffold:\n{report}{}", String::from_utf8_lossy(&output.stderr));
+        for (name, format, _) in SCAFFOLDS {
+            new_plugin(&temp, name, *format)?;
         }
-        if !report.contains("PASS demo/basic/build-request") || !report.contains("PASS demo/basic/parse-response") {
-            bail!("the scaffold's own fixtures did not run:\n{report}");
+        let names = SCAFFOLDS.iter().map(|(name, _, _)| name.to_string()).collect();
+        build_plugins_into(&temp, &root.join("plugins").join("target"), &Selection::Only(names))?;
+        for (name, _, cases) in SCAFFOLDS {
+            let wasm = temp.join("plugins/dist").join(artifact(name));
+            let output = cargo(root)
+                .args(["run", "--quiet", "--package", "aigate", "--", "plugin", "check"])
+                .arg(&wasm)
+                .arg("--fixtures")
+                .arg(temp.join("fixtures"))
+                .output()
+                .context("cannot run aigate plugin check")?;
+            let report = String::from_utf8_lossy(&output.stdout);
+            println!("{report}");
+            if !output.status.success() {
+                bail!("`aigate plugin check` failed on the fresh scaffold {name}:\n{report}{}", String::from_utf8_lossy(&output.stderr));
+            }
+            if let Some(case) = cases.iter().find(|case| !report.contains(&format!("PASS {name}/{case}\n"))) {
+                bail!("the scaffold's own fixture {name}/{case} did not run:\n{report}");
+            }
         }
         Ok(())
     })();
     let _ = fs::remove_dir_all(&temp);
     result?;
-    println!("scaffold test: new-plugin demo builds and passes `aigate plugin check`");
+    println!("scaffold test: new-plugin demo (openai) and demo-custom (custom) build with -p and pass `aigate plugin check`");
     Ok(())
 }
 
@@ -116,7 +201,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 
 const CARGO_TOML: &str = r#"[package]
 name = "{{name}}"
-description = "AIGate provider plugin: {{name}} (OpenAI-compatible Chat Completions)"
+description = "AIGate provider plugin: {{name}} ({{what}})"
 version.workspace = true
 edition.workspace = true
 rust-version.workspace = true
@@ -218,11 +303,11 @@ mod tests {
 
 const README: &str = r#"# `{{name}}`: an AIGate provider plugin
 
-Generated by `cargo xtask new-plugin {{name}}`: an OpenAI-compatible provider on
-`aigate-plugin-sdk`. Clients reach it as `{{name}}:<model>`.
+Generated by `cargo xtask new-plugin {{name}}`: a provider speaking {{what}},
+on `aigate-plugin-sdk`. Clients reach it as `{{name}}:<model>`.
 
 ```sh
-cargo xtask build-plugins                                   # -> plugins/dist/{{crate}}.wasm
+cargo xtask build-plugins -p {{name}}                       # -> plugins/dist/{{crate}}.wasm
 cargo run -p aigate -- plugin check plugins/dist/{{crate}}.wasm   # conformance: generic + fixtures/{{name}}/
 cd plugins && cargo test -p {{name}}                        # unit tests on the host target
 ```
