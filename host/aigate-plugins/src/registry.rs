@@ -337,13 +337,18 @@ impl PluginRegistry {
             let mut files = self.lock_files();
             if let Some(state) = files.get_mut(&file) {
                 if state.serving.as_ref().is_some_and(|p| p.hash() == hash) {
-                    // Back to what is serving (e.g. a bad file replaced by the good one again).
+                    // Back to what is serving (e.g. a bad file replaced by the good one again),
+                    // or the same file dropped in again: nothing to load.
+                    if state.last_error.is_none() {
+                        tracing::debug!(file, %hash, "plugin file unchanged: this content is already serving");
+                    }
                     state.last_error = None;
                     state.refused_hash = None;
                     state.conflict = None;
                     return Vec::new();
                 }
                 if !force && state.refused_hash.as_deref() == Some(hash.as_str()) {
+                    tracing::debug!(file, %hash, "plugin file unchanged: this content was refused already");
                     return Vec::new();
                 }
             }
@@ -448,7 +453,7 @@ impl PluginRegistry {
         state.path = path.to_path_buf();
         state.refused_hash = hash;
         state.conflict = conflict;
-        state.last_error = Some((message.clone(), OffsetDateTime::now_utc()));
+        state.last_error = Some((one_line(&message), OffsetDateTime::now_utc()));
         match &state.serving {
             Some(serving) => tracing::warn!(
                 file,
@@ -555,6 +560,32 @@ async fn list_plugin_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
+/// A refusal as `/admin/plugins` shows it: one line, at most [`MAX_SHOWN_ERROR`] bytes. Errors
+/// from the component parser span lines and dump bytes one per line (`expected=[\n 0x0,\n …]`);
+/// the log keeps the whole text.
+fn one_line(message: &str) -> String {
+    let mut line = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && *l != "Caused by:")
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace("[ ", "[")
+        .replace(", ]", "]");
+    if line.len() > MAX_SHOWN_ERROR {
+        let mut end = MAX_SHOWN_ERROR;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+        line.push('…');
+    }
+    line
+}
+
+/// Longest `last_error` shown in `/admin/plugins`.
+const MAX_SHOWN_ERROR: usize = 600;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -596,5 +627,16 @@ mod tests {
         ))));
         assert!(is_change(&EventKind::Create(CreateKind::File)));
         assert!(is_change(&EventKind::Remove(RemoveKind::File)));
+    }
+
+    #[test]
+    fn a_refusal_is_shown_on_one_line() {
+        let parser = "failed to parse WebAssembly module\n\nCaused by:\n    magic header not detected: bad magic number - expected=[\n        0x0,\n        0x61,\n    ] actual=[\n        0x6e,\n    ] (at offset 0x0)";
+        assert_eq!(
+            one_line(parser),
+            "failed to parse WebAssembly module magic header not detected: bad magic number - expected=[0x0, 0x61] actual=[0x6e] (at offset 0x0)"
+        );
+        let long = "x".repeat(MAX_SHOWN_ERROR * 2);
+        assert_eq!(one_line(&long).len(), MAX_SHOWN_ERROR + '…'.len_utf8());
     }
 }

@@ -79,6 +79,8 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("prices/qwen-intl-usd.toml", include_str!("../../../prices/qwen-intl-usd.toml")),
     ("prices/openai-usd.toml", include_str!("../../../prices/openai-usd.toml")),
     ("prices/anthropic-usd.toml", include_str!("../../../prices/anthropic-usd.toml")),
+    // A plugin's list prices live beside it (docs/plugins.md), so it is never billed at zero.
+    ("plugins/gemini/prices.toml", include_str!("../../../plugins/gemini/prices.toml")),
 ];
 
 /// Every rule of the [`SHIPPED`] files.

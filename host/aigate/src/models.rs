@@ -5,7 +5,9 @@
 //! whose list fails (5xx, timeout, unreachable) falls back to its allowlist
 //! (config `models`, or the plugin's own list), so the endpoint keeps
 //! answering; the response header `x-aigate-models-fallback` names those
-//! providers.
+//! providers. A plugin without a models endpoint (`build_models_request`
+//! returns none) is no failure: its allowlist is its list, with no header and
+//! no warning.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,11 +43,12 @@ struct ProviderModels {
     fallback: bool,
 }
 
-async fn live_models(state: &AppState, route: &Route) -> Result<Vec<String>, String> {
+/// The provider's live list; `Ok(None)` when its plugin has no models endpoint.
+async fn live_models(state: &AppState, route: &Route) -> Result<Option<Vec<String>>, String> {
     let deadline = Instant::now() + state.upstream.config.models_timeout;
     let mut instance = route.plugin.instantiate().await.map_err(|e| e.to_string())?;
     let Some(request) = instance.build_models_request(route.base_url.as_str()).await.map_err(|e| e.to_string())? else {
-        return Err("the plugin has no models endpoint".to_owned());
+        return Ok(None);
     };
     let request = state.upstream.prepare(&route.target(), route.plugin.name(), request).map_err(|e| e.message)?;
     let work = async {
@@ -54,7 +57,7 @@ async fn live_models(state: &AppState, route: &Route) -> Result<Vec<String>, Str
     };
     let response = tokio::time::timeout_at(deadline, work).await.map_err(|_| "timed out".to_owned())??;
     match instance.parse_models(&response).await.map_err(|e| e.to_string())? {
-        Ok(models) => Ok(models.into_iter().map(|m| m.id).collect()),
+        Ok(models) => Ok(Some(models.into_iter().map(|m| m.id).collect())),
         Err(pe) => Err(format!("HTTP {}: {}", pe.status, pe.message)),
     }
 }
@@ -64,7 +67,8 @@ async fn provider_models(state: &AppState, plugins: &HashMap<String, Arc<LoadedP
     let allowed = state.providers.allowed_models(&route);
     let fallback_list = || allowed.clone().unwrap_or_else(|| route.plugin.info().models.iter().map(|m| m.id.clone()).collect());
     let (models, fallback) = match live_models(state, &route).await {
-        Ok(live) => {
+        Ok(None) => (fallback_list(), false),
+        Ok(Some(live)) => {
             let models = match &allowed {
                 None => live,
                 Some(allowed) => live.into_iter().filter(|m| allowed.contains(m)).collect(),

@@ -89,6 +89,8 @@ async fn plugin_swaps_under_load_without_failing_a_request() {
     let state = plugin_state(&gw).await;
     assert_eq!(state["version"], "0.1.0", "{state}");
     assert_eq!(state["state"], "serving", "{state}");
+    let error = state["last_error"].as_str().unwrap_or_default();
+    assert!(!error.contains('\n') && error.len() <= 610, "one readable line: {error}");
     let before = load.ok.load(Ordering::Relaxed);
     assert!(eventually(Duration::from_secs(2), async || load.ok.load(Ordering::Relaxed) > before + 5).await);
     assert_eq!(load.last_plugin.lock().await.1, "qwen@0.1.0");

@@ -59,3 +59,19 @@ async fn one_model_by_id() {
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "model_not_found");
 }
+
+/// A plugin with no models endpoint (gemini) is not a failing list: its models are served as its
+/// list, with no fallback header (and no warning in the log).
+#[tokio::test]
+async fn a_plugin_without_a_models_endpoint_is_no_fallback() {
+    let (gw, gemini) = crate::harness::start_with_gemini(Setup::default()).await;
+    let r = gw.http.get(gw.url("/v1/models")).bearer_auth(&gw.key).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-aigate-models-fallback").is_none(), "{:?}", r.headers());
+    let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let ids = ids(&body);
+    for m in ["gemini:gemini-2.5-pro", "gemini:gemini-2.5-flash", "qwen:qwen-plus"] {
+        assert!(ids.contains(&m.to_owned()), "{m} in {ids:?}");
+    }
+    assert!(gemini.requests().is_empty(), "nothing to ask Gemini for");
+}
