@@ -271,17 +271,8 @@ impl Shared {
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .unwrap_or_default();
-    shared.script().requests.push(RecordedRequest {
-        method: parts.method.to_string(),
-        path: parts.uri.path().to_owned(),
-        query: parts.uri.query().map(str::to_owned),
-        headers: parts.headers.clone(),
-        body: body.clone(),
-    });
+    let (parts, body, recorded) = RecordedRequest::read(request, MAX_BODY).await;
+    shared.script().requests.push(recorded);
     let request_id = shared.next_id("req_011C");
     let route = parts
         .uri

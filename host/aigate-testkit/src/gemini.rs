@@ -249,15 +249,8 @@ impl Shared {
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, MAX_BODY).await.unwrap_or_default();
-    shared.script().requests.push(RecordedRequest {
-        method: parts.method.to_string(),
-        path: parts.uri.path().to_owned(),
-        query: parts.uri.query().map(str::to_owned),
-        headers: parts.headers.clone(),
-        body: body.clone(),
-    });
+    let (parts, body, recorded) = RecordedRequest::read(request, MAX_BODY).await;
+    shared.script().requests.push(recorded);
     let key = parts.headers.get("x-goog-api-key").and_then(|v| v.to_str().ok());
     let key_error = match key {
         None => Some(GeminiError::new(

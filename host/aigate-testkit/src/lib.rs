@@ -241,6 +241,25 @@ pub struct RecordedRequest {
 }
 
 impl RecordedRequest {
+    /// Reads an incoming request (its body up to `max_body` bytes) and records it as received.
+    pub(crate) async fn read(
+        request: axum::extract::Request,
+        max_body: usize,
+    ) -> (http::request::Parts, Bytes, RecordedRequest) {
+        let (parts, body) = request.into_parts();
+        let body = axum::body::to_bytes(body, max_body)
+            .await
+            .unwrap_or_default();
+        let recorded = RecordedRequest {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+            query: parts.uri.query().map(str::to_owned),
+            headers: parts.headers.clone(),
+            body: body.clone(),
+        };
+        (parts, body, recorded)
+    }
+
     /// The body as JSON, or `Value::Null` when it is not JSON.
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)

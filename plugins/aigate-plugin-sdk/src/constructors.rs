@@ -4,8 +4,8 @@
 //! shorthands for requests.
 
 use crate::types::{
-    ChatRequest, ChatResponse, Choice, ChoiceDelta, FinishReason, Message, MessageContent, ProviderError,
-    ResponseMessage, Role, StreamChunk, ToolCallDelta, Usage,
+    ChatRequest, ChatResponse, Choice, ChoiceDelta, ContentPart, FinishReason, Message, MessageContent,
+    ProviderError, ResponseMessage, Role, StreamChunk, ToolCallDelta, Usage,
 };
 
 impl ChatRequest {
@@ -44,6 +44,23 @@ impl Message {
             tool_calls: Vec::new(),
             tool_call_id: None,
             reasoning_content: None,
+        }
+    }
+}
+
+impl MessageContent {
+    /// The text of the content: the string, or the text parts concatenated (image parts
+    /// dropped), for formats that take plain text in places (a system prompt, a tool result).
+    pub fn text_only(&self) -> String {
+        match self {
+            MessageContent::Text(text) => text.clone(),
+            MessageContent::Parts(parts) => parts
+                .iter()
+                .filter_map(|part| match part {
+                    ContentPart::Text(text) => Some(text.as_str()),
+                    ContentPart::Image(_) => None,
+                })
+                .collect(),
         }
     }
 }

@@ -114,23 +114,10 @@ fn system_text(messages: &[Message]) -> Option<String> {
     let texts: Vec<String> = messages
         .iter()
         .filter(|m| matches!(m.role, Role::System | Role::Developer))
-        .filter_map(|m| m.content.as_ref().map(plain_text))
+        .filter_map(|m| m.content.as_ref().map(MessageContent::text_only))
         .filter(|t| !t.is_empty())
         .collect();
     (!texts.is_empty()).then(|| texts.join("\n\n"))
-}
-
-fn plain_text(content: &MessageContent) -> String {
-    match content {
-        MessageContent::Text(text) => text.clone(),
-        MessageContent::Parts(parts) => parts
-            .iter()
-            .filter_map(|p| match p {
-                ContentPart::Text(t) => Some(t.as_str()),
-                ContentPart::Image(_) => None,
-            })
-            .collect(),
-    }
 }
 
 /// The conversation as alternating turns: tool messages become `tool_result`
@@ -225,7 +212,7 @@ fn tool_result(message: &Message) -> Value {
         Some(MessageContent::Parts(parts)) if parts.iter().any(|p| matches!(p, ContentPart::Image(_))) => {
             Value::Array(content_blocks(message.content.as_ref()))
         }
-        Some(content) => Value::String(plain_text(content)),
+        Some(content) => Value::String(content.text_only()),
         None => Value::String(String::new()),
     };
     json!({

@@ -18,7 +18,7 @@
 
 use aigate_plugin_sdk::ChunkDecoder;
 use aigate_plugin_sdk::types::{
-    ChoiceDelta, FinishReason, ProviderError, Role, SseEvent, StreamChunk, ToolCallDelta, Usage,
+    ChoiceDelta, ProviderError, Role, SseEvent, StreamChunk, ToolCallDelta, Usage,
 };
 use serde_json::Value;
 
@@ -199,15 +199,7 @@ impl ChunkDecoder for MessagesStreamDecoder {
 }
 
 fn empty_delta() -> ChoiceDelta {
-    ChoiceDelta {
-        index: 0,
-        role: None,
-        content: None,
-        reasoning_content: None,
-        tool_calls: Vec::new(),
-        finish_reason: None::<FinishReason>,
-        refusal: None,
-    }
+    ChoiceDelta::default()
 }
 
 /// A non-empty string field.

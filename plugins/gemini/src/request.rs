@@ -35,7 +35,7 @@ fn body(request: &ChatRequest) -> Result<Value, ProviderError> {
         .messages
         .iter()
         .filter(|m| matches!(m.role, Role::System | Role::Developer))
-        .filter_map(|m| m.content.as_ref().map(plain_text))
+        .filter_map(|m| m.content.as_ref().map(MessageContent::text_only))
         .filter(|text| !text.is_empty())
         .map(|text| json!({"text": text}))
         .collect();
@@ -173,7 +173,7 @@ fn user_parts(message: &Message, position: usize) -> Result<Vec<Value>, Provider
 fn model_parts(message: &Message, position: usize) -> Result<Vec<Value>, ProviderError> {
     let mut parts = Vec::new();
     if let Some(content) = &message.content {
-        let text = plain_text(content);
+        let text = content.text_only();
         if !text.is_empty() {
             parts.push(json!({"text": text}));
         }
@@ -205,21 +205,7 @@ fn function_response(messages: &[Message], message: &Message, position: usize) -
                 "messages[{position}]: tool_call_id `{id}` names no tool call of an earlier assistant message"
             ))
         })?;
-    let text = message.content.as_ref().map(plain_text).unwrap_or_default();
+    let text = message.content.as_ref().map(MessageContent::text_only).unwrap_or_default();
     let output = aigate_plugin_sdk::serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text));
     Ok(json!({"functionResponse": {"name": name, "response": {"output": output}}}))
-}
-
-fn plain_text(content: &MessageContent) -> String {
-    match content {
-        MessageContent::Text(text) => text.clone(),
-        MessageContent::Parts(parts) => parts
-            .iter()
-            .filter_map(|part| match part {
-                ContentPart::Text(text) => Some(text.as_str()),
-                ContentPart::Image(_) => None,
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
-    }
 }
