@@ -239,7 +239,7 @@ pub struct RawKeyPlacement {
 
 impl RawConfig {
     /// The configuration without a file: the shipped providers (qwen, openai,
-    /// anthropic) named with their built-in base URLs, so `cargo xtask run`
+    /// anthropic, gemini) named with their built-in base URLs, so `cargo xtask run`
     /// serves qwen with just `QWEN_API_KEY`. A config file names its own.
     pub fn without_file() -> Self {
         let providers =

@@ -22,7 +22,7 @@ pub struct BuiltinProvider {
     pub placement: fn() -> KeyPlacement,
 }
 
-pub const BUILTIN_PROVIDERS: [BuiltinProvider; 3] = [
+pub const BUILTIN_PROVIDERS: [BuiltinProvider; 4] = [
     BuiltinProvider {
         name: "qwen",
         base_url: "https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
@@ -33,6 +33,11 @@ pub const BUILTIN_PROVIDERS: [BuiltinProvider; 3] = [
         name: "anthropic",
         base_url: "https://api.anthropic.com/v1",
         placement: || KeyPlacement::Header { name: HeaderName::from_static("x-api-key"), scheme: None },
+    },
+    BuiltinProvider {
+        name: "gemini",
+        base_url: "https://generativelanguage.googleapis.com/v1beta",
+        placement: || KeyPlacement::Header { name: HeaderName::from_static("x-goog-api-key"), scheme: None },
     },
 ];
 
