@@ -662,6 +662,9 @@ pub fn error_event(err: &ApiError) -> Vec<u8> {
 pub const DONE_EVENT: &[u8] = b"data: [DONE]\n\n";
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

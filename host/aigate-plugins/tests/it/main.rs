@@ -11,6 +11,7 @@ mod calls;
 mod faults;
 mod load;
 mod registry;
+mod stream_properties;
 mod support;
 mod trust;
 mod versions;
