@@ -382,7 +382,8 @@ fn sqlite_env(mock: &MockDashScope, dir: &Path, toml: &str) -> Env {
     let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/dist/qwen.wasm");
     std::fs::copy(&dist, plugins.join("qwen.wasm")).expect("run `cargo xtask build-plugins` first");
     let config = dir.join("aigate.toml");
-    std::fs::write(&config, toml).unwrap();
+    // Only a provider named in config gets a key.
+    std::fs::write(&config, format!("{toml}\n[providers.qwen]\n")).unwrap();
     Env {
         vars: vec![
             ("DATABASE_URL".into(), String::new()),

@@ -67,6 +67,18 @@ async fn anthropic_passes_its_fixtures() {
 }
 
 #[tokio::test]
+async fn gemini_passes_its_fixtures() {
+    // Written on the custom scaffold: no `stream` case, its streams are named by what they hold.
+    let (output, report) = check("gemini.wasm").await;
+    assert!(output.status.success(), "gemini should pass:\n{report}\n{}", String::from_utf8_lossy(&output.stderr));
+    for case in ["gemini/basic/build-request", "gemini/basic/parse-response", "gemini/stream-thoughts/stream", "gemini/stream-tool-call/stream"] {
+        assert!(report.contains(&format!("PASS {case}")), "{case} missing:\n{report}");
+    }
+    assert!(!report.contains("FAIL"), "{report}");
+    assert!(report.trim_end().ends_with("0 failed: OK"), "{report}");
+}
+
+#[tokio::test]
 async fn a_plugin_that_maps_a_field_wrongly_fails_with_a_clear_report() {
     // plugins/mismapped: the openai plugin (it names itself `openai`) sending `max_token`.
     let (output, report) = check("test/mismapped.wasm").await;
