@@ -92,7 +92,7 @@ const TASKS: &[Task] = &[
     Task {
         name: "loadtest",
         about: "build the plugins and the release binaries, then load-test `aigate serve` beside a direct mock upstream \
-                (args go to `aigate-loadgen run`: --duration SECS --warmup SECS --connections N --perf FILE --keep; \
+                (args go to `aigate-loadgen run`: --duration SECS --warmup SECS --connections N --perf FILE --perf-call-graph MODE --keep; \
                 --no-netns runs outside a private network namespace)",
         run: loadtest,
     },

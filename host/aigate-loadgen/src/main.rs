@@ -11,7 +11,8 @@
 //! Options of `run`: `--duration SECS` (measured, default 5), `--warmup SECS` (default 1),
 //! `--connections N` (the capacity row, default 32), `--plugins DIR` (default
 //! `plugins/dist`), `--perf FILE` (record `perf record -e cpu-clock -g` of the gateway during
-//! the JSON capacity run), `--keep` (keep the temporary folder and the gateway's log).
+//! the JSON capacity run), `--perf-call-graph MODE` (perf's `--call-graph` mode, e.g. `dwarf`:
+//! callers through libc and other code without frame pointers), `--keep` (keep the temporary folder and the gateway's log).
 
 mod load;
 mod procs;
@@ -32,7 +33,7 @@ fn main() -> ExitCode {
         _ => {
             eprintln!("usage: aigate-loadgen mock [--listen ADDR] [--threads N]");
             eprintln!("       aigate-loadgen run --aigate BIN [--plugins DIR] [--duration SECS] [--warmup SECS]");
-            eprintln!("                          [--connections N] [--perf FILE] [--keep]");
+            eprintln!("                          [--connections N] [--perf FILE] [--perf-call-graph MODE] [--keep]");
             return ExitCode::from(2);
         }
     };
@@ -99,6 +100,8 @@ pub struct RunOptions {
     pub warmup: Duration,
     pub connections: usize,
     pub perf: Option<PathBuf>,
+    /// `perf record --call-graph` mode; `fp` (frame pointers, what `-g` means) by default.
+    pub perf_call_graph: String,
     pub keep: bool,
 }
 
@@ -111,6 +114,7 @@ impl RunOptions {
             warmup: Duration::from_secs(1),
             connections: 32,
             perf: None,
+            perf_call_graph: "fp".to_owned(),
             keep: false,
         };
         for (name, value) in parse_flags(args, &["keep"])? {
@@ -119,6 +123,7 @@ impl RunOptions {
                 "aigate" => options.aigate = path(),
                 "plugins" => options.plugins = path(),
                 "perf" => options.perf = Some(path()),
+                "perf-call-graph" => options.perf_call_graph = value.unwrap_or_default().to_owned(),
                 "duration" => options.duration = Duration::from_secs_f64(number("duration", value)?),
                 "warmup" => options.warmup = Duration::from_secs_f64(number("warmup", value)?),
                 "connections" => options.connections = number("connections", value)?,

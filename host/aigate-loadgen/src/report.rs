@@ -62,7 +62,7 @@ pub async fn measure(options: &RunOptions, mock: &Mock, gateway: &Gateway) -> Re
             let profile = (!stream && connections > 1)
                 .then_some(options.perf.as_ref())
                 .flatten()
-                .map(|file| start_perf(file, gateway.pid(), options.warmup + options.duration))
+                .map(|file| start_perf(file, &options.perf_call_graph, gateway.pid(), options.warmup + options.duration))
                 .transpose()?;
             let cpu_before = procs::cpu_time(gateway.pid());
             let gateway_sample = load::run(&through(stream), connections, options.warmup, options.duration).await;
@@ -77,9 +77,9 @@ pub async fn measure(options: &RunOptions, mock: &Mock, gateway: &Gateway) -> Re
     Ok(rows)
 }
 
-fn start_perf(file: &std::path::Path, pid: u32, length: Duration) -> Result<Child> {
+fn start_perf(file: &std::path::Path, call_graph: &str, pid: u32, length: Duration) -> Result<Child> {
     Command::new("perf")
-        .args(["record", "-q", "-e", "cpu-clock", "-g", "-p", &pid.to_string(), "-o"])
+        .args(["record", "-q", "-e", "cpu-clock", "--call-graph", call_graph, "-p", &pid.to_string(), "-o"])
         .arg(file)
         .args(["--", "sleep", &format!("{:.1}", length.as_secs_f64())])
         .spawn()

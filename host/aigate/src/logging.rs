@@ -44,13 +44,28 @@ impl fmt::Write for Escaping<'_, '_> {
 
 /// Installs the process's subscriber: `AIGATE_LOG` filter (default `info`),
 /// stderr (stdout carries command output such as a new key).
-pub fn init(json: bool, filter: tracing_subscriber::EnvFilter) {
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+///
+/// Lines are formatted on the thread that logs and written to stderr by a
+/// thread of their own, so a request never waits on a slow terminal, pipe or
+/// disk; that thread writes what has queued up in one go (buffered, flushed
+/// whenever the queue is empty). The queue is lossless: when it is full
+/// (stderr stalled), loggers wait rather than drop lines. Colours only when stderr is a terminal.
+/// Keep the returned guard alive until exit: dropping it flushes the queue.
+#[must_use = "dropping the guard stops the log writer; hold it until the process exits"]
+pub fn init(json: bool, filter: tracing_subscriber::EnvFilter) -> tracing_appender::non_blocking::WorkerGuard {
+    use std::io::IsTerminal as _;
+    let ansi = std::io::stderr().is_terminal();
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("aigate-log")
+        .finish(std::io::BufWriter::with_capacity(64 << 10, std::io::stderr()));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
     if json {
         builder.json().init();
     } else {
         builder.fmt_fields(text_fields()).init();
     }
+    guard
 }
 
 #[cfg(test)]

@@ -105,9 +105,9 @@ fn plugin_check(file: &std::path::Path, fixtures: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn init_logging(json: bool) {
+fn init_logging(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_env("AIGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    aigate::logging::init(json, filter);
+    aigate::logging::init(json, filter)
 }
 
 async fn shutdown_signal() {
@@ -137,7 +137,8 @@ fn main() -> ExitCode {
     // `.env` in the working directory, if any, fills unset variables.
     // Runs before any other thread exists, as setting variables requires.
     let _ = dotenvy::dotenv();
-    init_logging(cli.log_json);
+    // Held to the end of `main`: dropping it flushes the log queue.
+    let _log = init_logging(cli.log_json);
     if let Some(Command::Plugin { command: PluginCommand::Check { file, fixtures } }) = cli.command {
         return plugin_check(&file, fixtures);
     }

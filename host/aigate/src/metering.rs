@@ -1,8 +1,9 @@
 //! Usage records: one per call that reached a provider, whatever its outcome.
 //!
 //! The request path hands each record to a [`UsageSink`] and moves on. The
-//! gateway's sink is [`LedgerSink`]: it logs the record (target
-//! `aigate::usage`) and submits it to the store's batched, durable
+//! gateway's sink is [`LedgerSink`]: it logs the record at debug level
+//! (target `aigate::usage`: `AIGATE_LOG=info,aigate::usage=debug` shows one
+//! line per call; the request log line and the ledger carry the rest) and submits it to the store's batched, durable
 //! `UsageWriter` (the ledger is the single source of truth for billing).
 
 use std::time::Duration;
@@ -120,7 +121,7 @@ impl UsageSink for LedgerSink {
 fn log(r: &UsageRecord) {
     {
         let u = r.usage.as_ref();
-        tracing::info!(
+        tracing::debug!(
             target: "aigate::usage",
             request_id = %r.request_id,
             client_request_id = r.client_request_id.as_deref(),
