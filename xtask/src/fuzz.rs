@@ -45,7 +45,10 @@ pub fn fuzz(root: &Path, args: &[String]) -> Result<()> {
     }
 
     println!("\nfuzzing summary ({seconds} s per target, sanitizer none, libFuzzer via cargo-fuzz):");
-    println!("  {:<16} {:>8} {:>10} {:>8} {:>15} {:>6}  result", "target", "seconds", "runs", "exec/s", "corpus", "cov");
+    println!(
+        "  {:<16} {:>8} {:>10} {:>8} {:>15} {:>6}  result",
+        "target", "seconds", "runs", "exec/s", "corpus", "cov"
+    );
     for r in &reports {
         let corpus = format!("{} -> {}", r.corpus_before, r.corpus_after);
         println!(
@@ -67,14 +70,19 @@ fn parse_args(args: &[String]) -> Result<(u64, Vec<(&'static str, &'static str)>
     while let Some(arg) = args.next() {
         if arg == "--seconds" {
             let value = args.next().context("`--seconds` needs a number")?;
-            seconds = value.parse().ok().filter(|s| *s > 0).with_context(|| {
-                format!("`--seconds {value}`: give a whole number of seconds, at least 1")
-            })?;
+            seconds = value
+                .parse()
+                .ok()
+                .filter(|s| *s > 0)
+                .with_context(|| format!("`--seconds {value}`: give a whole number of seconds, at least 1"))?;
         } else if let Some(target) = TARGETS.iter().find(|(name, _)| name == arg) {
             targets.push(*target);
         } else {
             let names: Vec<&str> = TARGETS.iter().map(|(name, _)| *name).collect();
-            bail!("unknown argument `{arg}`\nusage: cargo xtask fuzz [--seconds N] [TARGET...]\ntargets: {}", names.join(", "));
+            bail!(
+                "unknown argument `{arg}`\nusage: cargo xtask fuzz [--seconds N] [TARGET...]\ntargets: {}",
+                names.join(", ")
+            );
         }
     }
     if targets.is_empty() {

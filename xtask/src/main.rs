@@ -350,7 +350,9 @@ fn ensure_rust_target(root: &Path, target: &str) -> Result<()> {
     // Run from the root so `rust-toolchain.toml` selects the toolchain.
     let installed = match Command::new("rustup").args(["target", "list", "--installed"]).current_dir(root).output() {
         Ok(output) if output.status.success() => String::from_utf8_lossy(&output.stdout).into_owned(),
-        Ok(output) => bail!("`rustup target list --installed` failed: {}", String::from_utf8_lossy(&output.stderr).trim()),
+        Ok(output) => {
+            bail!("`rustup target list --installed` failed: {}", String::from_utf8_lossy(&output.stderr).trim())
+        }
         Err(error) => {
             eprintln!("warning: cannot run rustup ({error}); assuming the {target} target is installed");
             return Ok(());

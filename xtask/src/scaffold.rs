@@ -71,7 +71,9 @@ pub fn new_plugin(root: &Path, name: &str, format: Format) -> Result<()> {
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !name.ends_with('-');
     if !valid {
-        bail!("plugin name `{name}`: use lowercase letters, digits and `-`, starting with a letter (it is the model prefix clients write: `{name}:model`)");
+        bail!(
+            "plugin name `{name}`: use lowercase letters, digits and `-`, starting with a letter (it is the model prefix clients write: `{name}:model`)"
+        );
     }
     let plugins = root.join("plugins");
     let manifest_path = plugins.join("Cargo.toml");
@@ -140,7 +142,13 @@ pub fn scaffold_test(root: &Path) -> Result<()> {
         (
             "demo-custom",
             Format::Custom,
-            &["basic/build-request", "basic/parse-response", "stream/stream", "error-bad-key/error", "error-html/error"],
+            &[
+                "basic/build-request",
+                "basic/parse-response",
+                "stream/stream",
+                "error-bad-key/error",
+                "error-html/error",
+            ],
         ),
     ];
     let temp = std::env::temp_dir().join(format!("aigate-scaffold-test-{}", std::process::id()));
@@ -166,7 +174,10 @@ pub fn scaffold_test(root: &Path) -> Result<()> {
             let report = String::from_utf8_lossy(&output.stdout);
             println!("{report}");
             if !output.status.success() {
-                bail!("`aigate plugin check` failed on the fresh scaffold {name}:\n{report}{}", String::from_utf8_lossy(&output.stderr));
+                bail!(
+                    "`aigate plugin check` failed on the fresh scaffold {name}:\n{report}{}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
             }
             if let Some(case) = cases.iter().find(|case| !report.contains(&format!("PASS {name}/{case}\n"))) {
                 bail!("the scaffold's own fixture {name}/{case} did not run:\n{report}");
@@ -176,7 +187,9 @@ pub fn scaffold_test(root: &Path) -> Result<()> {
     })();
     let _ = fs::remove_dir_all(&temp);
     result?;
-    println!("scaffold test: new-plugin demo (openai) and demo-custom (custom) build with -p and pass `aigate plugin check`");
+    println!(
+        "scaffold test: new-plugin demo (openai) and demo-custom (custom) build with -p and pass `aigate plugin check`"
+    );
     Ok(())
 }
 

@@ -85,20 +85,12 @@ pub(crate) fn is_outage(e: &RedisError) -> bool {
 
 impl From<RedisError> for LimitError {
     fn from(e: RedisError) -> Self {
-        if is_outage(&e) {
-            Self::RedisUnavailable(e)
-        } else {
-            Self::Redis(e)
-        }
+        if is_outage(&e) { Self::RedisUnavailable(e) } else { Self::Redis(e) }
     }
 }
 
 impl From<RedisError> for IdempotencyError {
     fn from(e: RedisError) -> Self {
-        if is_outage(&e) {
-            Self::RedisUnavailable(e)
-        } else {
-            Self::Redis(e)
-        }
+        if is_outage(&e) { Self::RedisUnavailable(e) } else { Self::Redis(e) }
     }
 }

@@ -25,19 +25,12 @@ pub(crate) struct ExpiryMap<K, V, D> {
 
 impl<K: Hash + Eq + Clone + Ord, V, D: Ord + Copy> ExpiryMap<K, V, D> {
     pub(crate) fn new() -> Self {
-        Self {
-            entries: HashMap::new(),
-            queue: BinaryHeap::new(),
-            next_generation: 0,
-        }
+        Self { entries: HashMap::new(), queue: BinaryHeap::new(), next_generation: 0 }
     }
 
     /// The live entry under `key` and its deadline.
     pub(crate) fn get(&self, key: &K, now: D) -> Option<(&V, D)> {
-        self.entries
-            .get(key)
-            .filter(|slot| slot.deadline > now)
-            .map(|slot| (&slot.value, slot.deadline))
+        self.entries.get(key).filter(|slot| slot.deadline > now).map(|slot| (&slot.value, slot.deadline))
     }
 
     /// The entry under `key`, live or expired but not yet swept.
@@ -57,18 +50,8 @@ impl<K: Hash + Eq + Clone + Ord, V, D: Ord + Copy> ExpiryMap<K, V, D> {
             _ => {
                 let generation = self.next_generation;
                 self.next_generation += 1;
-                self.queue
-                    .push(Reverse((deadline, generation, key.clone())));
-                self.entries
-                    .insert(
-                        key,
-                        Slot {
-                            value,
-                            deadline,
-                            generation,
-                        },
-                    )
-                    .map(|slot| slot.value)
+                self.queue.push(Reverse((deadline, generation, key.clone())));
+                self.entries.insert(key, Slot { value, deadline, generation }).map(|slot| slot.value)
             }
         }
     }

@@ -43,14 +43,12 @@ pub use idempotency::key::{KeyError, fingerprint, parse_idempotency_key};
 pub use idempotency::memory::MemoryIdempotencyStore;
 pub use idempotency::record::{BodyKind, SseEvents, StoredResponse};
 pub use idempotency::redis::RedisIdempotencyStore;
-pub use idempotency::{
-    Claim, ClaimGuard, DEFAULT_RECORD_TTL, Fingerprint, IN_PROGRESS_RETRY_HINT, IdempotencyStore,
-};
+pub use idempotency::{Claim, ClaimGuard, DEFAULT_RECORD_TTL, Fingerprint, IN_PROGRESS_RETRY_HINT, IdempotencyStore};
 pub use limits::memory::MemoryRateLimiter;
 pub use limits::redis::RedisRateLimiter;
 pub use limits::{
-    Admission, LimitHit, LimitKey, LimitKind, PERIOD, RateLimiter, RateSnapshot, Reservation,
-    Scope, WindowState, retry_after_headers,
+    Admission, LimitHit, LimitKey, LimitKind, PERIOD, RateLimiter, RateSnapshot, Reservation, Scope, WindowState,
+    retry_after_headers,
 };
 pub use redis_conn::{RedisOptions, connection_manager};
 

@@ -33,10 +33,7 @@ impl Default for RedisOptions {
 impl RedisOptions {
     /// Default options with another key prefix.
     pub fn with_prefix(prefix: impl Into<String>) -> Self {
-        Self {
-            key_prefix: prefix.into(),
-            ..Self::default()
-        }
+        Self { key_prefix: prefix.into(), ..Self::default() }
     }
 }
 
@@ -58,10 +55,7 @@ pub fn connection_manager(url: &str, options: &RedisOptions) -> RedisResult<Conn
 
 /// Runs one Redis call under the operation timeout. A timeout becomes an I/O `TimedOut`
 /// error, so it is classified as an outage like any other connectivity failure.
-pub(crate) async fn bounded<T>(
-    op_timeout: Duration,
-    call: impl Future<Output = RedisResult<T>>,
-) -> RedisResult<T> {
+pub(crate) async fn bounded<T>(op_timeout: Duration, call: impl Future<Output = RedisResult<T>>) -> RedisResult<T> {
     match tokio::time::timeout(op_timeout, call).await {
         Ok(result) => result,
         Err(_) => Err(RedisError::from(io::Error::new(

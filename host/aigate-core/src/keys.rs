@@ -118,9 +118,9 @@ impl ApiKey {
     /// Whether `presented` has the shape of a key this module generates. A
     /// cheap check to answer garbage without a lookup; it proves nothing.
     pub fn is_well_formed(presented: &str) -> bool {
-        presented.strip_prefix(KEY_PREFIX).is_some_and(|rest| {
-            rest.len() == KEY_RANDOM_CHARS && rest.bytes().all(|b| b.is_ascii_alphanumeric())
-        })
+        presented
+            .strip_prefix(KEY_PREFIX)
+            .is_some_and(|rest| rest.len() == KEY_RANDOM_CHARS && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
     }
 }
 
@@ -156,10 +156,7 @@ mod tests {
 
     #[test]
     fn hash_is_sha256_hex() {
-        assert_eq!(
-            KeyHash::of("abc").as_str(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(KeyHash::of("abc").as_str(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(KeyHash::from_hex(KeyHash::of("x").as_str()), Some(KeyHash::of("x")));
         assert_eq!(KeyHash::from_hex("' OR 1=1 --"), None);
         assert_eq!(KeyHash::from_hex(&"A".repeat(64)), None);

@@ -115,10 +115,7 @@ fn parse_unsigned(text: &str, digits: &str, excess: Excess) -> Result<Money, Mon
 
     let mut nanos: i64 = 0;
     for b in whole.bytes() {
-        nanos = nanos
-            .checked_mul(10)
-            .and_then(|n| n.checked_add(i64::from(b - b'0')))
-            .ok_or(MoneyError::Overflow)?;
+        nanos = nanos.checked_mul(10).and_then(|n| n.checked_add(i64::from(b - b'0'))).ok_or(MoneyError::Overflow)?;
     }
     nanos = nanos.checked_mul(NANOS_PER_UNIT).ok_or(MoneyError::Overflow)?;
     let mut frac_nanos: i64 = 0;
@@ -279,10 +276,7 @@ mod tests {
     fn arithmetic_is_checked() {
         assert_eq!(Money::MAX.checked_add(Money::from_nanos(1)), Err(MoneyError::Overflow));
         assert_eq!(Money::from_nanos(i64::MIN).checked_sub(Money::from_nanos(1)), Err(MoneyError::Overflow));
-        assert_eq!(
-            Money::checked_sum([Money::from_nanos(1), Money::from_nanos(2)]),
-            Ok(Money::from_nanos(3))
-        );
+        assert_eq!(Money::checked_sum([Money::from_nanos(1), Money::from_nanos(2)]), Ok(Money::from_nanos(3)));
         assert_eq!(Money::checked_sum([Money::MAX, Money::from_nanos(1)]), Err(MoneyError::Overflow));
     }
 

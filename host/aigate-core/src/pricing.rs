@@ -61,9 +61,7 @@ const BPS_PER_UNIT: i128 = 10_000;
 
 /// Cost of `tokens` at `per_million`, rounded half-up to whole nano-units.
 pub fn component_cost(tokens: u64, per_million: Money) -> Result<Money, MoneyError> {
-    let exact = i128::from(tokens)
-        .checked_mul(i128::from(per_million.nanos()))
-        .ok_or(MoneyError::Overflow)?;
+    let exact = i128::from(tokens).checked_mul(i128::from(per_million.nanos())).ok_or(MoneyError::Overflow)?;
     let rounded = div_round_half_up(exact, TOKENS_PER_MILLION);
     i64::try_from(rounded).map(Money::from_nanos).map_err(|_| MoneyError::Overflow)
 }
@@ -145,10 +143,9 @@ impl PriceRule {
         let cached = usage.cached.min(usage.prompt);
         let reasoning = usage.reasoning.min(usage.completion);
         let (input, cached_input) = match self.cached_input_per_million {
-            Some(price) => (
-                component_cost(usage.prompt - cached, self.input_per_million)?,
-                component_cost(cached, price)?,
-            ),
+            Some(price) => {
+                (component_cost(usage.prompt - cached, self.input_per_million)?, component_cost(cached, price)?)
+            }
             None => (component_cost(usage.prompt, self.input_per_million)?, Money::ZERO),
         };
         let (output, reasoning_output) = match self.reasoning_output_per_million {

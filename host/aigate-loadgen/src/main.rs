@@ -65,10 +65,7 @@ fn parse_flags<'a>(args: &'a [String], flags: &[&str]) -> Result<Vec<(&'a str, O
 }
 
 fn number<T: std::str::FromStr>(name: &str, value: Option<&str>) -> Result<T> {
-    value
-        .unwrap_or_default()
-        .parse()
-        .map_err(|_| anyhow::anyhow!("`--{name}` needs a number"))
+    value.unwrap_or_default().parse().map_err(|_| anyhow::anyhow!("`--{name}` needs a number"))
 }
 
 /// The mock upstream process: serves until killed.
@@ -84,7 +81,8 @@ fn mock(args: &[String]) -> Result<()> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         println!("listening on {}", listener.local_addr()?);
         aigate_testkit::serve_lean(listener, aigate_testkit::MockOptions::default()).await;
         Ok(())

@@ -149,11 +149,7 @@ impl Gateway {
         }
         let path = self.dir.join("gateway.log");
         let text = std::fs::read_to_string(&path).unwrap_or_default();
-        Ok(LogSummary {
-            lines: text.lines().count(),
-            bytes: text.len() as u64,
-            path: self.keep.then_some(path),
-        })
+        Ok(LogSummary { lines: text.lines().count(), bytes: text.len() as u64, path: self.keep.then_some(path) })
     }
 }
 

@@ -62,7 +62,9 @@ pub async fn measure(options: &RunOptions, mock: &Mock, gateway: &Gateway) -> Re
             let profile = (!stream && connections > 1)
                 .then_some(options.perf.as_ref())
                 .flatten()
-                .map(|file| start_perf(file, &options.perf_call_graph, gateway.pid(), options.warmup + options.duration))
+                .map(|file| {
+                    start_perf(file, &options.perf_call_graph, gateway.pid(), options.warmup + options.duration)
+                })
                 .transpose()?;
             let cpu_before = procs::cpu_time(gateway.pid());
             let gateway_sample = load::run(&through(stream), connections, options.warmup, options.duration).await;
@@ -71,7 +73,14 @@ pub async fn measure(options: &RunOptions, mock: &Mock, gateway: &Gateway) -> Re
             if let Some(mut perf) = profile {
                 let _ = perf.wait();
             }
-            rows.push(Row { stream, connections, direct: direct_sample, gateway: gateway_sample, gateway_cpu, gateway_rss });
+            rows.push(Row {
+                stream,
+                connections,
+                direct: direct_sample,
+                gateway: gateway_sample,
+                gateway_cpu,
+                gateway_rss,
+            });
         }
     }
     Ok(rows)

@@ -24,10 +24,9 @@ mod generated {
 pub(crate) use generated::{Provider, ProviderPre};
 
 pub use generated::aigate::provider::types::{
-    AuthScheme, ChatRequest, ChatResponse, Choice, ChoiceDelta, ContentPart, FinishReason,
-    FunctionTool, HttpRequest, HttpResponse, ImageUrl, Message, MessageContent, ModelInfo,
-    PluginInfo, ProviderError, RawCost, ResponseFormat, ResponseMessage, Role, SseEvent,
-    StreamChunk, ToolCall, ToolCallDelta, ToolChoice, Usage,
+    AuthScheme, ChatRequest, ChatResponse, Choice, ChoiceDelta, ContentPart, FinishReason, FunctionTool, HttpRequest,
+    HttpResponse, ImageUrl, Message, MessageContent, ModelInfo, PluginInfo, ProviderError, RawCost, ResponseFormat,
+    ResponseMessage, Role, SseEvent, StreamChunk, ToolCall, ToolCallDelta, ToolChoice, Usage,
 };
 
 /// The (empty) host side of the types-only `types` interface, which the component imports.

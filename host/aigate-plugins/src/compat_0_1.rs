@@ -19,10 +19,10 @@ mod generated {
     });
 }
 
-pub(crate) use generated::{Provider, ProviderPre};
 /// The (empty) host side of the 0.1.0 `types` interface, which a 0.1 component imports.
 pub(crate) use generated::aigate::provider::types as types_interface;
 use generated::aigate::provider::types as old;
+pub(crate) use generated::{Provider, ProviderPre};
 
 /// The contract version these bindings implement.
 pub(crate) const VERSION: &str = "0.1.0";
@@ -40,11 +40,7 @@ fn role(role: &new::Role) -> old::Role {
 }
 
 fn tool_call(call: &new::ToolCall) -> old::ToolCall {
-    old::ToolCall {
-        id: call.id.clone(),
-        name: call.name.clone(),
-        arguments: call.arguments.clone(),
-    }
+    old::ToolCall { id: call.id.clone(), name: call.name.clone(), arguments: call.arguments.clone() }
 }
 
 fn content(content: &new::MessageContent) -> old::MessageContent {
@@ -55,10 +51,9 @@ fn content(content: &new::MessageContent) -> old::MessageContent {
                 .iter()
                 .map(|part| match part {
                     new::ContentPart::Text(text) => old::ContentPart::Text(text.clone()),
-                    new::ContentPart::Image(image) => old::ContentPart::Image(old::ImageUrl {
-                        url: image.url.clone(),
-                        detail: image.detail.clone(),
-                    }),
+                    new::ContentPart::Image(image) => {
+                        old::ContentPart::Image(old::ImageUrl { url: image.url.clone(), detail: image.detail.clone() })
+                    }
                 })
                 .collect(),
         ),
@@ -119,19 +114,12 @@ pub(crate) fn chat_request(request: &new::ChatRequest) -> old::ChatRequest {
 
 /// A provider response as a 0.1.0 plugin sees it.
 pub(crate) fn http_response(response: &new::HttpResponse) -> old::HttpResponse {
-    old::HttpResponse {
-        status: response.status,
-        headers: response.headers.clone(),
-        body: response.body.clone(),
-    }
+    old::HttpResponse { status: response.status, headers: response.headers.clone(), body: response.body.clone() }
 }
 
 /// An SSE event as a 0.1.0 plugin sees it.
 pub(crate) fn sse_event(event: &new::SseEvent) -> old::SseEvent {
-    old::SseEvent {
-        event: event.event.clone(),
-        data: event.data.clone(),
-    }
+    old::SseEvent { event: event.event.clone(), data: event.data.clone() }
 }
 
 // ---- plugin → host (0.1.0 results to current types) -----------------------------------------
@@ -147,11 +135,7 @@ fn new_role(role: old::Role) -> new::Role {
 }
 
 fn model_info(model: old::ModelInfo) -> new::ModelInfo {
-    new::ModelInfo {
-        id: model.id,
-        context_window: model.context_window,
-        max_output_tokens: model.max_output_tokens,
-    }
+    new::ModelInfo { id: model.id, context_window: model.context_window, max_output_tokens: model.max_output_tokens }
 }
 
 fn finish_reason(reason: old::FinishReason) -> new::FinishReason {
@@ -175,10 +159,7 @@ fn usage(usage: old::Usage) -> new::Usage {
 }
 
 fn raw_cost(cost: old::RawCost) -> new::RawCost {
-    new::RawCost {
-        currency: cost.currency,
-        amount: cost.amount,
-    }
+    new::RawCost { currency: cost.currency, amount: cost.amount }
 }
 
 /// `describe` of a 0.1.0 plugin.
@@ -199,12 +180,7 @@ pub(crate) fn plugin_info(info: old::PluginInfo) -> new::PluginInfo {
 }
 
 pub(crate) fn http_request(request: old::HttpRequest) -> new::HttpRequest {
-    new::HttpRequest {
-        method: request.method,
-        url: request.url,
-        headers: request.headers,
-        body: request.body,
-    }
+    new::HttpRequest { method: request.method, url: request.url, headers: request.headers, body: request.body }
 }
 
 pub(crate) fn provider_error(error: old::ProviderError) -> new::ProviderError {
@@ -234,11 +210,7 @@ pub(crate) fn chat_response(response: old::ChatResponse) -> new::ChatResponse {
                         .message
                         .tool_calls
                         .into_iter()
-                        .map(|call| new::ToolCall {
-                            id: call.id,
-                            name: call.name,
-                            arguments: call.arguments,
-                        })
+                        .map(|call| new::ToolCall { id: call.id, name: call.name, arguments: call.arguments })
                         .collect(),
                     refusal: choice.message.refusal,
                 },

@@ -79,10 +79,7 @@ pub enum LoadError {
         host = crate::CONTRACT_VERSION,
         accepted = crate::SUPPORTED_CONTRACTS.iter().map(|v| format!("{}.x", v.rsplit_once('.').map_or(*v, |(mm, _)| mm))).collect::<Vec<_>>().join(", ")
     )]
-    IncompatibleContract {
-        origin: String,
-        plugin_contract: String,
-    },
+    IncompatibleContract { origin: String, plugin_contract: String },
     /// `describe` returned facts that break the contract (empty or invalid name, version that is
     /// not semver, default base URL that is not an absolute http(s) URL, ...).
     #[error("plugin {origin} describes itself wrongly: {what}")]
@@ -126,9 +123,7 @@ pub enum PluginFault {
     Malformed { plugin: String, what: String },
     /// Every instance slot of the pooling allocator is in use: too many concurrent requests.
     /// Retrying later may succeed.
-    #[error(
-        "no free instance slot for plugin `{plugin}`: the runtime is at its max_instances limit"
-    )]
+    #[error("no free instance slot for plugin `{plugin}`: the runtime is at its max_instances limit")]
     Busy { plugin: String },
     /// A fresh instance could not be created for another reason.
     #[error("plugin `{plugin}` could not be instantiated: {message}")]
@@ -175,36 +170,18 @@ mod tests {
 
     #[test]
     fn displays_name_the_plugin_and_the_limit() {
-        let oom = PluginFault::OutOfMemory {
-            plugin: "qwen".into(),
-            limit: 64 << 20,
-        };
-        assert_eq!(
-            oom.to_string(),
-            "plugin `qwen` ran out of memory (limit 64 MiB per instance)"
-        );
-        let cpu = PluginFault::CpuTimeout {
-            plugin: "qwen".into(),
-            budget: Duration::from_millis(200),
-        };
-        assert_eq!(
-            cpu.to_string(),
-            "plugin `qwen` used up its CPU budget of 200ms for one call and was stopped"
-        );
+        let oom = PluginFault::OutOfMemory { plugin: "qwen".into(), limit: 64 << 20 };
+        assert_eq!(oom.to_string(), "plugin `qwen` ran out of memory (limit 64 MiB per instance)");
+        let cpu = PluginFault::CpuTimeout { plugin: "qwen".into(), budget: Duration::from_millis(200) };
+        assert_eq!(cpu.to_string(), "plugin `qwen` used up its CPU budget of 200ms for one call and was stopped");
         assert_eq!(format_bytes(1000), "1000 bytes");
         assert_eq!(format_bytes(3 * 1024), "3 KiB");
     }
 
     #[test]
     fn incompatible_contract_names_both_versions() {
-        let e = LoadError::IncompatibleContract {
-            origin: "x.wasm".into(),
-            plugin_contract: "9.1.0".into(),
-        };
+        let e = LoadError::IncompatibleContract { origin: "x.wasm".into(), plugin_contract: "9.1.0".into() };
         let s = e.to_string();
-        assert!(
-            s.contains("9.1.0") && s.contains(crate::CONTRACT_VERSION) && s.contains("0.1.x"),
-            "{s}"
-        );
+        assert!(s.contains("9.1.0") && s.contains(crate::CONTRACT_VERSION) && s.contains("0.1.x"), "{s}");
     }
 }

@@ -10,14 +10,13 @@ use time::OffsetDateTime;
 use tokio::time::error::Elapsed;
 use wasmtime::component::{ResourceAny, ResourceTable};
 use wasmtime::{
-    PoolConcurrencyLimitError, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap,
-    UpdateDeadline,
+    PoolConcurrencyLimitError, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline,
 };
 use wasmtime_wasi::{Deterministic, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 use crate::canonical::{
-    self, ChatRequest, ChatResponse, HttpRequest, HttpResponse, ModelInfo, PluginInfo, Provider,
-    ProviderError, ProviderPre, SseEvent, StreamChunk,
+    self, ChatRequest, ChatResponse, HttpRequest, HttpResponse, ModelInfo, PluginInfo, Provider, ProviderError,
+    ProviderPre, SseEvent, StreamChunk,
 };
 use crate::compat_0_1;
 use crate::error::PluginFault;
@@ -74,15 +73,7 @@ impl LoadedPlugin {
         pre: AnyPre,
         runtime: Arc<RuntimeInner>,
     ) -> Self {
-        LoadedPlugin {
-            info,
-            hash,
-            source,
-            loaded_at,
-            from_cache,
-            pre,
-            runtime,
-        }
+        LoadedPlugin { info, hash, source, loaded_at, from_cache, pre, runtime }
     }
 
     /// What `describe` returned when the plugin was loaded (the plugin's static facts).
@@ -133,10 +124,7 @@ impl LoadedPlugin {
     /// fault if the plugin's start-up code traps or overruns.
     pub async fn instantiate(self: &Arc<Self>) -> Result<PluginInstance, PluginFault> {
         let sandbox = Sandbox::new(&self.runtime, &self.pre, &self.info.name).await?;
-        Ok(PluginInstance {
-            plugin: Arc::clone(self),
-            sandbox,
-        })
+        Ok(PluginInstance { plugin: Arc::clone(self), sandbox })
     }
 }
 
@@ -206,18 +194,13 @@ impl PluginInstance {
         base_url: &str,
         request: &ChatRequest,
     ) -> Result<Result<HttpRequest, ProviderError>, PluginFault> {
-        let result = call!(
-            &mut self.sandbox,
-            |guest, store| guest.call_build_request(store, base_url, request),
-            async {
+        let result =
+            call!(&mut self.sandbox, |guest, store| guest.call_build_request(store, base_url, request), async {
                 let request = compat_0_1::chat_request(request);
                 let result = guest.call_build_request(store, base_url, &request).await;
                 result.map(|r| compat_0_1::result(r, compat_0_1::http_request))
-            }
-        )?;
-        self.sandbox.check(&result, |r| {
-            validate::provider_result(r, validate::http_request)
-        })?;
+            })?;
+        self.sandbox.check(&result, |r| validate::provider_result(r, validate::http_request))?;
         Ok(result)
     }
 
@@ -227,38 +210,24 @@ impl PluginInstance {
         &mut self,
         response: &HttpResponse,
     ) -> Result<Result<ChatResponse, ProviderError>, PluginFault> {
-        let result = call!(
-            &mut self.sandbox,
-            |guest, store| guest.call_parse_response(store, response),
-            async {
-                let response = compat_0_1::http_response(response);
-                let result = guest.call_parse_response(store, &response).await;
-                result.map(|r| compat_0_1::result(r, compat_0_1::chat_response))
-            }
-        )?;
-        self.sandbox.check(&result, |r| {
-            validate::provider_result(r, validate::chat_response)
+        let result = call!(&mut self.sandbox, |guest, store| guest.call_parse_response(store, response), async {
+            let response = compat_0_1::http_response(response);
+            let result = guest.call_parse_response(store, &response).await;
+            result.map(|r| compat_0_1::result(r, compat_0_1::chat_response))
         })?;
+        self.sandbox.check(&result, |r| validate::provider_result(r, validate::chat_response))?;
         Ok(result)
     }
 
     /// The request that lists the provider's models, when the provider has such an endpoint.
     /// Checked like [`PluginInstance::build_request`].
-    pub async fn build_models_request(
-        &mut self,
-        base_url: &str,
-    ) -> Result<Option<HttpRequest>, PluginFault> {
-        let result = call!(
-            &mut self.sandbox,
-            |guest, store| guest.call_build_models_request(store, base_url),
-            async {
+    pub async fn build_models_request(&mut self, base_url: &str) -> Result<Option<HttpRequest>, PluginFault> {
+        let result =
+            call!(&mut self.sandbox, |guest, store| guest.call_build_models_request(store, base_url), async {
                 let result = guest.call_build_models_request(store, base_url).await;
                 result.map(|r| r.map(compat_0_1::http_request))
-            }
-        )?;
-        self.sandbox.check(&result, |r| {
-            r.as_ref().map_or(Ok(()), validate::http_request)
-        })?;
+            })?;
+        self.sandbox.check(&result, |r| r.as_ref().map_or(Ok(()), validate::http_request))?;
         Ok(result)
     }
 
@@ -267,18 +236,12 @@ impl PluginInstance {
         &mut self,
         response: &HttpResponse,
     ) -> Result<Result<Vec<ModelInfo>, ProviderError>, PluginFault> {
-        let result = call!(
-            &mut self.sandbox,
-            |guest, store| guest.call_parse_models(store, response),
-            async {
-                let response = compat_0_1::http_response(response);
-                let result = guest.call_parse_models(store, &response).await;
-                result.map(|r| compat_0_1::result(r, compat_0_1::models))
-            }
-        )?;
-        self.sandbox.check(&result, |r| {
-            validate::provider_result(r, |m| validate::models(m))
+        let result = call!(&mut self.sandbox, |guest, store| guest.call_parse_models(store, response), async {
+            let response = compat_0_1::http_response(response);
+            let result = guest.call_parse_models(store, &response).await;
+            result.map(|r| compat_0_1::result(r, compat_0_1::models))
         })?;
+        self.sandbox.check(&result, |r| validate::provider_result(r, |m| validate::models(m)))?;
         Ok(result)
     }
 
@@ -291,11 +254,7 @@ impl PluginInstance {
             |guest, store| guest.stream_decoder().call_constructor(store, model),
             guest.stream_decoder().call_constructor(store, model)
         )?;
-        Ok(StreamDecoder {
-            plugin: self.plugin,
-            sandbox: self.sandbox,
-            handle,
-        })
+        Ok(StreamDecoder { plugin: self.plugin, sandbox: self.sandbox, handle })
     }
 }
 
@@ -323,40 +282,27 @@ impl fmt::Debug for StreamDecoder {
 
 impl StreamDecoder {
     /// Decode one event into zero or more canonical chunks, or the provider's error event.
-    pub async fn push(
-        &mut self,
-        event: &SseEvent,
-    ) -> Result<Result<Vec<StreamChunk>, ProviderError>, PluginFault> {
+    pub async fn push(&mut self, event: &SseEvent) -> Result<Result<Vec<StreamChunk>, ProviderError>, PluginFault> {
         let handle = self.handle;
-        let result = call!(
-            &mut self.sandbox,
-            |guest, store| guest.stream_decoder().call_push(store, handle, event),
-            async {
+        let result =
+            call!(&mut self.sandbox, |guest, store| guest.stream_decoder().call_push(store, handle, event), async {
                 let event = compat_0_1::sse_event(event);
                 let result = guest.stream_decoder().call_push(store, handle, &event).await;
                 result.map(|r| compat_0_1::result(r, compat_0_1::chunks))
-            }
-        )?;
-        self.sandbox.check(&result, |r| {
-            validate::provider_result(r, |c| validate::stream_chunks(c))
-        })?;
+            })?;
+        self.sandbox.check(&result, |r| validate::provider_result(r, |c| validate::stream_chunks(c)))?;
         Ok(result)
     }
 
     /// The upstream stream ended: flush whatever the decoder held back.
     pub async fn finish(&mut self) -> Result<Result<Vec<StreamChunk>, ProviderError>, PluginFault> {
         let handle = self.handle;
-        let result = call!(
-            &mut self.sandbox,
-            |guest, store| guest.stream_decoder().call_finish(store, handle),
-            async {
+        let result =
+            call!(&mut self.sandbox, |guest, store| guest.stream_decoder().call_finish(store, handle), async {
                 let result = guest.stream_decoder().call_finish(store, handle).await;
                 result.map(|r| compat_0_1::result(r, compat_0_1::chunks))
-            }
-        )?;
-        self.sandbox.check(&result, |r| {
-            validate::provider_result(r, |c| validate::stream_chunks(c))
-        })?;
+            })?;
+        self.sandbox.check(&result, |r| validate::provider_result(r, |c| validate::stream_chunks(c)))?;
         Ok(result)
     }
 
@@ -414,10 +360,7 @@ pub(crate) struct StoreState {
 
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -432,12 +375,7 @@ struct MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         let allowed = self.limits.memory_growing(current, desired, maximum);
         if !matches!(allowed, Ok(true)) {
             self.refused_memory = true;
@@ -450,12 +388,7 @@ impl ResourceLimiter for MemoryLimiter {
         self.limits.memory_grow_failed(error)
     }
 
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         self.limits.table_growing(current, desired, maximum)
     }
 
@@ -487,11 +420,7 @@ pub(crate) struct Sandbox {
 }
 
 impl Sandbox {
-    pub(crate) async fn new(
-        runtime: &Arc<RuntimeInner>,
-        pre: &AnyPre,
-        label: &str,
-    ) -> Result<Sandbox, PluginFault> {
+    pub(crate) async fn new(runtime: &Arc<RuntimeInner>, pre: &AnyPre, label: &str) -> Result<Sandbox, PluginFault> {
         let config = &runtime.config;
         let stderr = CapturedOutput::default();
         let wasi = WasiCtx::builder()
@@ -505,19 +434,14 @@ impl Sandbox {
             .insecure_random(Deterministic::new(SANDBOX_RANDOM.to_vec()))
             .insecure_random_seed(SANDBOX_RANDOM_SEED)
             .build();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(config.memory_limit_bytes)
-            .trap_on_grow_failure(true)
-            .build();
+        let limits =
+            StoreLimitsBuilder::new().memory_size(config.memory_limit_bytes).trap_on_grow_failure(true).build();
         let mut store = Store::new(
             &runtime.engine,
             StoreState {
                 wasi,
                 table: ResourceTable::new(),
-                limiter: MemoryLimiter {
-                    limits,
-                    refused_memory: false,
-                },
+                limiter: MemoryLimiter { limits, refused_memory: false },
                 stderr,
                 ticks_left: runtime.cpu_budget_ticks,
                 cpu_exhausted: false,
@@ -556,28 +480,19 @@ impl Sandbox {
                 });
             }
             Ok(Err(error)) if is_pool_exhausted(&error) => {
-                return Err(PluginFault::Busy {
-                    plugin: label.to_owned(),
-                });
+                return Err(PluginFault::Busy { plugin: label.to_owned() });
             }
             Ok(Err(error)) => Some(error),
             Err(_elapsed) => None,
         };
-        Err(PartialSandbox {
-            label,
-            runtime,
-            store: &store,
-        }
-        .classify(error, true))
+        Err(PartialSandbox { label, runtime, store: &store }.classify(error, true))
     }
 
     /// Call `describe` (at load time).
     pub(crate) async fn describe(&mut self) -> Result<PluginInfo, PluginFault> {
-        call!(
-            self,
-            |guest, store| guest.call_describe(store),
-            async { guest.call_describe(store).await.map(compat_0_1::plugin_info) }
-        )
+        call!(self, |guest, store| guest.call_describe(store), async {
+            guest.call_describe(store).await.map(compat_0_1::plugin_info)
+        })
     }
 
     /// Refuse to enter a poisoned instance; otherwise give the call a full CPU budget.
@@ -605,27 +520,16 @@ impl Sandbox {
     }
 
     /// Check a returned value against the contract; a violation poisons the sandbox.
-    fn check<T>(
-        &mut self,
-        value: &T,
-        rule: impl FnOnce(&T) -> Result<(), String>,
-    ) -> Result<(), PluginFault> {
+    fn check<T>(&mut self, value: &T, rule: impl FnOnce(&T) -> Result<(), String>) -> Result<(), PluginFault> {
         rule(value).map_err(|what| {
-            let fault = PluginFault::Malformed {
-                plugin: self.label.clone(),
-                what,
-            };
+            let fault = PluginFault::Malformed { plugin: self.label.clone(), what };
             self.fault = Some(fault.clone());
             fault
         })
     }
 
     fn partial(&self) -> PartialSandbox<'_> {
-        PartialSandbox {
-            label: &self.label,
-            runtime: &self.runtime,
-            store: &self.store,
-        }
+        PartialSandbox { label: &self.label, runtime: &self.runtime, store: &self.store }
     }
 }
 
@@ -645,27 +549,17 @@ impl PartialSandbox<'_> {
         let config = &self.runtime.config;
         let state = self.store.data();
         let Some(error) = error else {
-            return PluginFault::WallTimeout {
-                plugin,
-                timeout: config.wall_timeout,
-            };
+            return PluginFault::WallTimeout { plugin, timeout: config.wall_timeout };
         };
         let trap = error.downcast_ref::<Trap>().copied();
         if state.cpu_exhausted || trap == Some(Trap::Interrupt) {
-            return PluginFault::CpuTimeout {
-                plugin,
-                budget: config.cpu_timeout,
-            };
+            return PluginFault::CpuTimeout { plugin, budget: config.cpu_timeout };
         }
         let stderr = state.stderr.message();
-        let allocator_abort = stderr
-            .as_deref()
-            .is_some_and(|s| s.contains("memory allocation of") && s.contains("failed"));
+        let allocator_abort =
+            stderr.as_deref().is_some_and(|s| s.contains("memory allocation of") && s.contains("failed"));
         if state.limiter.refused_memory || allocator_abort {
-            return PluginFault::OutOfMemory {
-                plugin,
-                limit: config.memory_limit_bytes,
-            };
+            return PluginFault::OutOfMemory { plugin, limit: config.memory_limit_bytes };
         }
         let cause = match trap {
             Some(trap) => trap.to_string(),
@@ -675,9 +569,7 @@ impl PartialSandbox<'_> {
         // with what the plugin said, keep the trap as the detail.
         let message = match stderr {
             Some(stderr) => {
-                let said = stderr
-                    .find("panicked at")
-                    .map_or(stderr.as_str(), |at| &stderr[at..]);
+                let said = stderr.find("panicked at").map_or(stderr.as_str(), |at| &stderr[at..]);
                 format!("{said} ({cause})")
             }
             None => cause,
@@ -691,7 +583,5 @@ impl PartialSandbox<'_> {
 }
 
 fn is_pool_exhausted(error: &wasmtime::Error) -> bool {
-    error
-        .chain()
-        .any(|cause| cause.is::<PoolConcurrencyLimitError>())
+    error.chain().any(|cause| cause.is::<PoolConcurrencyLimitError>())
 }

@@ -73,8 +73,7 @@ pub fn contract_compatible(version: &str) -> bool {
         return false;
     };
     SUPPORTED_CONTRACTS.iter().any(|supported| {
-        semver::Version::parse(supported)
-            .is_ok_and(|host| plugin.major == host.major && plugin.minor == host.minor)
+        semver::Version::parse(supported).is_ok_and(|host| plugin.major == host.major && plugin.minor == host.minor)
     })
 }
 

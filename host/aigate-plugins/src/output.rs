@@ -59,11 +59,7 @@ impl CapturedOutput {
             .map(str::trim_end)
             .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
             .collect();
-        if lines.is_empty() {
-            None
-        } else {
-            Some(lines.join(" "))
-        }
+        if lines.is_empty() { None } else { Some(lines.join(" ")) }
     }
 }
 
@@ -104,11 +100,7 @@ impl Pollable for CapturedOutput {
 }
 
 impl tokio::io::AsyncWrite for CapturedOutput {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.append(buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -131,14 +123,9 @@ mod tests {
         let out = CapturedOutput::default();
         out.append(&vec![b'x'; CAPTURE_LIMIT]);
         out.append(b"\nthread '<unnamed>' panicked at src/lib.rs:3:5:\nboom\n");
-        out.append(
-            b"note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n",
-        );
+        out.append(b"note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n");
         let message = out.message().unwrap_or_default();
-        assert!(
-            message.ends_with("panicked at src/lib.rs:3:5: boom"),
-            "{message}"
-        );
+        assert!(message.ends_with("panicked at src/lib.rs:3:5: boom"), "{message}");
         assert!(out.contents().len() <= CAPTURE_LIMIT);
     }
 

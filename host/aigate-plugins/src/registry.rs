@@ -68,9 +68,7 @@ impl fmt::Debug for PluginRegistry {
         let plugins = self.plugins.load();
         let mut names: Vec<&String> = plugins.keys().collect();
         names.sort();
-        f.debug_struct("PluginRegistry")
-            .field("plugins", &names)
-            .finish_non_exhaustive()
+        f.debug_struct("PluginRegistry").field("plugins", &names).finish_non_exhaustive()
     }
 }
 
@@ -137,29 +135,19 @@ impl PluginRegistry {
     /// A registry that loads only files whose content hash (hex sha256, any case) is in
     /// `trusted`; `None` trusts every file in the folder. A file outside the list is refused
     /// without being compiled, and its status says its hash is not trusted.
-    pub fn with_trusted_hashes(
-        runtime: PluginRuntime,
-        trusted: Option<impl IntoIterator<Item = String>>,
-    ) -> Arc<Self> {
+    pub fn with_trusted_hashes(runtime: PluginRuntime, trusted: Option<impl IntoIterator<Item = String>>) -> Arc<Self> {
         Arc::new(PluginRegistry {
             runtime,
             plugins: ArcSwap::from_pointee(HashMap::new()),
             files: Mutex::new(BTreeMap::new()),
             sync: tokio::sync::Mutex::new(()),
-            trusted: trusted.map(|hashes| {
-                hashes
-                    .into_iter()
-                    .map(|hash| hash.trim().to_ascii_lowercase())
-                    .collect()
-            }),
+            trusted: trusted.map(|hashes| hashes.into_iter().map(|hash| hash.trim().to_ascii_lowercase()).collect()),
         })
     }
 
     /// Whether content with this hash may load.
     fn is_trusted(&self, hash: &str) -> bool {
-        self.trusted
-            .as_ref()
-            .is_none_or(|trusted| trusted.contains(hash))
+        self.trusted.as_ref().is_none_or(|trusted| trusted.contains(hash))
     }
 
     /// The runtime plugins are loaded through.
@@ -206,11 +194,7 @@ impl PluginRegistry {
     /// [`PluginRegistry::load_dir`]). In this order, a file dropped while the first scan runs
     /// is seen by the watcher even when the scan listed the folder before it arrived. Returns
     /// how many files serve a plugin after the scan, and the watch guard.
-    pub async fn start(
-        self: &Arc<Self>,
-        dir: &Path,
-        watch: bool,
-    ) -> Result<(usize, Option<WatchGuard>), RuntimeError> {
+    pub async fn start(self: &Arc<Self>, dir: &Path, watch: bool) -> Result<(usize, Option<WatchGuard>), RuntimeError> {
         let guard = if watch { Some(self.watch(dir)?) } else { None };
         Ok((self.load_dir(dir).await, guard))
     }
@@ -238,19 +222,9 @@ impl PluginRegistry {
                     contract_version: serving.map(|p| p.contract_version().to_owned()),
                     hash: serving.map(|p| p.hash().to_owned()),
                     loaded_at: serving.and_then(|p| p.loaded_at().format(&Rfc3339).ok()),
-                    state: if serving.is_some() {
-                        "serving"
-                    } else {
-                        "refused"
-                    },
-                    last_error: state
-                        .last_error
-                        .as_ref()
-                        .map(|(message, _)| message.clone()),
-                    last_error_at: state
-                        .last_error
-                        .as_ref()
-                        .and_then(|(_, at)| at.format(&Rfc3339).ok()),
+                    state: if serving.is_some() { "serving" } else { "refused" },
+                    last_error: state.last_error.as_ref().map(|(message, _)| message.clone()),
+                    last_error_at: state.last_error.as_ref().and_then(|(_, at)| at.format(&Rfc3339).ok()),
                 }
             })
             .collect()
@@ -261,40 +235,26 @@ impl PluginRegistry {
     /// the rules in the module documentation. Must be called within a tokio runtime. Dropping
     /// the returned guard stops watching.
     pub fn watch(self: &Arc<Self>, dir: &Path) -> Result<WatchGuard, RuntimeError> {
-        let handle =
-            tokio::runtime::Handle::try_current().map_err(|_| RuntimeError::NoAsyncRuntime)?;
-        let watch_error = |source| RuntimeError::Watch {
-            dir: dir.to_path_buf(),
-            source,
-        };
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| RuntimeError::NoAsyncRuntime)?;
+        let watch_error = |source| RuntimeError::Watch { dir: dir.to_path_buf(), source };
         let (events, received) = mpsc::unbounded_channel::<PathBuf>();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                match event {
-                    Ok(event) if is_change(&event.kind) => {
-                        for path in event.paths {
-                            // Fails only when the reload task is gone, i.e. we are shutting down.
-                            let _ = events.send(path);
-                        }
+        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            match event {
+                Ok(event) if is_change(&event.kind) => {
+                    for path in event.paths {
+                        // Fails only when the reload task is gone, i.e. we are shutting down.
+                        let _ = events.send(path);
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "plugin folder watcher error"),
                 }
-            })
-            .map_err(watch_error)?;
-        watcher
-            .watch(dir, RecursiveMode::NonRecursive)
-            .map_err(watch_error)?;
-        tracing::info!(dir = %dir.display(), "watching the plugin folder");
-        let task = handle.spawn(reload_task(
-            Arc::downgrade(self),
-            dir.to_path_buf(),
-            received,
-        ));
-        Ok(WatchGuard {
-            _watcher: watcher,
-            task,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "plugin folder watcher error"),
+            }
         })
+        .map_err(watch_error)?;
+        watcher.watch(dir, RecursiveMode::NonRecursive).map_err(watch_error)?;
+        tracing::info!(dir = %dir.display(), "watching the plugin folder");
+        let task = handle.spawn(reload_task(Arc::downgrade(self), dir.to_path_buf(), received));
+        Ok(WatchGuard { _watcher: watcher, task })
     }
 
     fn lock_files(&self) -> MutexGuard<'_, BTreeMap<String, FileState>> {
@@ -311,9 +271,7 @@ impl PluginRegistry {
         while let Some((path, force)) = queue.pop_front() {
             for name in self.sync_file(&path, force).await {
                 let files = self.lock_files();
-                let waiting = files
-                    .values()
-                    .filter(|state| state.conflict.as_deref() == Some(&name));
+                let waiting = files.values().filter(|state| state.conflict.as_deref() == Some(&name));
                 queue.extend(waiting.map(|state| (state.path.clone(), true)));
             }
         }
@@ -361,11 +319,7 @@ impl PluginRegistry {
             self.refuse(&file, path, Some(hash), None, message);
             return Vec::new();
         }
-        match self
-            .runtime
-            .load_bytes(path.display().to_string(), bytes)
-            .await
-        {
+        match self.runtime.load_bytes(path.display().to_string(), bytes).await {
             Ok(plugin) => self.install(&file, path, plugin),
             Err(e) => {
                 self.refuse(&file, path, Some(hash), None, e.to_string());
@@ -379,9 +333,7 @@ impl PluginRegistry {
         let name = plugin.name().to_owned();
         let owner = files
             .iter()
-            .find(|(other, state)| {
-                other.as_str() != file && state.serving.as_ref().is_some_and(|p| p.name() == name)
-            })
+            .find(|(other, state)| other.as_str() != file && state.serving.as_ref().is_some_and(|p| p.name() == name))
             .map(|(other, _)| other.clone());
         if let Some(owner) = owner {
             let message = format!(
@@ -389,13 +341,7 @@ impl PluginRegistry {
                  to one file (remove or rename one of them)"
             );
             drop(files);
-            self.refuse(
-                file,
-                path,
-                Some(plugin.hash().to_owned()),
-                Some(name),
-                message,
-            );
+            self.refuse(file, path, Some(plugin.hash().to_owned()), Some(name), message);
             return Vec::new();
         }
 
@@ -440,14 +386,7 @@ impl PluginRegistry {
         freed
     }
 
-    fn refuse(
-        &self,
-        file: &str,
-        path: &Path,
-        hash: Option<String>,
-        conflict: Option<String>,
-        message: String,
-    ) {
+    fn refuse(&self, file: &str, path: &Path, hash: Option<String>, conflict: Option<String>, message: String) {
         let mut files = self.lock_files();
         let state = files.entry(file.to_owned()).or_default();
         state.path = path.to_path_buf();
@@ -476,10 +415,7 @@ impl PluginRegistry {
         };
         let name = plugin.name().to_owned();
         let map = self.plugins.load();
-        if map
-            .get(&name)
-            .is_some_and(|serving| Arc::ptr_eq(serving, &plugin))
-        {
+        if map.get(&name).is_some_and(|serving| Arc::ptr_eq(serving, &plugin)) {
             let mut map = HashMap::clone(&map);
             map.remove(&name);
             self.plugins.store(Arc::new(map));
@@ -491,11 +427,7 @@ impl PluginRegistry {
 }
 
 /// The reload task of one watched folder: debounce per path, then synchronise.
-async fn reload_task(
-    registry: Weak<PluginRegistry>,
-    dir: PathBuf,
-    mut events: mpsc::UnboundedReceiver<PathBuf>,
-) {
+async fn reload_task(registry: Weak<PluginRegistry>, dir: PathBuf, mut events: mpsc::UnboundedReceiver<PathBuf>) {
     let mut pending: HashMap<PathBuf, Instant> = HashMap::new();
     loop {
         let next_due = pending.values().min().copied();
@@ -532,19 +464,14 @@ fn is_change(kind: &EventKind) -> bool {
     match kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
         EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_)) => false,
-        EventKind::Any
-        | EventKind::Create(_)
-        | EventKind::Modify(_)
-        | EventKind::Remove(_)
-        | EventKind::Other => true,
+        EventKind::Any | EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Other => true,
     }
 }
 
 /// The registry key of a plugin file: its file name, when it is a visible `*.wasm` file.
 fn file_key(path: &Path) -> Option<String> {
     let name = path.file_name()?.to_str()?;
-    (name.ends_with(".wasm") && name.len() > ".wasm".len() && !name.starts_with('.'))
-        .then(|| name.to_owned())
+    (name.ends_with(".wasm") && name.len() > ".wasm".len() && !name.starts_with('.')).then(|| name.to_owned())
 }
 
 async fn list_plugin_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
@@ -593,38 +520,19 @@ mod tests {
 
     #[test]
     fn only_visible_wasm_files_count() {
-        assert_eq!(
-            file_key(Path::new("/p/qwen.wasm")).as_deref(),
-            Some("qwen.wasm")
-        );
-        for ignored in [
-            "/p/.qwen.wasm",
-            "/p/qwen.wasm.tmp",
-            "/p/.wasm",
-            "/p/qwen",
-            "/p/x.WASM.part",
-        ] {
+        assert_eq!(file_key(Path::new("/p/qwen.wasm")).as_deref(), Some("qwen.wasm"));
+        for ignored in ["/p/.qwen.wasm", "/p/qwen.wasm.tmp", "/p/.wasm", "/p/qwen", "/p/x.WASM.part"] {
             assert_eq!(file_key(Path::new(ignored)), None, "{ignored}");
         }
     }
 
     #[test]
     fn own_reads_do_not_count_as_changes() {
-        assert!(!is_change(&EventKind::Access(AccessKind::Open(
-            AccessMode::Any
-        ))));
-        assert!(!is_change(&EventKind::Access(AccessKind::Close(
-            AccessMode::Read
-        ))));
-        assert!(is_change(&EventKind::Access(AccessKind::Close(
-            AccessMode::Write
-        ))));
-        assert!(is_change(&EventKind::Modify(ModifyKind::Data(
-            DataChange::Any
-        ))));
-        assert!(is_change(&EventKind::Modify(ModifyKind::Name(
-            RenameMode::To
-        ))));
+        assert!(!is_change(&EventKind::Access(AccessKind::Open(AccessMode::Any))));
+        assert!(!is_change(&EventKind::Access(AccessKind::Close(AccessMode::Read))));
+        assert!(is_change(&EventKind::Access(AccessKind::Close(AccessMode::Write))));
+        assert!(is_change(&EventKind::Modify(ModifyKind::Data(DataChange::Any))));
+        assert!(is_change(&EventKind::Modify(ModifyKind::Name(RenameMode::To))));
         assert!(is_change(&EventKind::Create(CreateKind::File)));
         assert!(is_change(&EventKind::Remove(RemoveKind::File)));
     }

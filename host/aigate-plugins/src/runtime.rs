@@ -112,47 +112,35 @@ pub(crate) struct RuntimeInner {
 
 impl fmt::Debug for PluginRuntime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PluginRuntime")
-            .field("config", &self.inner.config)
-            .finish_non_exhaustive()
+        f.debug_struct("PluginRuntime").field("config", &self.inner.config).finish_non_exhaustive()
     }
 }
 
 impl PluginRuntime {
     /// Create the engine, the linker and the epoch ticker, and the cache folder if configured.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
-        let engine = Engine::new(&engine_config(&config)).map_err(|e| RuntimeError::Engine {
-            message: format!("{e:#}"),
-        })?;
+        let engine =
+            Engine::new(&engine_config(&config)).map_err(|e| RuntimeError::Engine { message: format!("{e:#}") })?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| RuntimeError::Linker {
-            message: format!("{e:#}"),
-        })?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| RuntimeError::Linker { message: format!("{e:#}") })?;
         // The contract's `types` interface holds only types, but the component still imports it,
         // at the version it was built against: provide every supported one.
         canonical::types_interface::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .and_then(|()| {
-                compat_0_1::types_interface::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            })
-            .map_err(|e| RuntimeError::Linker {
-                message: format!("{e:#}"),
-            })?;
+            .and_then(|()| compat_0_1::types_interface::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))
+            .map_err(|e| RuntimeError::Linker { message: format!("{e:#}") })?;
 
         let cache_key = match &config.cache_dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|source| RuntimeError::CacheDir {
-                    path: dir.clone(),
-                    source,
-                })?;
+                std::fs::create_dir_all(dir).map_err(|source| RuntimeError::CacheDir { path: dir.clone(), source })?;
                 Some(CacheKey::read_or_create(dir)?)
             }
             None => None,
         };
 
         let tick_nanos = EPOCH_TICK.as_nanos().max(1);
-        let cpu_budget_ticks =
-            u64::try_from(config.cpu_timeout.as_nanos().div_ceil(tick_nanos)).unwrap_or(u64::MAX);
+        let cpu_budget_ticks = u64::try_from(config.cpu_timeout.as_nanos().div_ceil(tick_nanos)).unwrap_or(u64::MAX);
         let engine_key = engine_key(&engine);
         let ticker = EpochTicker::start(engine.clone()).map_err(RuntimeError::Ticker)?;
 
@@ -177,12 +165,7 @@ impl PluginRuntime {
     /// Read and load one plugin file. See [`PluginRuntime::load_bytes`].
     pub async fn load(&self, path: &Path) -> Result<Arc<LoadedPlugin>, LoadError> {
         let origin = path.display().to_string();
-        let bytes = tokio::fs::read(path)
-            .await
-            .map_err(|source| LoadError::Read {
-                origin: origin.clone(),
-                source,
-            })?;
+        let bytes = tokio::fs::read(path).await.map_err(|source| LoadError::Read { origin: origin.clone(), source })?;
         self.load_bytes(origin, bytes).await
     }
 
@@ -201,11 +184,7 @@ impl PluginRuntime {
     ///    must be compatible with [`crate::CONTRACT_VERSION`] (see [`contract_compatible`]), the name a
     ///    lowercase identifier (`[a-z0-9][a-z0-9._-]*`, at most 64 bytes), the version semver,
     ///    the default base URL an absolute http(s) URL.
-    pub async fn load_bytes(
-        &self,
-        origin: String,
-        bytes: Vec<u8>,
-    ) -> Result<Arc<LoadedPlugin>, LoadError> {
+    pub async fn load_bytes(&self, origin: String, bytes: Vec<u8>) -> Result<Arc<LoadedPlugin>, LoadError> {
         let started = Instant::now();
         let inner = Arc::clone(&self.inner);
         let task_origin = origin.clone();
@@ -224,17 +203,8 @@ impl PluginRuntime {
 
         let mut sandbox = Sandbox::new(&self.inner, &pre, &origin)
             .await
-            .map_err(|fault| LoadError::Describe {
-                origin: origin.clone(),
-                fault,
-            })?;
-        let info = sandbox
-            .describe()
-            .await
-            .map_err(|fault| LoadError::Describe {
-                origin: origin.clone(),
-                fault,
-            })?;
+            .map_err(|fault| LoadError::Describe { origin: origin.clone(), fault })?;
+        let info = sandbox.describe().await.map_err(|fault| LoadError::Describe { origin: origin.clone(), fault })?;
         drop(sandbox);
         validate_info(&origin, &info)?;
         let exported = match &pre {
@@ -283,16 +253,11 @@ impl PluginRuntime {
             .exports(&self.inner.engine)
             .filter_map(|(name, _)| name.strip_prefix(ADAPTER).map(str::to_owned))
             .collect();
-        let contract_error = |message: String| LoadError::Contract {
-            origin: origin.to_owned(),
-            message,
-        };
+        let contract_error = |message: String| LoadError::Contract { origin: origin.to_owned(), message };
         let version = match exported.as_slice() {
             [version] => version.clone(),
             [] => {
-                return Err(contract_error(
-                    "the component exports no aigate:provider/adapter interface".to_owned(),
-                ));
+                return Err(contract_error("the component exports no aigate:provider/adapter interface".to_owned()));
             }
             many => {
                 return Err(contract_error(format!(
@@ -306,14 +271,9 @@ impl PluginRuntime {
         if same_minor(&version, crate::CONTRACT_VERSION) {
             ProviderPre::new(instance_pre).map(AnyPre::Current).map_err(link)
         } else if same_minor(&version, compat_0_1::VERSION) {
-            compat_0_1::ProviderPre::new(instance_pre)
-                .map(AnyPre::V0_1)
-                .map_err(link)
+            compat_0_1::ProviderPre::new(instance_pre).map(AnyPre::V0_1).map_err(link)
         } else {
-            Err(LoadError::IncompatibleContract {
-                origin: origin.to_owned(),
-                plugin_contract: version,
-            })
+            Err(LoadError::IncompatibleContract { origin: origin.to_owned(), plugin_contract: version })
         }
     }
 }
@@ -410,19 +370,14 @@ impl CacheKey {
         let mut name = dir.clone().into_os_string();
         name.push(".key");
         let path = PathBuf::from(name);
-        let error = |message: String| RuntimeError::CacheKey {
-            path: path.clone(),
-            message,
-        };
+        let error = |message: String| RuntimeError::CacheKey { path: path.clone(), message };
         if !path.exists() {
             let mut key = [0u8; 32];
             getrandom::fill(&mut key).map_err(|e| error(format!("no random bytes: {e}")))?;
             static COUNTER: AtomicU64 = AtomicU64::new(0);
             let tmp = path.with_file_name(format!(
                 ".{}.{}.{}.tmp",
-                path.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
+                path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
                 std::process::id(),
                 COUNTER.fetch_add(1, Ordering::Relaxed)
             ));
@@ -491,10 +446,8 @@ fn compile_or_map(
         }
     }
 
-    let component = Component::new(&inner.engine, bytes).map_err(|e| LoadError::Compile {
-        origin: origin.to_owned(),
-        message: format!("{e:#}"),
-    })?;
+    let component = Component::new(&inner.engine, bytes)
+        .map_err(|e| LoadError::Compile { origin: origin.to_owned(), message: format!("{e:#}") })?;
 
     if let Some((path, key)) = &cache {
         match component.serialize() {
@@ -534,10 +487,7 @@ fn load_cached(inner: &RuntimeInner, key: &CacheKey, hash: &str, file: &[u8]) ->
 fn write_cache_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let file_name = path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let file_name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{file_name}.{}.{n}.tmp", std::process::id()));
     let result = std::fs::write(&tmp, contents).and_then(|()| std::fs::rename(&tmp, path));
     if result.is_err() {
@@ -554,10 +504,7 @@ fn validate_info(origin: &str, info: &PluginInfo) -> Result<(), LoadError> {
             plugin_contract: info.contract_version.clone(),
         });
     }
-    let invalid = |what: String| LoadError::InvalidInfo {
-        origin: origin.to_owned(),
-        what,
-    };
+    let invalid = |what: String| LoadError::InvalidInfo { origin: origin.to_owned(), what };
     if !valid_plugin_name(&info.name) {
         return Err(invalid(format!(
             "name {:?} is not a lowercase identifier ([a-z0-9][a-z0-9._-]*, at most 64 bytes)",
@@ -565,10 +512,7 @@ fn validate_info(origin: &str, info: &PluginInfo) -> Result<(), LoadError> {
         )));
     }
     if let Err(e) = semver::Version::parse(&info.version) {
-        return Err(invalid(format!(
-            "version {:?} is not semver: {e}",
-            info.version
-        )));
+        return Err(invalid(format!("version {:?} is not semver: {e}", info.version)));
     }
     if let Err(what) = crate::validate::http_url(&info.default_base_url) {
         return Err(invalid(format!("default-base-url: {what}")));
@@ -576,9 +520,7 @@ fn validate_info(origin: &str, info: &PluginInfo) -> Result<(), LoadError> {
     match &info.auth {
         canonical::AuthScheme::Header(name) => {
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(invalid(format!(
-                    "auth header name {name:?} is not a valid header name"
-                )));
+                return Err(invalid(format!("auth header name {name:?} is not a valid header name")));
             }
         }
         canonical::AuthScheme::Query(name) => {
@@ -608,13 +550,11 @@ struct EpochTicker {
 impl EpochTicker {
     fn start(engine: Engine) -> std::io::Result<Self> {
         let (stop, stopped) = mpsc::channel::<()>();
-        std::thread::Builder::new()
-            .name("aigate-plugin-epoch".to_owned())
-            .spawn(move || {
-                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(EPOCH_TICK) {
-                    engine.increment_epoch();
-                }
-            })?;
+        std::thread::Builder::new().name("aigate-plugin-epoch".to_owned()).spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(EPOCH_TICK) {
+                engine.increment_epoch();
+            }
+        })?;
         Ok(EpochTicker { _stop: stop })
     }
 }
@@ -629,15 +569,7 @@ mod tests {
         for ok in ["qwen", "openai", "open-ai.v2", "a", "x_1"] {
             assert!(valid_plugin_name(ok), "{ok}");
         }
-        for bad in [
-            "",
-            "Qwen",
-            "qwen:max",
-            "a/b",
-            "-x",
-            " qwen",
-            &"a".repeat(65),
-        ] {
+        for bad in ["", "Qwen", "qwen:max", "a/b", "-x", " qwen", &"a".repeat(65)] {
             assert!(!valid_plugin_name(bad), "{bad}");
         }
     }
@@ -649,10 +581,7 @@ mod tests {
         write_cache_file(&path, b"one").unwrap();
         write_cache_file(&path, b"two").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 1, "no temp file left behind: {names:?}");
     }
 
@@ -664,10 +593,7 @@ mod tests {
 
     #[test]
     fn engine_key_is_stable_for_one_configuration() {
-        let config = RuntimeConfig {
-            max_instances: 2,
-            ..RuntimeConfig::default()
-        };
+        let config = RuntimeConfig { max_instances: 2, ..RuntimeConfig::default() };
         let a = Engine::new(&engine_config(&config)).unwrap();
         let b = Engine::new(&engine_config(&config)).unwrap();
         assert_eq!(engine_key(&a), engine_key(&b));
@@ -685,10 +611,7 @@ mod tests {
             models: vec![],
         };
         let err = validate_info("x.wasm", &info).unwrap_err();
-        assert!(
-            matches!(err, LoadError::IncompatibleContract { .. }),
-            "{err}"
-        );
+        assert!(matches!(err, LoadError::IncompatibleContract { .. }), "{err}");
         assert!(err.to_string().contains(crate::CONTRACT_VERSION));
     }
 }

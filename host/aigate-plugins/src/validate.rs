@@ -8,8 +8,7 @@ use crate::canonical::{ChatResponse, HttpRequest, ModelInfo, ProviderError, RawC
 
 /// An absolute `http`/`https` URL with a host.
 pub(crate) fn http_url(text: &str) -> Result<(), String> {
-    let url =
-        url::Url::parse(text).map_err(|e| format!("{text:?} is not an absolute URL ({e})"))?;
+    let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not an absolute URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("{text:?} is not an http(s) URL"));
     }
@@ -23,22 +22,15 @@ pub(crate) fn http_url(text: &str) -> Result<(), String> {
 /// and values `http` accepts.
 pub(crate) fn http_request(request: &HttpRequest) -> Result<(), String> {
     if request.method.is_empty() || http::Method::from_bytes(request.method.as_bytes()).is_err() {
-        return Err(format!(
-            "method {:?} is not a valid HTTP method",
-            request.method
-        ));
+        return Err(format!("method {:?} is not a valid HTTP method", request.method));
     }
     http_url(&request.url).map_err(|e| format!("url {e}"))?;
     for (name, value) in &request.headers {
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            return Err(format!(
-                "header name {name:?} is not a valid HTTP header name"
-            ));
+            return Err(format!("header name {name:?} is not a valid HTTP header name"));
         }
         if http::HeaderValue::from_str(value).is_err() {
-            return Err(format!(
-                "the value of header {name:?} is not a valid HTTP header value"
-            ));
+            return Err(format!("the value of header {name:?} is not a valid HTTP header value"));
         }
     }
     Ok(())
@@ -47,23 +39,16 @@ pub(crate) fn http_request(request: &HttpRequest) -> Result<(), String> {
 /// A provider error's status must be an HTTP status the host can answer with.
 pub(crate) fn provider_error(error: &ProviderError) -> Result<(), String> {
     if !(100..=599).contains(&error.status) {
-        return Err(format!(
-            "provider-error status {} is not an HTTP status code",
-            error.status
-        ));
+        return Err(format!("provider-error status {} is not an HTTP status code", error.status));
     }
     Ok(())
 }
 
 /// Exact decimal text (`0.000123`) in an ISO 4217 code (`USD`): the host meters with it.
 fn raw_cost(cost: &RawCost) -> Result<(), String> {
-    let currency_ok =
-        cost.currency.len() == 3 && cost.currency.bytes().all(|b| b.is_ascii_uppercase());
+    let currency_ok = cost.currency.len() == 3 && cost.currency.bytes().all(|b| b.is_ascii_uppercase());
     if !currency_ok {
-        return Err(format!(
-            "raw-cost currency {:?} is not an ISO 4217 code",
-            cost.currency
-        ));
+        return Err(format!("raw-cost currency {:?} is not an ISO 4217 code", cost.currency));
     }
     let (int, frac) = match cost.amount.split_once('.') {
         Some((int, frac)) => (int, Some(frac)),
@@ -71,10 +56,7 @@ fn raw_cost(cost: &RawCost) -> Result<(), String> {
     };
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if !digits(int) || !frac.is_none_or(digits) {
-        return Err(format!(
-            "raw-cost amount {:?} is not a non-negative decimal",
-            cost.amount
-        ));
+        return Err(format!("raw-cost amount {:?} is not a non-negative decimal", cost.amount));
     }
     Ok(())
 }
@@ -84,10 +66,7 @@ pub(crate) fn chat_response(response: &ChatResponse) -> Result<(), String> {
 }
 
 pub(crate) fn stream_chunks(chunks: &[StreamChunk]) -> Result<(), String> {
-    chunks
-        .iter()
-        .filter_map(|c| c.raw_cost.as_ref())
-        .try_for_each(raw_cost)
+    chunks.iter().filter_map(|c| c.raw_cost.as_ref()).try_for_each(raw_cost)
 }
 
 pub(crate) fn models(models: &[ModelInfo]) -> Result<(), String> {
@@ -116,21 +95,14 @@ mod tests {
         HttpRequest {
             method: method.into(),
             url: url.into(),
-            headers: headers
-                .iter()
-                .map(|(n, v)| ((*n).into(), (*v).into()))
-                .collect(),
+            headers: headers.iter().map(|(n, v)| ((*n).into(), (*v).into())).collect(),
             body: vec![],
         }
     }
 
     #[test]
     fn accepts_a_plain_post() {
-        let ok = request(
-            "POST",
-            "https://api.example.com/v1/chat",
-            &[("content-type", "application/json")],
-        );
+        let ok = request("POST", "https://api.example.com/v1/chat", &[("content-type", "application/json")]);
         assert_eq!(http_request(&ok), Ok(()));
     }
 
@@ -141,14 +113,8 @@ mod tests {
             (request("", "https://a.b/", &[]), "method"),
             (request("POST", "/v1/chat", &[]), "url"),
             (request("POST", "ftp://a.b/x", &[]), "http(s)"),
-            (
-                request("POST", "https://a.b/", &[("bad name", "x")]),
-                "header name",
-            ),
-            (
-                request("POST", "https://a.b/", &[("x-a", "line\nbreak")]),
-                "value of header",
-            ),
+            (request("POST", "https://a.b/", &[("bad name", "x")]), "header name"),
+            (request("POST", "https://a.b/", &[("x-a", "line\nbreak")]), "value of header"),
         ] {
             let err = http_request(&bad).err().unwrap_or_default();
             assert!(err.contains(needle), "{bad:?}: {err}");
@@ -157,20 +123,10 @@ mod tests {
 
     #[test]
     fn raw_cost_must_be_exact_decimal() {
-        let cost = |currency: &str, amount: &str| RawCost {
-            currency: currency.into(),
-            amount: amount.into(),
-        };
+        let cost = |currency: &str, amount: &str| RawCost { currency: currency.into(), amount: amount.into() };
         assert_eq!(raw_cost(&cost("USD", "0.000123")), Ok(()));
         assert_eq!(raw_cost(&cost("CNY", "12")), Ok(()));
-        for (c, a) in [
-            ("usd", "1"),
-            ("USD", "1e-6"),
-            ("USD", "-1"),
-            ("USD", "1."),
-            ("USD", ".5"),
-            ("USD", ""),
-        ] {
+        for (c, a) in [("usd", "1"), ("USD", "1e-6"), ("USD", "-1"), ("USD", "1."), ("USD", ".5"), ("USD", "")] {
             assert!(raw_cost(&cost(c, a)).is_err(), "{c} {a}");
         }
     }

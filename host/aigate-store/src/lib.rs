@@ -31,8 +31,8 @@ pub use records::{
     Budget, InsertOutcome, KeyRecord, KeyStatus, LedgerEntry, MAX_CLIENT_REQUEST_ID_CHARS, NewKey, Org, RawCost,
     UsageRow, UsageSummary, UsageTotals, client_request_id,
 };
-pub use seed::Seeded;
 pub use repo::{KeyRepo, OrgRepo, PriceRepo, UsageRepo};
+pub use seed::Seeded;
 pub use sqlite::{SqliteSettings, SqliteStore};
 pub use store::{IssuedKey, KeySettings, SQLITE_FILE_NAME, Store, StoreOptions, issue_key, sqlite_path};
 pub use writer::{SubmitError, UsageWriter, WriterOptions, WriterStats};

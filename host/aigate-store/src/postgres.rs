@@ -42,7 +42,11 @@ pub struct PgStore {
 
 impl PgStore {
     /// Connects, checking the server answers (one connection is opened now).
-    pub async fn connect(options: PgConnectOptions, settings: &PgSettings, target: String) -> Result<PgStore, StoreError> {
+    pub async fn connect(
+        options: PgConnectOptions,
+        settings: &PgSettings,
+        target: String,
+    ) -> Result<PgStore, StoreError> {
         let pool = pool_options(settings)
             .connect_with(options)
             .await
@@ -151,12 +155,10 @@ impl OrgRepo for PgStore {
 
     async fn set_monthly_budget(&self, id: OrgId, budget: Option<&Budget>) -> Result<(), StoreError> {
         let (nanos, currency) = shared::validate_budget(budget)?;
-        let done = sqlx::query(
-            "UPDATE orgs SET monthly_budget_nanos = $1, monthly_budget_currency = $2 WHERE id = $3",
-        )
-        .bind(nanos)
-        .bind(currency)
-        .bind(id.0)
+        let done = sqlx::query("UPDATE orgs SET monthly_budget_nanos = $1, monthly_budget_currency = $2 WHERE id = $3")
+            .bind(nanos)
+            .bind(currency)
+            .bind(id.0)
             .execute(&self.pool)
             .await?;
         if done.rows_affected() == 0 {
@@ -166,9 +168,8 @@ impl OrgRepo for PgStore {
     }
 
     async fn list_orgs(&self) -> Result<Vec<Org>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{ORG_COLUMNS} ORDER BY name")))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(format!("{ORG_COLUMNS} ORDER BY name"))).fetch_all(&self.pool).await?;
         rows.iter().map(org_from_row).collect()
     }
 }
@@ -187,8 +188,14 @@ fn key_from_row(row: &PgRow) -> Result<KeyRecord, StoreError> {
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
         revoked_at: row.try_get("revoked_at")?,
-        rpm_limit: row.try_get::<Option<i64>, _>("rpm_limit")?.map(|v| shared::db_to_u32("rpm limit", v)).transpose()?,
-        tpm_limit: row.try_get::<Option<i64>, _>("tpm_limit")?.map(|v| shared::db_to_u64("tpm limit", v)).transpose()?,
+        rpm_limit: row
+            .try_get::<Option<i64>, _>("rpm_limit")?
+            .map(|v| shared::db_to_u32("rpm limit", v))
+            .transpose()?,
+        tpm_limit: row
+            .try_get::<Option<i64>, _>("tpm_limit")?
+            .map(|v| shared::db_to_u64("tpm limit", v))
+            .transpose()?,
     })
 }
 

@@ -137,9 +137,8 @@ pub const MAX_CLIENT_REQUEST_ID_CHARS: usize = 128;
 /// [`MAX_CLIENT_REQUEST_ID_CHARS`] visible ASCII characters (no spaces or
 /// controls), else `None`.
 pub fn client_request_id(text: &str) -> Option<&str> {
-    let ok = !text.is_empty()
-        && text.len() <= MAX_CLIENT_REQUEST_ID_CHARS
-        && text.bytes().all(|b| b.is_ascii_graphic());
+    let ok =
+        !text.is_empty() && text.len() <= MAX_CLIENT_REQUEST_ID_CHARS && text.bytes().all(|b| b.is_ascii_graphic());
     ok.then_some(text)
 }
 pub(crate) const MAX_KEY_NAME_CHARS: usize = 200;

@@ -26,8 +26,8 @@ use aigate_core::{KeyHash, Money, OrgId, OrgName, PriceRule};
 use time::{Date, OffsetDateTime};
 
 use crate::StoreError;
-use crate::seed::Seeded;
 use crate::records::{Budget, InsertOutcome, KeyRecord, LedgerEntry, NewKey, Org, UsageSummary, UsageTotals};
+use crate::seed::Seeded;
 
 /// Organisations (tenants).
 ///

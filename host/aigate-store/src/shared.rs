@@ -118,10 +118,9 @@ pub(crate) fn validate_budget(budget: Option<&Budget>) -> Result<(Option<i64>, O
         Some(b) if b.amount.is_negative() => {
             Err(StoreError::invalid("monthly budget", format!("{} is negative", b.amount)))
         }
-        Some(b) if !aigate_core::pricing::is_currency_code(&b.currency) => Err(StoreError::invalid(
-            "monthly budget",
-            format!("currency `{}` is not an ISO 4217 code", b.currency),
-        )),
+        Some(b) if !aigate_core::pricing::is_currency_code(&b.currency) => {
+            Err(StoreError::invalid("monthly budget", format!("currency `{}` is not an ISO 4217 code", b.currency)))
+        }
         Some(b) => Ok((Some(b.amount.nanos()), Some(b.currency.as_str()))),
     }
 }

@@ -63,13 +63,15 @@ impl Spool {
     pub(crate) fn open(dir: &Path) -> Result<Spool, StoreError> {
         let io_err = |source| StoreError::Spool { path: dir.to_path_buf(), source };
         fs::create_dir_all(dir).map_err(io_err)?;
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(LOCK_FILE)).map_err(io_err)?;
+        let lock =
+            OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(LOCK_FILE)).map_err(io_err)?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => return Err(StoreError::SpoolLocked(dir.to_path_buf())),
             Err(fs::TryLockError::Error(e)) => return Err(io_err(e)),
         }
-        let spool = Spool { dir: dir.to_path_buf(), _lock: lock, seq: AtomicU64::new(0), dirty: AtomicBool::new(false) };
+        let spool =
+            Spool { dir: dir.to_path_buf(), _lock: lock, seq: AtomicU64::new(0), dirty: AtomicBool::new(false) };
         spool.salvage_partial_writes()?;
         if !spool.pending().map_err(io_err)?.is_empty() {
             spool.dirty.store(true, Ordering::SeqCst);

@@ -9,7 +9,9 @@
 use std::time::Duration;
 
 use aigate_core::{KeyHash, KeyId, Money, OrgId, OrgName, PriceRule};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{QueryBuilder, Row, Sqlite};
 use time::format_description::FormatItem;
 use time::macros::format_description;
@@ -177,12 +179,10 @@ impl OrgRepo for SqliteStore {
 
     async fn set_monthly_budget(&self, id: OrgId, budget: Option<&Budget>) -> Result<(), StoreError> {
         let (nanos, currency) = shared::validate_budget(budget)?;
-        let done = sqlx::query(
-            "UPDATE orgs SET monthly_budget_nanos = ?, monthly_budget_currency = ? WHERE id = ?",
-        )
-        .bind(nanos)
-        .bind(currency)
-        .bind(id.0)
+        let done = sqlx::query("UPDATE orgs SET monthly_budget_nanos = ?, monthly_budget_currency = ? WHERE id = ?")
+            .bind(nanos)
+            .bind(currency)
+            .bind(id.0)
             .execute(&self.pool)
             .await?;
         if done.rows_affected() == 0 {
@@ -192,9 +192,8 @@ impl OrgRepo for SqliteStore {
     }
 
     async fn list_orgs(&self) -> Result<Vec<Org>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{ORG_COLUMNS} ORDER BY name")))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(format!("{ORG_COLUMNS} ORDER BY name"))).fetch_all(&self.pool).await?;
         rows.iter().map(org_from_row).collect()
     }
 }
@@ -213,8 +212,14 @@ fn key_from_row(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
         created_at: parse_ts("key created_at", row.try_get("created_at")?)?,
         expires_at: parse_opt_ts("key expires_at", row.try_get("expires_at")?)?,
         revoked_at: parse_opt_ts("key revoked_at", row.try_get("revoked_at")?)?,
-        rpm_limit: row.try_get::<Option<i64>, _>("rpm_limit")?.map(|v| shared::db_to_u32("rpm limit", v)).transpose()?,
-        tpm_limit: row.try_get::<Option<i64>, _>("tpm_limit")?.map(|v| shared::db_to_u64("tpm limit", v)).transpose()?,
+        rpm_limit: row
+            .try_get::<Option<i64>, _>("rpm_limit")?
+            .map(|v| shared::db_to_u32("rpm limit", v))
+            .transpose()?,
+        tpm_limit: row
+            .try_get::<Option<i64>, _>("tpm_limit")?
+            .map(|v| shared::db_to_u64("tpm limit", v))
+            .transpose()?,
     })
 }
 

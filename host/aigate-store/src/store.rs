@@ -67,12 +67,8 @@ impl Store {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 let opts = PgConnectOptions::from_str(url)
                     .map_err(|e| StoreError::invalid("DATABASE_URL", format!("{e} (in `{}`)", redact(url))))?;
-                let target = format!(
-                    "postgres://{}:{}/{}",
-                    opts.get_host(),
-                    opts.get_port(),
-                    opts.get_database().unwrap_or("")
-                );
+                let target =
+                    format!("postgres://{}:{}/{}", opts.get_host(), opts.get_port(), opts.get_database().unwrap_or(""));
                 if options.lazy {
                     return Ok(Store::Postgres(PgStore::connect_lazy(opts, &options.postgres)));
                 }

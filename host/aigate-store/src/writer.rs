@@ -153,7 +153,11 @@ impl UsageWriter {
     /// replays batches a previous process left in the spool. The join handle
     /// ends after [`UsageWriter::shutdown`], or once every handle is dropped
     /// and the queue is drained.
-    pub fn start<R>(repo: R, spool_dir: &Path, options: WriterOptions) -> Result<(UsageWriter, JoinHandle<()>), StoreError>
+    pub fn start<R>(
+        repo: R,
+        spool_dir: &Path,
+        options: WriterOptions,
+    ) -> Result<(UsageWriter, JoinHandle<()>), StoreError>
     where
         R: UsageRepo + 'static,
     {
@@ -423,9 +427,12 @@ impl<R: UsageRepo> Task<R> {
             }
         };
         let spool = self.spool.clone();
-        let result = tokio::task::spawn_blocking(move || spool.write_encoded(&bytes))
-            .await
-            .unwrap_or_else(|e| Err(StoreError::Spool { path: self.spool.dir().to_path_buf(), source: std::io::Error::other(e.to_string()) }));
+        let result = tokio::task::spawn_blocking(move || spool.write_encoded(&bytes)).await.unwrap_or_else(|e| {
+            Err(StoreError::Spool {
+                path: self.spool.dir().to_path_buf(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        });
         match result {
             Ok(_) => {
                 self.counters.spooled.fetch_add(batch.len() as u64, Ordering::Relaxed);

@@ -33,11 +33,7 @@ pub fn content(request: &Value) -> String {
     let last_user = request
         .get("messages")
         .and_then(Value::as_array)
-        .and_then(|msgs| {
-            msgs.iter()
-                .rev()
-                .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-        })
+        .and_then(|msgs| msgs.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")))
         .map(|m| message_text(m.get("content").unwrap_or(&Value::Null)))
         .unwrap_or_default();
     if last_user.trim().is_empty() {
@@ -49,19 +45,12 @@ pub fn content(request: &Value) -> String {
 
 /// The content of [`crate::Scenario::SlowStream`]: `chunk-1 chunk-2 … chunk-N`.
 pub fn slow_content(chunks: usize) -> String {
-    (1..=chunks)
-        .map(|i| format!("chunk-{i}"))
-        .collect::<Vec<_>>()
-        .join(" ")
+    (1..=chunks).map(|i| format!("chunk-{i}")).collect::<Vec<_>>().join(" ")
 }
 
 /// The tool called by [`crate::Scenario::ToolCall`]: the first `tools[].function.name`.
 pub fn tool_name(request: &Value) -> String {
-    request
-        .pointer("/tools/0/function/name")
-        .and_then(Value::as_str)
-        .unwrap_or(DEFAULT_TOOL_NAME)
-        .to_owned()
+    request.pointer("/tools/0/function/name").and_then(Value::as_str).unwrap_or(DEFAULT_TOOL_NAME).to_owned()
 }
 
 /// `prompt_tokens` of a request (see the module doc).
@@ -69,11 +58,7 @@ pub fn prompt_tokens(request: &Value) -> u64 {
     let chars: usize = request
         .get("messages")
         .and_then(Value::as_array)
-        .map(|msgs| {
-            msgs.iter()
-                .map(|m| message_text_chars(m.get("content").unwrap_or(&Value::Null)))
-                .sum()
-        })
+        .map(|msgs| msgs.iter().map(|m| message_text_chars(m.get("content").unwrap_or(&Value::Null))).sum())
         .unwrap_or(0);
     (chars as u64).div_ceil(4).max(1)
 }
@@ -117,11 +102,9 @@ pub fn pieces(text: &str) -> Vec<&str> {
 fn message_text(content: &Value) -> String {
     match content {
         Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join(" "),
+        Value::Array(parts) => {
+            parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(" ")
+        }
         _ => String::new(),
     }
 }
@@ -129,11 +112,9 @@ fn message_text(content: &Value) -> String {
 fn message_text_chars(content: &Value) -> usize {
     match content {
         Value::String(s) => s.chars().count(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .map(|t| t.chars().count())
-            .sum(),
+        Value::Array(parts) => {
+            parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).map(|t| t.chars().count()).sum()
+        }
         _ => 0,
     }
 }
@@ -145,20 +126,10 @@ mod tests {
 
     #[test]
     fn pieces_concatenate_to_the_text() {
-        for text in [
-            "Hello from qwen-plus!",
-            "  lead",
-            "a\n\nb  c ",
-            "",
-            "one",
-            "你好 世界",
-        ] {
+        for text in ["Hello from qwen-plus!", "  lead", "a\n\nb  c ", "", "one", "你好 世界"] {
             assert_eq!(pieces(text).concat(), text);
         }
-        assert_eq!(
-            pieces("Hello from qwen-plus!"),
-            ["Hello", " from", " qwen-plus!"]
-        );
+        assert_eq!(pieces("Hello from qwen-plus!"), ["Hello", " from", " qwen-plus!"]);
         assert_eq!(pieces("a  b\n"), ["a", "  b", "\n"]);
     }
 

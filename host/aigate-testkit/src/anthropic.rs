@@ -93,10 +93,7 @@ pub enum AnthropicScenario {
     /// and the end of the body (reference 5). A non-stream request gets the 529 instead.
     MidStreamError,
     /// Waits before answering as `then`.
-    Delay {
-        before_headers: Duration,
-        then: Box<AnthropicScenario>,
-    },
+    Delay { before_headers: Duration, then: Box<AnthropicScenario> },
     /// Never answers: timeout tests.
     Hang,
 }
@@ -149,10 +146,7 @@ impl AnthropicError {
 
 impl From<AnthropicError> for AnthropicScenario {
     fn from(e: AnthropicError) -> Self {
-        AnthropicScenario::Error {
-            status: e.status,
-            body: e.body,
-        }
+        AnthropicScenario::Error { status: e.status, body: e.body }
     }
 }
 
@@ -192,21 +186,14 @@ impl MockAnthropic {
     /// # Panics
     ///
     /// If the loopback listener cannot be bound: a test cannot run without it.
-    #[expect(
-        clippy::expect_used,
-        reason = "test infrastructure: no listener, no test"
-    )]
+    #[expect(clippy::expect_used, reason = "test infrastructure: no listener, no test")]
     pub async fn start() -> MockAnthropic {
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .expect("bind the mock Anthropic listener on 127.0.0.1:0");
-        let addr = listener
-            .local_addr()
-            .expect("local address of the mock Anthropic listener");
+        let addr = listener.local_addr().expect("local address of the mock Anthropic listener");
         let shared = Arc::new(Shared::default());
-        let router = Router::new()
-            .fallback(handle)
-            .with_state(Arc::clone(&shared));
+        let router = Router::new().fallback(handle).with_state(Arc::clone(&shared));
         let task = tokio::spawn(serve_router(listener, router));
         MockAnthropic { addr, shared, task }
     }
@@ -228,10 +215,7 @@ impl MockAnthropic {
 
     /// The `POST /v1/messages` requests received (valid or not).
     pub fn messages_requests(&self) -> Vec<RecordedRequest> {
-        self.requests()
-            .into_iter()
-            .filter(|r| r.method == "POST" && r.path.ends_with("/messages"))
-            .collect()
+        self.requests().into_iter().filter(|r| r.method == "POST" && r.path.ends_with("/messages")).collect()
     }
 
     /// Scripts the next `/v1/messages` responses, first in first out; an empty queue answers
@@ -274,11 +258,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     let (parts, body, recorded) = RecordedRequest::read(request, MAX_BODY).await;
     shared.script().requests.push(recorded);
     let request_id = shared.next_id("req_011C");
-    let route = parts
-        .uri
-        .path()
-        .strip_prefix(ANTHROPIC_PREFIX)
-        .unwrap_or("");
+    let route = parts.uri.path().strip_prefix(ANTHROPIC_PREFIX).unwrap_or("");
     let checked = check_headers(&parts.headers);
     match (route, &parts.method) {
         ("/messages", &Method::POST) => match checked {
@@ -287,19 +267,10 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         },
         ("/models", &Method::GET) => match checked {
             Err(e) => error_response(&e, &request_id),
-            Ok(()) => respond(
-                StatusCode::OK,
-                JSON_CONTENT_TYPE,
-                models_body(),
-                &request_id,
-            ),
+            Ok(()) => respond(StatusCode::OK, JSON_CONTENT_TYPE, models_body(), &request_id),
         },
         _ => error_response(
-            &AnthropicError::new(
-                404,
-                "not_found_error",
-                &format!("Not found: {} {}", parts.method, parts.uri.path()),
-            ),
+            &AnthropicError::new(404, "not_found_error", &format!("Not found: {} {}", parts.method, parts.uri.path())),
             &request_id,
         ),
     }
@@ -307,16 +278,10 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
 
 fn check_headers(headers: &HeaderMap) -> Result<(), AnthropicError> {
     if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some(MockAnthropic::API_KEY) {
-        return Err(AnthropicError::new(
-            401,
-            "authentication_error",
-            "invalid x-api-key",
-        ));
+        return Err(AnthropicError::new(401, "authentication_error", "invalid x-api-key"));
     }
     if headers.get("anthropic-version").is_none() {
-        return Err(AnthropicError::invalid_request(
-            "anthropic-version: header is required",
-        ));
+        return Err(AnthropicError::invalid_request("anthropic-version: header is required"));
     }
     Ok(())
 }
@@ -345,30 +310,17 @@ async fn messages(shared: &Shared, body: &[u8], request_id: &str) -> Response {
     let request = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(request)) => request,
         _ => {
-            return error_response(
-                &AnthropicError::invalid_request("The request body is not valid JSON."),
-                request_id,
-            );
+            return error_response(&AnthropicError::invalid_request("The request body is not valid JSON."), request_id);
         }
     };
     if let Err(e) = validate(&request) {
         return error_response(&e, request_id);
     }
-    let stream = request
-        .get("stream")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let mut scenario = shared
-        .script()
-        .queue
-        .pop_front()
-        .unwrap_or(AnthropicScenario::Normal);
+    let stream = request.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let mut scenario = shared.script().queue.pop_front().unwrap_or(AnthropicScenario::Normal);
     loop {
         let answer = match scenario {
-            AnthropicScenario::Delay {
-                before_headers,
-                then,
-            } => {
+            AnthropicScenario::Delay { before_headers, then } => {
                 tokio::time::sleep(before_headers).await;
                 scenario = *then;
                 continue;
@@ -380,57 +332,30 @@ async fn messages(shared: &Shared, body: &[u8], request_id: &str) -> Response {
             AnthropicScenario::MidStreamError if !stream => {
                 return error_response(&AnthropicError::overloaded(), request_id);
             }
-            AnthropicScenario::MidStreamError | AnthropicScenario::Normal => {
-                text_answer(&request, false)
-            }
+            AnthropicScenario::MidStreamError | AnthropicScenario::Normal => text_answer(&request, false),
             AnthropicScenario::CachedUsage => text_answer(&request, true),
             AnthropicScenario::Thinking => thinking_answer(&request),
             AnthropicScenario::ToolCall => tool_answer(&request, shared.next_id("toolu_01")),
         };
         let message = Message {
             id: shared.next_id("msg_01"),
-            model: request
-                .get("model")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
+            model: request.get("model").and_then(Value::as_str).unwrap_or_default().to_owned(),
             answer,
         };
         return if !stream {
-            respond(
-                StatusCode::OK,
-                JSON_CONTENT_TYPE,
-                message.json(),
-                request_id,
-            )
+            respond(StatusCode::OK, JSON_CONTENT_TYPE, message.json(), request_id)
         } else if matches!(scenario, AnthropicScenario::MidStreamError) {
             let mut events: Vec<String> = message.events().into_iter().take(5).collect();
             events.push(sse_event(
                 "error",
                 &obj(&[
                     ("type", js("error")),
-                    (
-                        "error",
-                        obj(&[
-                            ("type", js("overloaded_error")),
-                            ("message", js("Overloaded")),
-                        ]),
-                    ),
+                    ("error", obj(&[("type", js("overloaded_error")), ("message", js("Overloaded"))])),
                 ]),
             ));
-            respond(
-                StatusCode::OK,
-                SSE_CONTENT_TYPE,
-                events.concat(),
-                request_id,
-            )
+            respond(StatusCode::OK, SSE_CONTENT_TYPE, events.concat(), request_id)
         } else {
-            respond(
-                StatusCode::OK,
-                SSE_CONTENT_TYPE,
-                message.events().concat(),
-                request_id,
-            )
+            respond(StatusCode::OK, SSE_CONTENT_TYPE, message.events().concat(), request_id)
         };
     }
 }
@@ -441,19 +366,11 @@ fn validate(request: &Map<String, Value>) -> Result<(), AnthropicError> {
     match request.get("model") {
         Some(Value::String(model)) if model.starts_with("claude") => {}
         Some(Value::String(model)) => {
-            return Err(AnthropicError::new(
-                404,
-                "not_found_error",
-                &format!("model: {model}"),
-            ));
+            return Err(AnthropicError::new(404, "not_found_error", &format!("model: {model}")));
         }
         _ => return invalid("model: Field required".into()),
     }
-    if request
-        .get("max_tokens")
-        .and_then(Value::as_u64)
-        .is_none_or(|m| m < 1)
-    {
+    if request.get("max_tokens").and_then(Value::as_u64).is_none_or(|m| m < 1) {
         return invalid("max_tokens: Field required".into());
     }
     let messages = match request.get("messages") {
@@ -472,9 +389,7 @@ fn validate(request: &Map<String, Value>) -> Result<(), AnthropicError> {
                 ));
             }
             other => {
-                return invalid(format!(
-                    "messages.{i}.role: Input should be 'user' or 'assistant', got {other:?}"
-                ));
+                return invalid(format!("messages.{i}.role: Input should be 'user' or 'assistant', got {other:?}"));
             }
         }
         if role == previous_role {
@@ -493,40 +408,24 @@ fn validate(request: &Map<String, Value>) -> Result<(), AnthropicError> {
             let at = format!("messages.{i}.content.{j}");
             match block.get("type").and_then(Value::as_str) {
                 Some("text") => {
-                    if block
-                        .get("text")
-                        .and_then(Value::as_str)
-                        .is_none_or(str::is_empty)
-                    {
-                        return invalid(format!(
-                            "{at}.text: text content blocks must be non-empty"
-                        ));
+                    if block.get("text").and_then(Value::as_str).is_none_or(str::is_empty) {
+                        return invalid(format!("{at}.text: text content blocks must be non-empty"));
                     }
                 }
                 Some("image") => {
-                    let source = block
-                        .get("source")
-                        .and_then(|s| s.get("type"))
-                        .and_then(Value::as_str);
+                    let source = block.get("source").and_then(|s| s.get("type")).and_then(Value::as_str);
                     if !matches!(source, Some("base64" | "url")) {
-                        return invalid(format!(
-                            "{at}.source: Input tag does not match 'base64' or 'url'"
-                        ));
+                        return invalid(format!("{at}.source: Input tag does not match 'base64' or 'url'"));
                     }
                 }
                 Some("tool_use") if role == "assistant" => {
                     if !block.get("input").is_some_and(Value::is_object) {
-                        return invalid(format!(
-                            "{at}.tool_use.input: Input should be a valid dictionary"
-                        ));
+                        return invalid(format!("{at}.tool_use.input: Input should be a valid dictionary"));
                     }
                     tool_uses.push(block.get("id").and_then(Value::as_str).unwrap_or(""));
                 }
                 Some("tool_result") if role == "user" => {
-                    let id = block
-                        .get("tool_use_id")
-                        .and_then(Value::as_str)
-                        .unwrap_or("");
+                    let id = block.get("tool_use_id").and_then(Value::as_str).unwrap_or("");
                     if !previous_tool_uses.contains(&id) {
                         return invalid(format!(
                             "{at}: unexpected `tool_use_id` found in `tool_result` blocks: {id}. Each `tool_result` block must have a corresponding `tool_use` block in the previous message."
@@ -536,9 +435,7 @@ fn validate(request: &Map<String, Value>) -> Result<(), AnthropicError> {
                 }
                 Some("thinking" | "redacted_thinking") if role == "assistant" => {}
                 other => {
-                    return invalid(format!(
-                        "{at}.type: unexpected block type {other:?} in a {role} turn"
-                    ));
+                    return invalid(format!("{at}.type: unexpected block type {other:?} in a {role} turn"));
                 }
             }
         }
@@ -552,14 +449,9 @@ fn validate(request: &Map<String, Value>) -> Result<(), AnthropicError> {
     }
     match request.get("system") {
         None | Some(Value::String(_)) => {}
-        Some(Value::Array(blocks))
-            if blocks
-                .iter()
-                .all(|b| b.get("type").and_then(Value::as_str) == Some("text")) => {}
+        Some(Value::Array(blocks)) if blocks.iter().all(|b| b.get("type").and_then(Value::as_str) == Some("text")) => {}
         Some(_) => {
-            return invalid(
-                "system: Input should be a valid string or a list of text blocks".into(),
-            );
+            return invalid("system: Input should be a valid string or a list of text blocks".into());
         }
     }
     if let Some(tools) = request.get("tools") {
@@ -567,11 +459,7 @@ fn validate(request: &Map<String, Value>) -> Result<(), AnthropicError> {
             return invalid("tools: Input should be a valid list".into());
         };
         for (i, tool) in tools.iter().enumerate() {
-            if tool
-                .get("name")
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-            {
+            if tool.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
                 return invalid(format!("tools.{i}.custom.name: Field required"));
             }
             if !tool.get("input_schema").is_some_and(Value::is_object) {
@@ -584,9 +472,7 @@ fn validate(request: &Map<String, Value>) -> Result<(), AnthropicError> {
             Some("auto" | "any" | "none") => {}
             Some("tool") if choice.get("name").and_then(Value::as_str).is_some() => {}
             _ => {
-                return invalid(
-                    "tool_choice: Input tag does not match 'auto', 'any', 'tool' or 'none'".into(),
-                );
+                return invalid("tool_choice: Input tag does not match 'auto', 'any', 'tool' or 'none'".into());
             }
         }
     }
@@ -603,11 +489,7 @@ fn validate(request: &Map<String, Value>) -> Result<(), AnthropicError> {
 enum Block {
     Thinking(String),
     Text(String),
-    ToolUse {
-        id: String,
-        name: String,
-        input: String,
-    },
+    ToolUse { id: String, name: String, input: String },
 }
 
 #[derive(Clone, Debug)]
@@ -627,17 +509,9 @@ struct Message {
 
 /// The request's text as the DashScope mock's formulas see it: `system` as a first message.
 fn as_chat(request: &Map<String, Value>) -> Value {
-    let mut messages = vec![
-        json!({"role": "system", "content": request.get("system").cloned().unwrap_or(Value::Null)}),
-    ];
-    messages.extend(
-        request
-            .get("messages")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .cloned(),
-    );
+    let mut messages =
+        vec![json!({"role": "system", "content": request.get("system").cloned().unwrap_or(Value::Null)})];
+    messages.extend(request.get("messages").and_then(Value::as_array).into_iter().flatten().cloned());
     json!({"model": request.get("model").cloned().unwrap_or(Value::Null), "messages": messages})
 }
 
@@ -655,11 +529,7 @@ fn text_answer(request: &Map<String, Value>, cached: bool) -> Answer {
         text = pieces[..max].concat();
         stop_reason = "max_tokens";
     }
-    let cache_read = if cached {
-        answer::cached_tokens(prompt)
-    } else {
-        0
-    };
+    let cache_read = if cached { answer::cached_tokens(prompt) } else { 0 };
     Answer {
         output_tokens: answer::completion_tokens(&[&text]),
         blocks: vec![Block::Text(text)],
@@ -674,10 +544,7 @@ fn thinking_answer(request: &Map<String, Value>) -> Answer {
     let text = answer::content(&chat);
     Answer {
         output_tokens: answer::completion_tokens(&[answer::REASONING, &text]),
-        blocks: vec![
-            Block::Thinking(answer::REASONING.to_owned()),
-            Block::Text(text),
-        ],
+        blocks: vec![Block::Thinking(answer::REASONING.to_owned()), Block::Text(text)],
         stop_reason: "end_turn",
         input_tokens: answer::prompt_tokens(&chat),
         cache_read: 0,
@@ -695,11 +562,7 @@ fn tool_answer(request: &Map<String, Value>, id: String) -> Answer {
         output_tokens: answer::completion_tokens(&[TOOL_PREAMBLE, answer::TOOL_ARGUMENTS]),
         blocks: vec![
             Block::Text(TOOL_PREAMBLE.to_owned()),
-            Block::ToolUse {
-                id,
-                name,
-                input: answer::TOOL_ARGUMENTS.to_owned(),
-            },
+            Block::ToolUse { id, name, input: answer::TOOL_ARGUMENTS.to_owned() },
         ],
         stop_reason: "tool_use",
         input_tokens: answer::prompt_tokens(&as_chat(request)),
@@ -712,10 +575,7 @@ impl Message {
         obj(&[
             ("input_tokens", self.answer.input_tokens.to_string()),
             ("cache_creation_input_tokens", "0".into()),
-            (
-                "cache_read_input_tokens",
-                self.answer.cache_read.to_string(),
-            ),
+            ("cache_read_input_tokens", self.answer.cache_read.to_string()),
             ("output_tokens", output_tokens.to_string()),
         ])
     }
@@ -740,33 +600,21 @@ impl Message {
             .blocks
             .iter()
             .map(|block| match block {
-                Block::Thinking(text) => obj(&[
-                    ("type", js("thinking")),
-                    ("thinking", js(text)),
-                    ("signature", js(THINKING_SIGNATURE)),
-                ]),
+                Block::Thinking(text) => {
+                    obj(&[("type", js("thinking")), ("thinking", js(text)), ("signature", js(THINKING_SIGNATURE))])
+                }
                 Block::Text(text) => obj(&[("type", js("text")), ("text", js(text))]),
-                Block::ToolUse { id, name, input } => obj(&[
-                    ("type", js("tool_use")),
-                    ("id", js(id)),
-                    ("name", js(name)),
-                    ("input", input.clone()),
-                ]),
+                Block::ToolUse { id, name, input } => {
+                    obj(&[("type", js("tool_use")), ("id", js(id)), ("name", js(name)), ("input", input.clone())])
+                }
             })
             .collect();
-        self.envelope(
-            format!("[{}]", blocks.join(",")),
-            &js(self.answer.stop_reason),
-            self.answer.output_tokens,
-        )
+        self.envelope(format!("[{}]", blocks.join(",")), &js(self.answer.stop_reason), self.answer.output_tokens)
     }
 
     /// The stream, one string per event.
     fn events(&self) -> Vec<String> {
-        let start = obj(&[
-            ("type", js("message_start")),
-            ("message", self.envelope("[]".into(), "null", 1)),
-        ]);
+        let start = obj(&[("type", js("message_start")), ("message", self.envelope("[]".into(), "null", 1))]);
         let mut events = vec![sse_event("message_start", &start)];
         for (index, block) in self.answer.blocks.iter().enumerate() {
             let at = index.to_string();
@@ -774,18 +622,10 @@ impl Message {
                 Block::Thinking(text) => {
                     let mut deltas: Vec<String> = answer::pieces(text)
                         .into_iter()
-                        .map(|piece| {
-                            obj(&[("type", js("thinking_delta")), ("thinking", js(piece))])
-                        })
+                        .map(|piece| obj(&[("type", js("thinking_delta")), ("thinking", js(piece))]))
                         .collect();
-                    deltas.push(obj(&[
-                        ("type", js("signature_delta")),
-                        ("signature", js(THINKING_SIGNATURE)),
-                    ]));
-                    (
-                        obj(&[("type", js("thinking")), ("thinking", js(""))]),
-                        deltas,
-                    )
+                    deltas.push(obj(&[("type", js("signature_delta")), ("signature", js(THINKING_SIGNATURE))]));
+                    (obj(&[("type", js("thinking")), ("thinking", js(""))]), deltas)
                 }
                 Block::Text(text) => (
                     obj(&[("type", js("text")), ("text", js(""))]),
@@ -795,30 +635,16 @@ impl Message {
                         .collect(),
                 ),
                 Block::ToolUse { id, name, input } => (
-                    obj(&[
-                        ("type", js("tool_use")),
-                        ("id", js(id)),
-                        ("name", js(name)),
-                        ("input", "{}".into()),
-                    ]),
+                    obj(&[("type", js("tool_use")), ("id", js(id)), ("name", js(name)), ("input", "{}".into())]),
                     std::iter::once("")
                         .chain(answer::pieces(input))
-                        .map(|piece| {
-                            obj(&[
-                                ("type", js("input_json_delta")),
-                                ("partial_json", js(piece)),
-                            ])
-                        })
+                        .map(|piece| obj(&[("type", js("input_json_delta")), ("partial_json", js(piece))]))
                         .collect(),
                 ),
             };
             events.push(sse_event(
                 "content_block_start",
-                &obj(&[
-                    ("type", js("content_block_start")),
-                    ("index", at.clone()),
-                    ("content_block", start_block),
-                ]),
+                &obj(&[("type", js("content_block_start")), ("index", at.clone()), ("content_block", start_block)]),
             ));
             if index == 0 {
                 events.push(sse_event("ping", &obj(&[("type", js("ping"))])));
@@ -826,37 +652,18 @@ impl Message {
             for delta in deltas {
                 events.push(sse_event(
                     "content_block_delta",
-                    &obj(&[
-                        ("type", js("content_block_delta")),
-                        ("index", at.clone()),
-                        ("delta", delta),
-                    ]),
+                    &obj(&[("type", js("content_block_delta")), ("index", at.clone()), ("delta", delta)]),
                 ));
             }
-            events.push(sse_event(
-                "content_block_stop",
-                &obj(&[("type", js("content_block_stop")), ("index", at)]),
-            ));
+            events.push(sse_event("content_block_stop", &obj(&[("type", js("content_block_stop")), ("index", at)])));
         }
         let delta = obj(&[
             ("type", js("message_delta")),
-            (
-                "delta",
-                obj(&[
-                    ("stop_reason", js(self.answer.stop_reason)),
-                    ("stop_sequence", "null".into()),
-                ]),
-            ),
-            (
-                "usage",
-                obj(&[("output_tokens", self.answer.output_tokens.to_string())]),
-            ),
+            ("delta", obj(&[("stop_reason", js(self.answer.stop_reason)), ("stop_sequence", "null".into())])),
+            ("usage", obj(&[("output_tokens", self.answer.output_tokens.to_string())])),
         ]);
         events.push(sse_event("message_delta", &delta));
-        events.push(sse_event(
-            "message_stop",
-            &obj(&[("type", js("message_stop"))]),
-        ));
+        events.push(sse_event("message_stop", &obj(&[("type", js("message_stop"))])));
         events
     }
 }
@@ -917,10 +724,7 @@ mod tests {
         assert!(validate(&wrong_id).is_err());
         let mut unanswered = ok.clone();
         unanswered["messages"][2]["content"] = json!("just text");
-        assert!(
-            validate(&unanswered)
-                .is_err_and(|e| e.body.to_string().contains("without `tool_result`"))
-        );
+        assert!(validate(&unanswered).is_err_and(|e| e.body.to_string().contains("without `tool_result`")));
     }
 
     #[test]

@@ -42,19 +42,13 @@ impl DashScopeError {
 
     /// The `error.code` field, if any.
     pub fn code(&self) -> Option<&str> {
-        self.body
-            .pointer("/error/code")
-            .or_else(|| self.body.get("code"))
-            .and_then(Value::as_str)
+        self.body.pointer("/error/code").or_else(|| self.body.get("code")).and_then(Value::as_str)
     }
 }
 
 impl From<DashScopeError> for Scenario {
     fn from(e: DashScopeError) -> Self {
-        Scenario::Error {
-            status: e.status,
-            body: e.body,
-        }
+        Scenario::Error { status: e.status, body: e.body }
     }
 }
 
@@ -116,22 +110,12 @@ pub fn burst_rate_limited() -> DashScopeError {
 
 /// 400 `Arrearage`: overdue bill, not retryable.
 pub fn arrearage() -> DashScopeError {
-    compat(
-        400,
-        "Access denied, please make sure your account is in good standing.",
-        "Arrearage",
-        "Arrearage",
-    )
+    compat(400, "Access denied, please make sure your account is in good standing.", "Arrearage", "Arrearage")
 }
 
 /// 400 `data_inspection_failed` on the input (content moderation).
 pub fn input_inspection_failed() -> DashScopeError {
-    compat(
-        400,
-        "Input data may contain inappropriate content.",
-        "data_inspection_failed",
-        "data_inspection_failed",
-    )
+    compat(400, "Input data may contain inappropriate content.", "data_inspection_failed", "data_inspection_failed")
 }
 
 /// The mid-stream moderation event of [`Scenario::MidStreamError`], as captured (no
@@ -147,12 +131,7 @@ pub fn output_inspection_failed_event() -> Value {
 
 /// 400 `invalid_parameter_error` with this message (the common validation error).
 pub fn invalid_parameter(message: &str) -> DashScopeError {
-    compat(
-        400,
-        message,
-        "invalid_request_error",
-        "invalid_parameter_error",
-    )
+    compat(400, message, "invalid_request_error", "invalid_parameter_error")
 }
 
 /// 400 `Range of input length should be [1, 129024]`: the context-window overflow.
@@ -172,12 +151,7 @@ pub fn model_not_found(model: &str) -> DashScopeError {
 
 /// 403 `access_denied`. \[U\] `type`.
 pub fn access_denied() -> DashScopeError {
-    compat(
-        403,
-        "Access denied.",
-        "invalid_request_error",
-        "access_denied",
-    )
+    compat(403, "Access denied.", "invalid_request_error", "access_denied")
 }
 
 /// 500 `internal_error` (retryable). The message keeps DashScope's typo "occured". \[U\] `type`.
@@ -192,10 +166,5 @@ pub fn internal() -> DashScopeError {
 
 /// 503 model unavailable (retryable). \[U\] compatible-mode `code` and `type`.
 pub fn model_unavailable() -> DashScopeError {
-    compat(
-        503,
-        "Model is unavailable, try again later.",
-        "internal_error",
-        "model_unavailable",
-    )
+    compat(503, "Model is unavailable, try again later.", "internal_error", "model_unavailable")
 }

@@ -133,7 +133,8 @@ impl GeminiError {
             "RESOURCE_EXHAUSTED",
             "You exceeded your current quota, please check your plan and billing details.",
         );
-        e.body["error"]["details"] = json!([{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "20s"}]);
+        e.body["error"]["details"] =
+            json!([{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "20s"}]);
         e
     }
 
@@ -148,7 +149,11 @@ impl GeminiError {
     }
 
     fn internal() -> Self {
-        Self::new(500, "INTERNAL", "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting")
+        Self::new(
+            500,
+            "INTERNAL",
+            "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting",
+        )
     }
 }
 
@@ -304,12 +309,18 @@ fn generate(shared: &Shared, model: &str, body: &[u8], stream: bool, sse: bool) 
         return error_response(&GeminiError::new(
             404,
             "NOT_FOUND",
-            &format!("models/{model} is not found for API version v1beta, or is not supported for generateContent. Call ListModels to see the list of available models and their supported methods."),
+            &format!(
+                "models/{model} is not found for API version v1beta, or is not supported for generateContent. Call ListModels to see the list of available models and their supported methods."
+            ),
         ));
     }
     let request = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(request)) => request,
-        _ => return error_response(&GeminiError::invalid_argument("Invalid JSON payload received. Expected an object.")),
+        _ => {
+            return error_response(&GeminiError::invalid_argument(
+                "Invalid JSON payload received. Expected an object.",
+            ));
+        }
     };
     if let Err(e) = validate(&request) {
         return error_response(&e);
@@ -322,16 +333,12 @@ fn generate(shared: &Shared, model: &str, body: &[u8], stream: bool, sse: bool) 
         GeminiScenario::Error { status, body } => return error_response(&GeminiError { status, body }),
         GeminiScenario::MidStreamError if !stream => return error_response(&GeminiError::internal()),
         GeminiScenario::Normal | GeminiScenario::MidStreamError => text_answer(&chat, &request),
-        GeminiScenario::Thinking => Answer {
-            thought: Some(answer::REASONING.to_owned()),
-            ..text_answer(&chat, &request)
-        },
-        GeminiScenario::ToolCall => Answer {
-            text: None,
-            thought: None,
-            call: Some(tool_name(&request)),
-            finish: "STOP",
-        },
+        GeminiScenario::Thinking => {
+            Answer { thought: Some(answer::REASONING.to_owned()), ..text_answer(&chat, &request) }
+        }
+        GeminiScenario::ToolCall => {
+            Answer { text: None, thought: None, call: Some(tool_name(&request)), finish: "STOP" }
+        }
         GeminiScenario::BlockedPrompt => Answer { text: None, thought: None, call: None, finish: "" },
     };
     let reply = Reply { model: model.to_owned(), response_id, prompt: answer::prompt_tokens(&chat), answer };
@@ -377,7 +384,11 @@ fn validate(request: &Map<String, Value>) -> Result<(), GeminiError> {
         }
         let parts = match content.get("parts") {
             Some(Value::Array(parts)) if !parts.is_empty() => parts,
-            _ => return invalid(format!("* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty.\n")),
+            _ => {
+                return invalid(format!(
+                    "* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty.\n"
+                ));
+            }
         };
         let mut calls = Vec::new();
         for part in parts {

@@ -129,17 +129,12 @@ impl MockDashScope {
     /// # Panics
     ///
     /// If the loopback listener cannot be bound: a test cannot run without it.
-    #[expect(
-        clippy::expect_used,
-        reason = "test infrastructure: no listener, no test"
-    )]
+    #[expect(clippy::expect_used, reason = "test infrastructure: no listener, no test")]
     pub async fn start_with(options: MockOptions) -> MockDashScope {
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .expect("bind the mock DashScope listener on 127.0.0.1:0");
-        let addr = listener
-            .local_addr()
-            .expect("local address of the mock DashScope listener");
+        let addr = listener.local_addr().expect("local address of the mock DashScope listener");
         let shared = Arc::new(Shared::new(options));
         let task = tokio::spawn(server::serve(listener, Arc::clone(&shared)));
         MockDashScope { addr, shared, task }
@@ -168,11 +163,7 @@ impl MockDashScope {
 
     /// The number of `POST .../chat/completions` requests received (valid or not).
     pub fn chat_requests(&self) -> usize {
-        self.shared
-            .requests()
-            .iter()
-            .filter(|r| r.method == "POST" && r.path.ends_with("/chat/completions"))
-            .count()
+        self.shared.requests().iter().filter(|r| r.method == "POST" && r.path.ends_with("/chat/completions")).count()
     }
 
     /// Scripts the next chat/completions responses, first in first out. When the queue is
@@ -203,10 +194,7 @@ impl MockDashScope {
     /// chunk intervals.
     pub async fn wait_streams_cancelled(&self, count: usize, timeout: Duration) -> bool {
         let mut rx = self.shared.cancelled.subscribe();
-        matches!(
-            tokio::time::timeout(timeout, rx.wait_for(|n| *n >= count)).await,
-            Ok(Ok(_))
-        )
+        matches!(tokio::time::timeout(timeout, rx.wait_for(|n| *n >= count)).await, Ok(Ok(_)))
     }
 }
 
@@ -247,9 +235,7 @@ impl RecordedRequest {
         max_body: usize,
     ) -> (http::request::Parts, Bytes, RecordedRequest) {
         let (parts, body) = request.into_parts();
-        let body = axum::body::to_bytes(body, max_body)
-            .await
-            .unwrap_or_default();
+        let body = axum::body::to_bytes(body, max_body).await.unwrap_or_default();
         let recorded = RecordedRequest {
             method: parts.method.to_string(),
             path: parts.uri.path().to_owned(),

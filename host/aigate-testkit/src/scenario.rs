@@ -46,11 +46,7 @@ pub enum Scenario {
     Error { status: u16, body: Value },
     /// A response that is not DashScope's own, e.g. a load balancer's HTML 502: sent as is,
     /// stream or not.
-    Raw {
-        status: u16,
-        content_type: String,
-        body: String,
-    },
+    Raw { status: u16, content_type: String, body: String },
     /// Output moderation tripping mid-stream (1.7): HTTP 200, the first chunk and two content
     /// chunks, then
     /// `data: {"error":{"message":"Output data may contain inappropriate content.","type":"data_inspection_failed","param":null,"code":"data_inspection_failed"}}`
@@ -63,18 +59,12 @@ pub enum Scenario {
     /// case for a gateway. A non-stream request gets the same flat JSON with status 400.
     FlatErrorEvent,
     /// Waits before sending the status line and headers, then answers as `then`.
-    Delay {
-        before_headers: Duration,
-        then: Box<Scenario>,
-    },
+    Delay { before_headers: Duration, then: Box<Scenario> },
     /// A long answer for client-disconnect tests: headers and the first chunk at once, then
     /// `chunks` content chunks (`chunk-1`, ` chunk-2`, ...) each `chunk_interval` apart, then
     /// the usual ending. See [`crate::MockDashScope::streams_cancelled`]. A non-stream request
     /// waits `chunks * chunk_interval` and returns the same content as JSON.
-    SlowStream {
-        chunk_interval: Duration,
-        chunks: usize,
-    },
+    SlowStream { chunk_interval: Duration, chunks: usize },
     /// Never answers (not even headers): timeout tests.
     Hang,
     /// A stream whose first line never ends: HTTP 200, `data: ` and then `bytes` bytes of `x`

@@ -119,10 +119,7 @@ impl Shared {
 /// the same counter value, run to run.
 pub(crate) fn base62_id(prefix: &str, n: u64) -> String {
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut bits = (
-        splitmix64(n.wrapping_mul(2)),
-        splitmix64(n.wrapping_mul(2).wrapping_add(1)),
-    );
+    let mut bits = (splitmix64(n.wrapping_mul(2)), splitmix64(n.wrapping_mul(2).wrapping_add(1)));
     let mut out = String::from(prefix);
     for i in 0..24 {
         let word = if i < 12 { &mut bits.0 } else { &mut bits.1 };
@@ -180,15 +177,10 @@ pub(crate) async fn serve_lean(listener: TcpListener, shared: Arc<Shared>) {
 
 async fn lean(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .unwrap_or_default();
+    let body = axum::body::to_bytes(body, MAX_BODY).await.unwrap_or_default();
     let request_id = shared.next_uuid();
-    let chat_path = parts
-        .uri
-        .path()
-        .strip_prefix(COMPATIBLE_MODE_PREFIX)
-        .is_some_and(|route| route == "/chat/completions");
+    let chat_path =
+        parts.uri.path().strip_prefix(COMPATIBLE_MODE_PREFIX).is_some_and(|route| route == "/chat/completions");
     if !chat_path || parts.method != Method::POST {
         return plain(StatusCode::NOT_FOUND, &request_id);
     }
@@ -215,9 +207,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         return plain(StatusCode::NOT_FOUND, &request_id);
     };
     match (route, &parts.method) {
-        ("/chat/completions", &Method::POST) => {
-            chat(&shared, &parts.headers, &body, request_id).await
-        }
+        ("/chat/completions", &Method::POST) => chat(&shared, &parts.headers, &body, request_id).await,
         ("/models", &Method::GET) => models(&shared, &parts.headers, &request_id).await,
         ("/chat/completions" | "/models", _) => plain(StatusCode::METHOD_NOT_ALLOWED, &request_id),
         _ => plain(StatusCode::NOT_FOUND, &request_id),
@@ -256,22 +246,16 @@ fn validate(req: &Map<String, Value>, options: &MockOptions) -> Result<(), DashS
         }
         Some(Value::Array(_)) => {}
         None | Some(Value::Null) => {
-            return Err(errors::invalid_parameter(
-                "'messages' is a required property",
-            ));
+            return Err(errors::invalid_parameter("'messages' is a required property"));
         }
         Some(other) => {
-            return Err(errors::invalid_parameter(&format!(
-                "{other} is not of type 'array' - 'messages'"
-            )));
+            return Err(errors::invalid_parameter(&format!("{other} is not of type 'array' - 'messages'")));
         }
     }
     if let Some(t) = req.get("temperature").and_then(Value::as_f64)
         && !(0.0..2.0).contains(&t)
     {
-        return Err(errors::invalid_parameter(
-            "Temperature should be in [0.0, 2.0)",
-        ));
+        return Err(errors::invalid_parameter("Temperature should be in [0.0, 2.0)"));
     }
     Ok(())
 }
@@ -286,30 +270,19 @@ struct Checked {
 
 /// The built-in checks of a chat request (auth, body, [`validate`]); `Err` is DashScope's
 /// error response.
-fn check_chat(
-    shared: &Shared,
-    headers: &HeaderMap,
-    body: &Bytes,
-    request_id: &str,
-) -> Result<Checked, Box<Response>> {
+fn check_chat(shared: &Shared, headers: &HeaderMap, body: &Bytes, request_id: &str) -> Result<Checked, Box<Response>> {
     let id = format!("chatcmpl-{request_id}");
     let parsed = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Some(m),
         _ => None,
     };
-    let stream = parsed
-        .as_ref()
-        .and_then(|m| m.get("stream"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let stream = parsed.as_ref().and_then(|m| m.get("stream")).and_then(Value::as_bool).unwrap_or(false);
     if !authorized(headers, &shared.options.api_key) {
         let e = errors::invalid_api_key().with_request_id(request_id);
         return Err(Box::new(error_response(stream, &e, request_id)));
     }
     let Some(req) = parsed else {
-        let e = errors::invalid_parameter(BODY_INVALID)
-            .with_id(&id)
-            .with_request_id(request_id);
+        let e = errors::invalid_parameter(BODY_INVALID).with_id(&id).with_request_id(request_id);
         return Err(Box::new(error_response(false, &e, request_id)));
     };
     if let Err(e) = validate(&req, &shared.options) {
@@ -317,62 +290,26 @@ fn check_chat(
         return Err(Box::new(error_response(stream, &e, request_id)));
     }
     let req = Value::Object(req);
-    let include_usage = stream
-        && req
-            .pointer("/stream_options/include_usage")
-            .and_then(Value::as_bool)
-            == Some(true);
+    let include_usage = stream && req.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
     let ctx = Ctx {
         id,
-        model: req
-            .get("model")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
+        model: req.get("model").and_then(Value::as_str).unwrap_or_default().to_owned(),
         created: shared.options.created,
     };
-    Ok(Checked {
-        req,
-        ctx,
-        stream,
-        include_usage,
-    })
+    Ok(Checked { req, ctx, stream, include_usage })
 }
 
-async fn chat(
-    shared: &Arc<Shared>,
-    headers: &HeaderMap,
-    body: &Bytes,
-    request_id: String,
-) -> Response {
-    let Checked {
-        req,
-        ctx,
-        stream,
-        include_usage,
-    } = match check_chat(shared, headers, body, &request_id) {
+async fn chat(shared: &Arc<Shared>, headers: &HeaderMap, body: &Bytes, request_id: String) -> Response {
+    let Checked { req, ctx, stream, include_usage } = match check_chat(shared, headers, body, &request_id) {
         Ok(checked) => checked,
         Err(response) => return *response,
     };
-    let reply = Reply {
-        shared,
-        ctx: &ctx,
-        request_id: &request_id,
-        stream,
-        include_usage,
-    };
+    let reply = Reply { shared, ctx: &ctx, request_id: &request_id, stream, include_usage };
 
-    let mut scenario = shared
-        .script()
-        .queue
-        .pop_front()
-        .unwrap_or(Scenario::Normal);
+    let mut scenario = shared.script().queue.pop_front().unwrap_or(Scenario::Normal);
     loop {
         return match scenario {
-            Scenario::Delay {
-                before_headers,
-                then,
-            } => {
+            Scenario::Delay { before_headers, then } => {
                 tokio::time::sleep(before_headers).await;
                 scenario = *then;
                 continue;
@@ -380,30 +317,19 @@ async fn chat(
             Scenario::Normal => reply.completion(&plain_completion(&req, stream, false)),
             Scenario::CachedUsage => reply.completion(&plain_completion(&req, stream, true)),
             Scenario::Reasoning => reply.completion(&reasoning_completion(&req)),
-            Scenario::ToolCall => {
-                reply.completion(&tool_completion(&req, stream, shared.next_call_id()))
+            Scenario::ToolCall => reply.completion(&tool_completion(&req, stream, shared.next_call_id())),
+            Scenario::Error { status, body } => error_response(stream, &DashScopeError { status, body }, &request_id),
+            Scenario::Raw { status, content_type, body } => {
+                respond(status_code(status), &content_type, body, &request_id)
             }
-            Scenario::Error { status, body } => {
-                error_response(stream, &DashScopeError { status, body }, &request_id)
-            }
-            Scenario::Raw {
-                status,
-                content_type,
-                body,
-            } => respond(status_code(status), &content_type, body, &request_id),
             Scenario::MidStreamError => {
                 if !stream {
-                    let e = DashScopeError {
-                        status: 400,
-                        body: errors::output_inspection_failed_event(),
-                    };
+                    let e = DashScopeError { status: 400, body: errors::output_inspection_failed_event() };
                     return error_response(false, &e.with_request_id(&request_id), &request_id);
                 }
                 let c = plain_completion(&req, true, false);
-                let mut events: Vec<String> = wire::stream_events(&ctx, &c, include_usage)
-                    .into_iter()
-                    .take(3)
-                    .collect();
+                let mut events: Vec<String> =
+                    wire::stream_events(&ctx, &c, include_usage).into_iter().take(3).collect();
                 events.push(wire::sse_data(MID_STREAM_ERROR));
                 reply.sse(events, |_| shared.options.stream_event_interval)
             }
@@ -414,35 +340,18 @@ async fn chat(
                     ("request_id", wire::js(&request_id)),
                 ]);
                 if stream {
-                    reply.sse(vec![format!("event: error\ndata: {flat}\n\n")], |_| {
-                        Duration::ZERO
-                    })
+                    reply.sse(vec![format!("event: error\ndata: {flat}\n\n")], |_| Duration::ZERO)
                 } else {
-                    respond(
-                        StatusCode::BAD_REQUEST,
-                        JSON_CONTENT_TYPE,
-                        flat,
-                        &request_id,
-                    )
+                    respond(StatusCode::BAD_REQUEST, JSON_CONTENT_TYPE, flat, &request_id)
                 }
             }
-            Scenario::SlowStream {
-                chunk_interval,
-                chunks,
-            } => {
+            Scenario::SlowStream { chunk_interval, chunks } => {
                 let c = slow_completion(&req, stream, chunks);
                 if stream {
                     let events = wire::stream_events(&ctx, &c, include_usage);
-                    reply.sse(events, |i| {
-                        if (1..=chunks).contains(&i) {
-                            chunk_interval
-                        } else {
-                            Duration::ZERO
-                        }
-                    })
+                    reply.sse(events, |i| if (1..=chunks).contains(&i) { chunk_interval } else { Duration::ZERO })
                 } else {
-                    let total =
-                        chunk_interval.saturating_mul(u32::try_from(chunks).unwrap_or(u32::MAX));
+                    let total = chunk_interval.saturating_mul(u32::try_from(chunks).unwrap_or(u32::MAX));
                     tokio::time::sleep(total).await;
                     reply.completion(&c)
                 }
@@ -461,11 +370,7 @@ async fn chat(
                     content: "x".repeat(chunk_bytes.max(1)),
                     tool_call: None,
                     finish_reason: "stop",
-                    usage: Usage {
-                        prompt: answer::prompt_tokens(&req),
-                        completion: 1,
-                        details: UsageDetails::None,
-                    },
+                    usage: Usage { prompt: answer::prompt_tokens(&req), completion: 1, details: UsageDetails::None },
                 };
                 let mut events = wire::stream_events(&ctx, &c, false).into_iter().map(Bytes::from);
                 let first = events.next().unwrap_or_default();
@@ -493,12 +398,7 @@ impl Reply<'_> {
             let interval = self.shared.options.stream_event_interval;
             self.sse(events, |_| interval)
         } else {
-            respond(
-                StatusCode::OK,
-                JSON_CONTENT_TYPE,
-                wire::completion_body(self.ctx, c),
-                self.request_id,
-            )
+            respond(StatusCode::OK, JSON_CONTENT_TYPE, wire::completion_body(self.ctx, c), self.request_id)
         }
     }
 
@@ -507,40 +407,28 @@ impl Reply<'_> {
         let frames: Vec<(Duration, Bytes)> = events
             .into_iter()
             .enumerate()
-            .map(|(i, e)| {
-                (
-                    if i == 0 { Duration::ZERO } else { delay(i) },
-                    Bytes::from(e),
-                )
-            })
+            .map(|(i, e)| (if i == 0 { Duration::ZERO } else { delay(i) }, Bytes::from(e)))
             .collect();
         self.sse_frames(frames.into_iter())
     }
 
     /// A 200 SSE body that sends each frame after its delay, as fast as the client reads.
-    fn sse_frames(
-        &self,
-        frames: impl Iterator<Item = (Duration, Bytes)> + Send + 'static,
-    ) -> Response {
-        let guard = StreamGuard {
-            shared: Arc::clone(self.shared),
-            finished: false,
-        };
-        let body =
-            futures_util::stream::unfold((frames, guard), |(mut frames, mut guard)| async move {
-                match frames.next() {
-                    Some((delay, bytes)) => {
-                        if !delay.is_zero() {
-                            tokio::time::sleep(delay).await;
-                        }
-                        Some((Ok::<_, Infallible>(bytes), (frames, guard)))
+    fn sse_frames(&self, frames: impl Iterator<Item = (Duration, Bytes)> + Send + 'static) -> Response {
+        let guard = StreamGuard { shared: Arc::clone(self.shared), finished: false };
+        let body = futures_util::stream::unfold((frames, guard), |(mut frames, mut guard)| async move {
+            match frames.next() {
+                Some((delay, bytes)) => {
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
                     }
-                    None => {
-                        guard.finish();
-                        None
-                    }
+                    Some((Ok::<_, Infallible>(bytes), (frames, guard)))
                 }
-            });
+                None => {
+                    guard.finish();
+                    None
+                }
+            }
+        });
         let mut resp = Response::new(Body::from_stream(body));
         set_headers(&mut resp, SSE_CONTENT_TYPE, self.request_id);
         resp
@@ -561,11 +449,7 @@ impl StreamGuard {
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        let counter = if self.finished {
-            &self.shared.completed
-        } else {
-            &self.shared.cancelled
-        };
+        let counter = if self.finished { &self.shared.completed } else { &self.shared.cancelled };
         counter.send_modify(|n| *n += 1);
     }
 }
@@ -580,11 +464,7 @@ fn max_tokens(req: &Value) -> Option<usize> {
 /// Non-stream usage carries `cached_tokens: 0` (1.5 capture); the stream's has just the three
 /// counts (1.6 capture).
 fn plain_details(stream: bool) -> UsageDetails {
-    if stream {
-        UsageDetails::None
-    } else {
-        UsageDetails::Cached(0)
-    }
+    if stream { UsageDetails::None } else { UsageDetails::Cached(0) }
 }
 
 fn plain_completion(req: &Value, stream: bool, cached: bool) -> Completion {
@@ -598,18 +478,10 @@ fn plain_completion(req: &Value, stream: bool, cached: bool) -> Completion {
             finish_reason = "length";
         }
     }
-    let details = if cached {
-        UsageDetails::Cached(answer::cached_tokens(prompt))
-    } else {
-        plain_details(stream)
-    };
+    let details = if cached { UsageDetails::Cached(answer::cached_tokens(prompt)) } else { plain_details(stream) };
     Completion {
         reasoning: None,
-        usage: Usage {
-            prompt,
-            completion: answer::completion_tokens(&[&content]),
-            details,
-        },
+        usage: Usage { prompt, completion: answer::completion_tokens(&[&content]), details },
         content,
         tool_call: None,
         finish_reason,
@@ -671,12 +543,9 @@ async fn models(shared: &Shared, headers: &HeaderMap, request_id: &str) -> Respo
     match behaviour {
         ModelsBehaviour::Hang => std::future::pending().await,
         ModelsBehaviour::Status(status) => plain(status_code(status), request_id),
-        ModelsBehaviour::Error { status, body } => respond(
-            status_code(status),
-            JSON_CONTENT_TYPE,
-            body.to_string(),
-            request_id,
-        ),
+        ModelsBehaviour::Error { status, body } => {
+            respond(status_code(status), JSON_CONTENT_TYPE, body.to_string(), request_id)
+        }
         ModelsBehaviour::Normal => {
             if !authorized(headers, &shared.options.api_key) {
                 let e = errors::invalid_api_key().with_request_id(request_id);
@@ -696,10 +565,7 @@ async fn models(shared: &Shared, headers: &HeaderMap, request_id: &str) -> Respo
                     ])
                 })
                 .collect();
-            let body = wire::obj(&[
-                ("object", wire::js("list")),
-                ("data", format!("[{}]", data.join(","))),
-            ]);
+            let body = wire::obj(&[("object", wire::js("list")), ("data", format!("[{}]", data.join(",")))]);
             respond(StatusCode::OK, JSON_CONTENT_TYPE, body, request_id)
         }
     }
@@ -713,12 +579,7 @@ fn status_code(status: u16) -> StatusCode {
 fn error_response(stream: bool, e: &DashScopeError, request_id: &str) -> Response {
     let body = e.body.to_string();
     if stream {
-        respond(
-            status_code(e.status),
-            SSE_CONTENT_TYPE,
-            wire::sse_data(&body),
-            request_id,
-        )
+        respond(status_code(e.status), SSE_CONTENT_TYPE, wire::sse_data(&body), request_id)
     } else {
         respond(status_code(e.status), JSON_CONTENT_TYPE, body, request_id)
     }
@@ -726,17 +587,8 @@ fn error_response(stream: bool, e: &DashScopeError, request_id: &str) -> Respons
 
 /// `502 Bad Gateway` as text, the way a proxy in front of the service answers.
 fn plain(status: StatusCode, request_id: &str) -> Response {
-    let text = format!(
-        "{} {}",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    );
-    respond(
-        status,
-        "text/plain; charset=utf-8",
-        text.trim_end().to_owned(),
-        request_id,
-    )
+    let text = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or(""));
+    respond(status, "text/plain; charset=utf-8", text.trim_end().to_owned(), request_id)
 }
 
 fn respond(status: StatusCode, content_type: &str, body: String, request_id: &str) -> Response {

@@ -121,11 +121,7 @@ pub fn parse(body: impl AsRef<[u8]>) -> Vec<Event> {
 ///
 /// The first payload that is neither JSON nor `[DONE]`.
 pub fn data_json(body: impl AsRef<[u8]>) -> Result<Vec<Value>, serde_json::Error> {
-    parse(body)
-        .iter()
-        .filter(|e| !e.is_done())
-        .map(|e| serde_json::from_str(&e.data))
-        .collect()
+    parse(body).iter().filter(|e| !e.is_done()).map(|e| serde_json::from_str(&e.data)).collect()
 }
 
 /// Whether the last event is `data: [DONE]` (and it is the only one).
@@ -144,29 +140,17 @@ pub fn reasoning_content(chunks: &[Value]) -> String {
 }
 
 fn delta_text(chunks: &[Value], field: &str) -> String {
-    chunks
-        .iter()
-        .filter_map(|c| c.pointer("/choices/0/delta")?.get(field)?.as_str())
-        .collect()
+    chunks.iter().filter_map(|c| c.pointer("/choices/0/delta")?.get(field)?.as_str()).collect()
 }
 
 /// The last non-null `usage` (what a gateway should bill, reference 6.2).
 pub fn usage(chunks: &[Value]) -> Option<Value> {
-    chunks
-        .iter()
-        .rev()
-        .filter_map(|c| c.get("usage"))
-        .find(|u| !u.is_null())
-        .cloned()
+    chunks.iter().rev().filter_map(|c| c.get("usage")).find(|u| !u.is_null()).cloned()
 }
 
 /// The `finish_reason` that is not null, if any.
 pub fn finish_reason(chunks: &[Value]) -> Option<String> {
-    chunks
-        .iter()
-        .rev()
-        .find_map(|c| c.pointer("/choices/0/finish_reason")?.as_str())
-        .map(str::to_owned)
+    chunks.iter().rev().find_map(|c| c.pointer("/choices/0/finish_reason")?.as_str()).map(str::to_owned)
 }
 
 #[cfg(test)]

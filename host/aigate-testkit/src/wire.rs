@@ -88,23 +88,14 @@ impl Usage {
         match self.details {
             UsageDetails::None => {}
             UsageDetails::Cached(n) => {
-                fields.push((
-                    "prompt_tokens_details",
-                    obj(&[("cached_tokens", n.to_string())]),
-                ));
+                fields.push(("prompt_tokens_details", obj(&[("cached_tokens", n.to_string())])));
             }
             UsageDetails::Reasoning { reasoning, text } => {
                 fields.push((
                     "completion_tokens_details",
-                    obj(&[
-                        ("reasoning_tokens", reasoning.to_string()),
-                        ("text_tokens", text.to_string()),
-                    ]),
+                    obj(&[("reasoning_tokens", reasoning.to_string()), ("text_tokens", text.to_string())]),
                 ));
-                fields.push((
-                    "prompt_tokens_details",
-                    obj(&[("text_tokens", self.prompt.to_string())]),
-                ));
+                fields.push(("prompt_tokens_details", obj(&[("text_tokens", self.prompt.to_string())])));
             }
         }
         obj(&fields)
@@ -122,10 +113,7 @@ pub(crate) fn completion_body(ctx: &Ctx, c: &Completion) -> String {
             ("index", "0".into()),
             ("id", js(&t.id)),
             ("type", js("function")),
-            (
-                "function",
-                obj(&[("name", js(&t.name)), ("arguments", js(&t.arguments))]),
-            ),
+            ("function", obj(&[("name", js(&t.name)), ("arguments", js(&t.arguments))])),
         ]);
         message.push(("tool_calls", format!("[{call}]")));
     }
@@ -162,12 +150,7 @@ fn chunk(ctx: &Ctx, choices: String, usage: String) -> String {
 fn first_choice(delta: String) -> String {
     format!(
         "[{}]",
-        obj(&[
-            ("delta", delta),
-            ("index", "0".into()),
-            ("logprobs", NULL.into()),
-            ("finish_reason", NULL.into()),
-        ])
+        obj(&[("delta", delta), ("index", "0".into()), ("logprobs", NULL.into()), ("finish_reason", NULL.into()),])
     )
 }
 
@@ -175,10 +158,7 @@ fn later_choice(delta: String, finish_reason: Option<&str>) -> String {
     format!(
         "[{}]",
         obj(&[
-            (
-                "finish_reason",
-                finish_reason.map_or_else(|| NULL.into(), js)
-            ),
+            ("finish_reason", finish_reason.map_or_else(|| NULL.into(), js)),
             ("delta", delta),
             ("index", "0".into()),
             ("logprobs", NULL.into()),
@@ -194,20 +174,13 @@ pub(crate) fn stream_events(ctx: &Ctx, c: &Completion, include_usage: bool) -> V
     let mut push = |choices: String| events.push(sse_data(&chunk(ctx, choices, NULL.into())));
 
     push(first_choice(if thinking {
-        obj(&[
-            ("content", NULL.into()),
-            ("role", js("assistant")),
-            ("reasoning_content", js("")),
-        ])
+        obj(&[("content", NULL.into()), ("role", js("assistant")), ("reasoning_content", js(""))])
     } else {
         obj(&[("content", js("")), ("role", js("assistant"))])
     }));
     if let Some(r) = &c.reasoning {
         for piece in crate::answer::pieces(r) {
-            push(later_choice(
-                obj(&[("content", NULL.into()), ("reasoning_content", js(piece))]),
-                None,
-            ));
+            push(later_choice(obj(&[("content", NULL.into()), ("reasoning_content", js(piece))]), None));
         }
     }
     for piece in crate::answer::pieces(&c.content) {
@@ -223,24 +196,12 @@ pub(crate) fn stream_events(ctx: &Ctx, c: &Completion, include_usage: bool) -> V
             ("index", "0".into()),
             ("id", js(&t.id)),
             ("type", js("function")),
-            (
-                "function",
-                obj(&[("name", js(&t.name)), ("arguments", js(""))]),
-            ),
+            ("function", obj(&[("name", js(&t.name)), ("arguments", js(""))])),
         ]);
-        push(later_choice(
-            obj(&[("tool_calls", format!("[{head}]"))]),
-            None,
-        ));
+        push(later_choice(obj(&[("tool_calls", format!("[{head}]"))]), None));
         for piece in crate::answer::pieces(&t.arguments) {
-            let part = obj(&[
-                ("index", "0".into()),
-                ("function", obj(&[("arguments", js(piece))])),
-            ]);
-            push(later_choice(
-                obj(&[("tool_calls", format!("[{part}]"))]),
-                None,
-            ));
+            let part = obj(&[("index", "0".into()), ("function", obj(&[("arguments", js(piece))]))]);
+            push(later_choice(obj(&[("tool_calls", format!("[{part}]"))]), None));
         }
     }
     let last_delta = if thinking {
@@ -274,11 +235,7 @@ mod tests {
             content: content.into(),
             tool_call: None,
             finish_reason: "stop",
-            usage: Usage {
-                prompt: 22,
-                completion: 17,
-                details: UsageDetails::None,
-            },
+            usage: Usage { prompt: 22, completion: 17, details: UsageDetails::None },
         }
     }
 
@@ -303,11 +260,7 @@ mod tests {
     #[test]
     fn non_stream_matches_the_reference_key_order() {
         let mut c = plain("hi");
-        c.usage = Usage {
-            prompt: 11,
-            completion: 65,
-            details: UsageDetails::Cached(0),
-        };
+        c.usage = Usage { prompt: 11, completion: 65, details: UsageDetails::Cached(0) };
         let body = completion_body(&ctx(), &c);
         assert_eq!(
             body,

@@ -52,8 +52,22 @@ fn request_1kb() -> ChatRequest {
     ChatRequest {
         model: "qwen-turbo".into(),
         messages: vec![
-            Message { role: Role::System, content: Some(MessageContent::Text("You are a helpful assistant.".into())), name: None, tool_calls: vec![], tool_call_id: None, reasoning_content: None },
-            Message { role: Role::User, content: Some(MessageContent::Text(filler)), name: None, tool_calls: vec![], tool_call_id: None, reasoning_content: None },
+            Message {
+                role: Role::System,
+                content: Some(MessageContent::Text("You are a helpful assistant.".into())),
+                name: None,
+                tool_calls: vec![],
+                tool_call_id: None,
+                reasoning_content: None,
+            },
+            Message {
+                role: Role::User,
+                content: Some(MessageContent::Text(filler)),
+                name: None,
+                tool_calls: vec![],
+                tool_call_id: None,
+                reasoning_content: None,
+            },
         ],
         tools: vec![],
         tool_choice: None,
@@ -155,12 +169,14 @@ async fn added_latency(dist: &Path) {
         mock.base_url()
     );
     let env: BTreeMap<String, String> = [("QWEN_API_KEY".to_owned(), MockDashScope::API_KEY.to_owned())].into();
-    let config = Config::from_raw(Config::parse_toml(Path::new("bench.toml"), &toml_text).expect("toml"), &env).expect("config");
+    let config =
+        Config::from_raw(Config::parse_toml(Path::new("bench.toml"), &toml_text).expect("toml"), &env).expect("config");
     let store = aigate::server::open_store(&config).await.expect("store");
-    let key = aigate::admin::create_key(&store, &aigate::admin::CreateKey { org: "bench".into(), ..Default::default() })
-        .await
-        .expect("key")
-        .key;
+    let key =
+        aigate::admin::create_key(&store, &aigate::admin::CreateKey { org: "bench".into(), ..Default::default() })
+            .await
+            .expect("key")
+            .key;
     let gateway = Gateway::start_with(config, Arc::new(env), store, Arc::new(NullSink)).await.expect("gateway");
 
     let body = |model: &str| {
@@ -175,8 +191,16 @@ async fn added_latency(dist: &Path) {
     };
     let direct_auth = format!("Bearer {}", MockDashScope::API_KEY);
     for concurrency in HTTP_CONCURRENCIES {
-        let direct = load(format!("{}/chat/completions", mock.base_url()), body("qwen-turbo"), direct_auth.clone(), concurrency).await;
-        let via = load(format!("http://{}/v1/chat/completions", gateway.local_addr()), body("qwen:qwen-turbo"), format!("Bearer {key}"), concurrency).await;
+        let direct =
+            load(format!("{}/chat/completions", mock.base_url()), body("qwen-turbo"), direct_auth.clone(), concurrency)
+                .await;
+        let via = load(
+            format!("http://{}/v1/chat/completions", gateway.local_addr()),
+            body("qwen:qwen-turbo"),
+            format!("Bearer {key}"),
+            concurrency,
+        )
+        .await;
         println!("\n== added latency, non-stream chat, concurrency {concurrency}, {HTTP_REQUESTS} requests each");
         let (d50, d99) = report("direct to the mock upstream", direct);
         let (g50, g99) = report("through the gateway", via);
@@ -214,22 +238,28 @@ async fn auth_and_metering() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::connect(None, dir.path()).await.expect("store");
     store.migrate().await.expect("migrate");
-    aigate::admin::seed_prices(&store, None)
-        .await
-        .expect("prices");
-    let key = aigate::admin::create_key(&store, &aigate::admin::CreateKey { org: "bench".into(), ..Default::default() })
-        .await
-        .expect("key")
-        .key;
+    aigate::admin::seed_prices(&store, None).await.expect("prices");
+    let key =
+        aigate::admin::create_key(&store, &aigate::admin::CreateKey { org: "bench".into(), ..Default::default() })
+            .await
+            .expect("key")
+            .key;
     let auth = Authenticator::new(store.clone(), Duration::from_secs(600));
     let billing = Billing::new("USD".into());
     billing.prices.reload(&store).await.expect("price book");
-    let (writer, task) = UsageWriter::start(store.clone(), &dir.path().join("spool"), WriterOptions::default()).expect("writer");
+    let (writer, task) =
+        UsageWriter::start(store.clone(), &dir.path().join("spool"), WriterOptions::default()).expect("writer");
     let sink = LedgerSink { writer: writer.clone() };
     let mut headers = axum::http::HeaderMap::new();
     headers.insert("authorization", format!("Bearer {key}").parse().expect("header"));
     auth.authenticate(&headers).await.expect("warm");
-    let usage = Usage { prompt_tokens: 120, completion_tokens: 80, total_tokens: 200, cached_tokens: Some(0), reasoning_tokens: None };
+    let usage = Usage {
+        prompt_tokens: 120,
+        completion_tokens: 80,
+        total_tokens: 200,
+        cached_tokens: Some(0),
+        reasoning_tokens: None,
+    };
 
     // Fewer records than the writer's queue holds (10,000): past that, submit
     // spills to the spool synchronously, which a real request rate does not reach.
@@ -280,7 +310,8 @@ async fn admission_checks() {
     use std::time::SystemTime;
 
     async fn run(label: &str, limiter: &dyn RateLimiter, idem: &dyn IdempotencyStore) {
-        let keys = [LimitKey::key("k1", Some(u32::MAX), Some(u32::MAX)), LimitKey::org("o1", Some(u32::MAX), Some(u32::MAX))];
+        let keys =
+            [LimitKey::key("k1", Some(u32::MAX), Some(u32::MAX)), LimitKey::org("o1", Some(u32::MAX), Some(u32::MAX))];
         let (mut l, mut i) = (Vec::with_capacity(MICRO_ITERATIONS), Vec::with_capacity(MICRO_ITERATIONS));
         let fp = [7u8; 32];
         let body = bytes::Bytes::from_static(br#"{"id":"chatcmpl-1","object":"chat.completion"}"#);
@@ -294,7 +325,12 @@ async fn admission_checks() {
             let key = format!("bench-{}-{n}", std::process::id());
             match idem.claim("1", &key, &fp, Duration::from_secs(30), Duration::from_secs(60)).await.expect("claim") {
                 Claim::Acquired(g) => g
-                    .complete(StoredResponse { status: 200, headers: vec![], kind: BodyKind::Whole, body: body.clone() })
+                    .complete(StoredResponse {
+                        status: 200,
+                        headers: vec![],
+                        kind: BodyKind::Whole,
+                        body: body.clone(),
+                    })
                     .await
                     .expect("complete"),
                 _ => panic!("not acquired"),
@@ -313,7 +349,8 @@ async fn admission_checks() {
         Ok(url) => {
             let options = RedisOptions::with_prefix(format!("aigate-bench-{}:", std::process::id()));
             let conn = connection_manager(&url, &options).expect("redis");
-            run("redis", &RedisRateLimiter::new(conn.clone(), &options), &RedisIdempotencyStore::new(conn, &options)).await;
+            run("redis", &RedisRateLimiter::new(conn.clone(), &options), &RedisIdempotencyStore::new(conn, &options))
+                .await;
         }
         Err(_) => println!("redis: skipped (set REDIS_URL)"),
     }

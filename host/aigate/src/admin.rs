@@ -11,9 +11,9 @@ use aigate_core::{Money, OrgName, PriceRule};
 use aigate_store::{Budget, KeyRepo, KeySettings, OrgRepo, PriceRepo, Seeded, Store, UsageRepo, UsageSummary};
 use axum::Json;
 use axum::extract::{Path as UrlPath, RawQuery, State};
-use bytes::Bytes;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -214,7 +214,11 @@ pub async fn set_price(store: &Store, req: &SetPrice, default_currency: &str) ->
         input_per_million: money("input", &req.input)?,
         output_per_million: money("output", &req.output)?,
         cached_input_per_million: req.cached_input.as_deref().map(|t| money("cached_input", t)).transpose()?,
-        reasoning_output_per_million: req.reasoning_output.as_deref().map(|t| money("reasoning_output", t)).transpose()?,
+        reasoning_output_per_million: req
+            .reasoning_output
+            .as_deref()
+            .map(|t| money("reasoning_output", t))
+            .transpose()?,
         effective_from,
         currency: req.currency.clone().unwrap_or_else(|| default_currency.to_owned()),
     };
@@ -267,7 +271,8 @@ fn usage_range(q: &UsageQuery) -> Result<(Date, Date), AdminError> {
 pub async fn usage(store: &Store, q: &UsageQuery) -> Result<Value, AdminError> {
     let name = org_name(&q.org)?;
     let (from, to) = usage_range(q)?;
-    let org = store.org_by_name(&name).await?.ok_or_else(|| AdminError::NotFound(format!("no org named `{}`", q.org)))?;
+    let org =
+        store.org_by_name(&name).await?.ok_or_else(|| AdminError::NotFound(format!("no org named `{}`", q.org)))?;
     let summary: UsageSummary = store.usage_summary(org.id, from, to).await?;
     let totals = |t: &aigate_store::UsageTotals| {
         json!({
@@ -325,7 +330,12 @@ pub struct OrgSettings {
 /// is refused when the org was already billed in another currency this month
 /// (that spend could not be counted); calls priced in another currency are
 /// refused later, on the request path.
-pub async fn update_org(store: &Store, org: &str, s: &OrgSettings, default_currency: &str) -> Result<Value, AdminError> {
+pub async fn update_org(
+    store: &Store,
+    org: &str,
+    s: &OrgSettings,
+    default_currency: &str,
+) -> Result<Value, AdminError> {
     let name = org_name(org)?;
     in_range("markup_bps", s.markup_bps, 0..=MAX_MARKUP_BPS)?;
     let budget = match s.monthly_budget.as_deref() {
@@ -334,7 +344,9 @@ pub async fn update_org(store: &Store, org: &str, s: &OrgSettings, default_curre
         Some(b) => {
             let currency = s.budget_currency.clone().unwrap_or_else(|| default_currency.to_owned());
             if !aigate_core::pricing::is_currency_code(&currency) {
-                return Err(AdminError::Invalid(format!("`budget_currency` = `{currency}` is not an ISO 4217 code like USD")));
+                return Err(AdminError::Invalid(format!(
+                    "`budget_currency` = `{currency}` is not an ISO 4217 code like USD"
+                )));
             }
             Some(Some(Budget { amount: money("monthly_budget", b)?, currency }))
         }
@@ -386,7 +398,8 @@ pub async fn ensure_dev_key(config: &crate::Config, store: &Store) -> Result<Opt
     if !config.is_dev_setup() || !store.list_orgs().await?.is_empty() {
         return Ok(None);
     }
-    let key = create_key(store, &CreateKey { org: "dev".into(), name: Some("dev".into()), ..Default::default() }).await?;
+    let key =
+        create_key(store, &CreateKey { org: "dev".into(), name: Some("dev".into()), ..Default::default() }).await?;
     Ok(Some(key))
 }
 
@@ -396,11 +409,15 @@ pub async fn ensure_dev_key(config: &crate::Config, store: &Store) -> Result<Opt
 /// 404 when no token is configured, as if they did not exist.
 fn guard(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &state.config.admin_token else {
-        return Err(ApiError::not_found("No such endpoint. Admin routes are off: set AIGATE_ADMIN_TOKEN to enable them."));
+        return Err(ApiError::not_found(
+            "No such endpoint. Admin routes are off: set AIGATE_ADMIN_TOKEN to enable them.",
+        ));
     };
-    let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let presented =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     // Compare digests: equal-length values, so the comparison time says nothing about the token.
-    let ok = presented.is_some_and(|p| Sha256::digest(p.as_bytes()) == Sha256::digest(token.expose_secret().as_bytes()));
+    let ok =
+        presented.is_some_and(|p| Sha256::digest(p.as_bytes()) == Sha256::digest(token.expose_secret().as_bytes()));
     if ok {
         Ok(())
     } else {
@@ -428,7 +445,8 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
 }
 
 fn parse_query<T: serde::de::DeserializeOwned>(query: Option<&str>) -> Result<T, ApiError> {
-    serde_urlencoded::from_str(query.unwrap_or_default()).map_err(|e| ApiError::invalid_request(format!("Invalid query: {e}.")))
+    serde_urlencoded::from_str(query.unwrap_or_default())
+        .map_err(|e| ApiError::invalid_request(format!("Invalid query: {e}.")))
 }
 
 pub async fn plugins(State(state): State<Arc<AppState>>, headers: HeaderMap) -> AdminResult {
@@ -454,7 +472,11 @@ pub async fn get_keys(State(state): State<Arc<AppState>>, headers: HeaderMap, Ra
     Ok(Json(json!({"object": "list", "data": list_keys(&state.store, &q.org).await?})).into_response())
 }
 
-pub async fn post_revoke(State(state): State<Arc<AppState>>, headers: HeaderMap, UrlPath(prefix): UrlPath<String>) -> AdminResult {
+pub async fn post_revoke(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    UrlPath(prefix): UrlPath<String>,
+) -> AdminResult {
     guard(&state, &headers)?;
     revoke_key(&state.store, &prefix).await?;
     Ok(Json(json!({"revoked": prefix})).into_response())

@@ -51,7 +51,13 @@ pub struct Authenticator {
 }
 
 fn unauthorized(code: &str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, crate::error::kind::AUTHENTICATION, Some(code), message, ErrorSource::Client)
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        crate::error::kind::AUTHENTICATION,
+        Some(code),
+        message,
+        ErrorSource::Client,
+    )
 }
 
 impl Authenticator {
@@ -81,7 +87,10 @@ impl Authenticator {
             .map(str::trim)
             .filter(|k| !k.is_empty() && k.len() <= 256 && k.bytes().all(|b| b.is_ascii_graphic()));
         let Some(presented) = presented else {
-            return Err(unauthorized("invalid_api_key", "Malformed Authorization header. Send `Authorization: Bearer <key>`."));
+            return Err(unauthorized(
+                "invalid_api_key",
+                "Malformed Authorization header. Send `Authorization: Bearer <key>`.",
+            ));
         };
         let hash = KeyHash::of(presented);
         let tenant = match self.cache.get(hash.as_str()) {
@@ -93,16 +102,25 @@ impl Authenticator {
             }
         };
         let Some(tenant) = tenant else {
-            return Err(unauthorized("invalid_api_key", "Incorrect API key provided. Check the key, or create one with `aigate keys create`."));
+            return Err(unauthorized(
+                "invalid_api_key",
+                "Incorrect API key provided. Check the key, or create one with `aigate keys create`.",
+            ));
         };
         // Checked per request from the cached dates, so an expiry takes effect
         // on time even while the entry is cached.
         let now = OffsetDateTime::now_utc();
         if tenant.revoked_at.is_some() {
-            return Err(unauthorized("api_key_revoked", format!("API key {}… has been revoked. Use another key.", tenant.key_prefix)));
+            return Err(unauthorized(
+                "api_key_revoked",
+                format!("API key {}… has been revoked. Use another key.", tenant.key_prefix),
+            ));
         }
         if tenant.expires_at.is_some_and(|at| now >= at) {
-            return Err(unauthorized("api_key_expired", format!("API key {}… has expired. Use another key.", tenant.key_prefix)));
+            return Err(unauthorized(
+                "api_key_expired",
+                format!("API key {}… has expired. Use another key.", tenant.key_prefix),
+            ));
         }
         Ok(tenant)
     }

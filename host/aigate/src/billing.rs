@@ -121,7 +121,14 @@ impl Billing {
     /// flagged `unpriced` (only reachable when the provider allows it, or
     /// when a rule vanished since [`Billing::check`]), logged so the operator
     /// adds the rule (the ledger keeps the tokens).
-    pub fn charge(&self, tenant: &Tenant, provider: &str, model: &str, usage: Option<&Usage>, raw: Option<&RawCost>) -> Charge {
+    pub fn charge(
+        &self,
+        tenant: &Tenant,
+        provider: &str,
+        model: &str,
+        usage: Option<&Usage>,
+        raw: Option<&RawCost>,
+    ) -> Charge {
         let budget_currency = tenant.budget(&self.default_currency).map(|(_, c)| c);
         let currency = budget_currency.unwrap_or(&self.default_currency);
         let zero = |unpriced| Charge { billed: Money::ZERO, currency: currency.to_owned(), unpriced };
@@ -131,7 +138,9 @@ impl Billing {
             } else {
                 match Money::parse_rounded(&raw.amount).and_then(|m| pricing::apply_markup(m, tenant.markup_bps)) {
                     Ok(billed) => return Charge { billed, currency: raw.currency.clone(), unpriced: false },
-                    Err(e) => tracing::warn!(%provider, %model, "unusable raw cost {:?}: {e}; using price rules", raw.amount),
+                    Err(e) => {
+                        tracing::warn!(%provider, %model, "unusable raw cost {:?}: {e}; using price rules", raw.amount)
+                    }
                 }
             }
         }

@@ -49,10 +49,12 @@ pub fn fault_error(fault: &PluginFault) -> ApiError {
 
 /// Reads the body up to `limit` bytes: 413 past it, 400 on a broken body.
 pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
-        && len > limit as u64 {
-            return Err(ApiError::payload_too_large(limit));
-        }
+    if let Some(len) =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+        && len > limit as u64
+    {
+        return Err(ApiError::payload_too_large(limit));
+    }
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::payload_too_large(limit)),
@@ -63,11 +65,7 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let ct = headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("<not text>")).unwrap_or("<none>");
     let essence = ct.split(';').next().unwrap_or_default().trim();
-    if essence.eq_ignore_ascii_case("application/json") {
-        Ok(())
-    } else {
-        Err(ApiError::unsupported_media_type(ct))
-    }
+    if essence.eq_ignore_ascii_case("application/json") { Ok(()) } else { Err(ApiError::unsupported_media_type(ct)) }
 }
 
 fn provider_headers(response: &mut Response, route: &Route) {
@@ -93,7 +91,10 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
     require_json(&headers)?;
     let bytes = read_body(&headers, body, state.config.max_body_bytes).await?;
     let text = std::str::from_utf8(&bytes).map_err(|e| {
-        ApiError::invalid_json(format!("The request body is not valid UTF-8 (at byte {}). Send UTF-8 JSON.", e.valid_up_to()))
+        ApiError::invalid_json(format!(
+            "The request body is not valid UTF-8 (at byte {}). Send UTF-8 JSON.",
+            e.valid_up_to()
+        ))
     })?;
     let request = openai::parse_request(text)?;
     let plugins = state.registry.plugins();
@@ -105,10 +106,11 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
     // From here on the guard holds what the call takes, and gives it back on
     // every early return.
     let cfg = &state.config.idempotency;
-    let claim = match idempotency::begin(state.idempotency.as_ref(), &tenant, &headers, text, cfg.lease, cfg.ttl).await? {
-        idempotency::Begin::Replay(response) => return Ok(response),
-        idempotency::Begin::Proceed(claim) => claim,
-    };
+    let claim =
+        match idempotency::begin(state.idempotency.as_ref(), &tenant, &headers, text, cfg.lease, cfg.ttl).await? {
+            idempotency::Begin::Replay(response) => return Ok(response),
+            idempotency::Begin::Proceed(claim) => claim,
+        };
     let mut guard = CallGuard::new(claim, cfg.lease);
     let prompt_estimate = estimate_prompt_tokens(&canonical);
     let estimate = state.limits.estimate(prompt_estimate, canonical.max_tokens);
@@ -281,15 +283,17 @@ impl Call {
             return match parsed {
                 Ok(chat) if status.is_success() && !options.stream => {
                     // The model the provider says answered, or the one asked for.
-                    let answered = if chat.model.is_empty() { route.upstream_model.as_str() } else { chat.model.as_str() };
+                    let answered =
+                        if chat.model.is_empty() { route.upstream_model.as_str() } else { chat.model.as_str() };
                     let model = route.public_model(answered);
                     let charge = meter.finish(Outcome::Completed, 200, chat.usage, chat.raw_cost.clone());
                     let mut response = (StatusCode::OK, openai::response_json(&chat, &model)).into_response();
                     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
                     if let Some(charge) = charge
-                        && let Ok(v) = HeaderValue::from_str(&format!("{} {}", charge.billed, charge.currency)) {
-                            response.headers_mut().insert("x-aigate-cost", v);
-                        }
+                        && let Ok(v) = HeaderValue::from_str(&format!("{} {}", charge.billed, charge.currency))
+                    {
+                        response.headers_mut().insert("x-aigate-cost", v);
+                    }
                     provider_headers(&mut response, route);
                     Ok(Answer::Whole(response, chat.usage.map_or(0, |u| u.total_tokens)))
                 }
@@ -337,9 +341,10 @@ impl Call {
         // error event.
         relay.fill().await;
         if !relay.emitted
-            && let Some(err) = relay.error.take() {
-                return Err(err);
-            }
+            && let Some(err) = relay.error.take()
+        {
+            return Err(err);
+        }
         let mut response = Response::new(Body::empty());
         let h = response.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -396,7 +401,8 @@ impl Meter {
         r.usage = usage.or(r.usage);
         r.raw_cost = raw_cost.or(r.raw_cost);
         r.latency = self.started.elapsed();
-        let charge = self.state.billing.charge(&self.tenant, &r.provider, &r.model, r.usage.as_ref(), r.raw_cost.as_ref());
+        let charge =
+            self.state.billing.charge(&self.tenant, &r.provider, &r.model, r.usage.as_ref(), r.raw_cost.as_ref());
         r.billed_cost = charge.billed;
         r.currency = charge.currency.clone();
         r.unpriced = charge.unpriced;
@@ -725,7 +731,9 @@ impl Relay {
     fn abandon(&mut self, why: Abandoned) {
         let (outcome, reason) = match why {
             Abandoned::ClientLeft => (Outcome::Cancelled, "the client left"),
-            Abandoned::ClientStalled => (Outcome::Cancelled, "the client stopped reading (streams.client_stall_timeout_ms)"),
+            Abandoned::ClientStalled => {
+                (Outcome::Cancelled, "the client stopped reading (streams.client_stall_timeout_ms)")
+            }
             Abandoned::ShuttingDown => (Outcome::Failed, "the gateway is shutting down"),
         };
         if !self.finished {

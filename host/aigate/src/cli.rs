@@ -131,7 +131,10 @@ async fn run_on(config: &Config, store: &aigate_store::Store, command: AdminComm
         }
         AdminCommand::Keys(KeysCommand::Create { org, name, expires_in_days, rpm, tpm }) => {
             let key = admin::create_key(store, &CreateKey { org, name, expires_in_days, rpm, tpm }).await?;
-            eprintln!("org {}: key {} created (prefix {}). Store it now: it is not shown again.", key.org, key.name, key.prefix);
+            eprintln!(
+                "org {}: key {} created (prefix {}). Store it now: it is not shown again.",
+                key.org, key.name, key.prefix
+            );
             out(&key.key);
         }
         AdminCommand::Keys(KeysCommand::List { org }) => print_json(&admin::list_keys(store, &org).await?)?,
@@ -147,10 +150,30 @@ async fn run_on(config: &Config, store: &aigate_store::Store, command: AdminComm
                 seeded.added, seeded.kept
             ));
         }
-        AdminCommand::Prices(PricesCommand::Set { provider, model, input, output, cached_input, reasoning_output, org, currency, effective_from }) => {
+        AdminCommand::Prices(PricesCommand::Set {
+            provider,
+            model,
+            input,
+            output,
+            cached_input,
+            reasoning_output,
+            org,
+            currency,
+            effective_from,
+        }) => {
             let rule = admin::set_price(
                 store,
-                &SetPrice { provider, model, input, output, cached_input, reasoning_output, org, currency, effective_from },
+                &SetPrice {
+                    provider,
+                    model,
+                    input,
+                    output,
+                    cached_input,
+                    reasoning_output,
+                    org,
+                    currency,
+                    effective_from,
+                },
                 &config.billing.currency,
             )
             .await?;

@@ -35,7 +35,10 @@ pub enum ConfigError {
 /// hex (64 characters), stored in lower case.
 fn trusted_hashes(env: Option<String>, file: Option<Vec<String>>) -> Result<Option<Vec<String>>, ConfigError> {
     let (field, hashes) = match env {
-        Some(list) => ("AIGATE_TRUSTED_PLUGINS", list.split(',').map(str::trim).filter(|h| !h.is_empty()).map(str::to_owned).collect()),
+        Some(list) => (
+            "AIGATE_TRUSTED_PLUGINS",
+            list.split(',').map(str::trim).filter(|h| !h.is_empty()).map(str::to_owned).collect(),
+        ),
         None => match file {
             Some(hashes) => ("plugins.trusted_hashes", hashes),
             None => return Ok(None),
@@ -376,10 +379,8 @@ impl Env for BTreeMap<String, String> {
 
 /// `<PROVIDER>_<SUFFIX>` with the provider name upper-cased and `-` as `_`.
 pub fn provider_env_name(provider: &str, suffix: &str) -> String {
-    let mut name: String = provider
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
-        .collect();
+    let mut name: String =
+        provider.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
     name.push('_');
     name.push_str(suffix);
     name
@@ -459,7 +460,11 @@ impl Config {
         let shutdown_timeout = millis("shutdown_timeout_ms", raw.shutdown_timeout_ms, 30_000)?;
         let streams = StreamsConfig {
             idle_timeout: millis("streams.idle_timeout_ms", raw.streams.idle_timeout_ms, 120_000)?,
-            client_stall_timeout: millis("streams.client_stall_timeout_ms", raw.streams.client_stall_timeout_ms, 30_000)?,
+            client_stall_timeout: millis(
+                "streams.client_stall_timeout_ms",
+                raw.streams.client_stall_timeout_ms,
+                30_000,
+            )?,
             sse: crate::sse::SseLimits {
                 max_line_bytes: positive("streams.max_line_bytes", raw.streams.max_line_bytes, 1024 * 1024)?,
                 max_event_bytes: positive("streams.max_event_bytes", raw.streams.max_event_bytes, 4 * 1024 * 1024)?,
@@ -536,9 +541,10 @@ impl Config {
             };
             let api_key_env = p.api_key_env.unwrap_or_else(|| provider_env_name(&name, "API_KEY"));
             if let Some(models) = &p.models
-                && models.iter().any(|m| m.trim().is_empty()) {
-                    return Err(invalid(format!("providers.{name}.models"), "model names must not be empty"));
-                }
+                && models.iter().any(|m| m.trim().is_empty())
+            {
+                return Err(invalid(format!("providers.{name}.models"), "model names must not be empty"));
+            }
             providers.insert(
                 name.clone(),
                 ProviderConfig {
@@ -595,17 +601,30 @@ impl Config {
                 None => Duration::from_secs(24 * 3600),
             },
             lease: millis("idempotency.lease_ms", raw.idempotency.lease_ms, 30_000)?,
-            max_stored_bytes: positive("idempotency.max_stored_bytes", raw.idempotency.max_stored_bytes, 4 * 1024 * 1024)?,
-            memory_max_entries: positive("idempotency.memory_max_entries", raw.idempotency.memory_max_entries, 100_000)?,
-            memory_max_bytes: positive("idempotency.memory_max_bytes", raw.idempotency.memory_max_bytes, 256 * 1024 * 1024)?,
+            max_stored_bytes: positive(
+                "idempotency.max_stored_bytes",
+                raw.idempotency.max_stored_bytes,
+                4 * 1024 * 1024,
+            )?,
+            memory_max_entries: positive(
+                "idempotency.memory_max_entries",
+                raw.idempotency.memory_max_entries,
+                100_000,
+            )?,
+            memory_max_bytes: positive(
+                "idempotency.memory_max_bytes",
+                raw.idempotency.memory_max_bytes,
+                256 * 1024 * 1024,
+            )?,
         };
         let redis_url = env.var("REDIS_URL").map(SecretString::from);
         let redis_prefix = env.var("AIGATE_REDIS_PREFIX").unwrap_or_else(|| "aigate:".to_owned());
         let admin_token = env.var("AIGATE_ADMIN_TOKEN").map(SecretString::from);
         if let Some(token) = &admin_token
-            && secrecy::ExposeSecret::expose_secret(token).len() < 16 {
-                return Err(invalid("AIGATE_ADMIN_TOKEN", "must be at least 16 characters"));
-            }
+            && secrecy::ExposeSecret::expose_secret(token).len() < 16
+        {
+            return Err(invalid("AIGATE_ADMIN_TOKEN", "must be at least 16 characters"));
+        }
 
         Ok(Config {
             listen,
@@ -686,7 +705,11 @@ mod tests {
         assert_eq!(cfg.plugins.trusted_hashes, Some(vec!["ab".repeat(32)]));
         assert_eq!(load("", &[]).unwrap().plugins.trusted_hashes, None, "unset trusts the folder");
         let b = "cd".repeat(32);
-        let cfg = load(&format!("[plugins]\ntrusted_hashes = [\"{a}\"]\n"), &[("AIGATE_TRUSTED_PLUGINS", &format!("{b}, {a}"))]).unwrap();
+        let cfg = load(
+            &format!("[plugins]\ntrusted_hashes = [\"{a}\"]\n"),
+            &[("AIGATE_TRUSTED_PLUGINS", &format!("{b}, {a}"))],
+        )
+        .unwrap();
         assert_eq!(cfg.plugins.trusted_hashes, Some(vec![b, "ab".repeat(32)]));
         let err = load("[plugins]\ntrusted_hashes = [\"abc\"]\n", &[]).unwrap_err().to_string();
         assert!(err.contains("plugins.trusted_hashes") && err.contains("64 hex"), "{err}");
@@ -736,7 +759,10 @@ mod tests {
     #[test]
     fn an_implied_provider_gets_no_key() {
         let cfg = load("", &[]).unwrap();
-        let p = cfg.provider("deep-seek", &env(&[("DEEP_SEEK_API_KEY", "k"), ("DEEP_SEEK_BASE_URL", "http://127.0.0.1:1/v1")]));
+        let p = cfg.provider(
+            "deep-seek",
+            &env(&[("DEEP_SEEK_API_KEY", "k"), ("DEEP_SEEK_BASE_URL", "http://127.0.0.1:1/v1")]),
+        );
         assert_eq!(p.plugin, "deep-seek");
         assert_eq!(p.api_key_env, "DEEP_SEEK_API_KEY");
         assert!(p.api_key.is_none(), "no entry in config: the operator has not said where the key may go");
@@ -759,7 +785,10 @@ mod tests {
         }
         let err = load("[providers.deepseek]\nplugin = \"openai\"\n", &[]).unwrap_err().to_string();
         assert!(err.contains("`providers.deepseek.base_url`"), "{err}");
-        let cfg = load("[providers.deepseek]\nplugin = \"openai\"\n", &[("DEEPSEEK_BASE_URL", "https://api.deepseek.com/v1")]);
+        let cfg = load(
+            "[providers.deepseek]\nplugin = \"openai\"\n",
+            &[("DEEPSEEK_BASE_URL", "https://api.deepseek.com/v1")],
+        );
         assert!(cfg.is_ok(), "the environment may set it");
         assert!(load("[providers.faulty]\nenabled = false\n", &[]).is_ok(), "a disabled entry needs none");
     }

@@ -83,8 +83,12 @@ impl KeyPlacement {
                 };
                 Ok(KeyPlacement::Header { name, scheme })
             }
-            (None, Some(name)) if scheme.is_some() => Err(format!("`scheme` goes with `header`, not with `query = \"{name}\"`")),
-            (None, Some(name)) if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && !b"&=#%+".contains(&b)) => {
+            (None, Some(name)) if scheme.is_some() => {
+                Err(format!("`scheme` goes with `header`, not with `query = \"{name}\"`"))
+            }
+            (None, Some(name))
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && !b"&=#%+".contains(&b)) =>
+            {
                 Err(format!("`{name}` is not a plain query parameter name"))
             }
             (None, Some(name)) => Ok(KeyPlacement::Query { name: name.to_owned() }),
@@ -110,7 +114,12 @@ impl KeyPlacement {
 
     /// Attaches the key here. The header value is marked sensitive (never
     /// logged by the HTTP stack).
-    pub fn attach(&self, secret: &SecretString, headers: &mut http::HeaderMap, url: &mut url::Url) -> Result<(), InvalidKey> {
+    pub fn attach(
+        &self,
+        secret: &SecretString,
+        headers: &mut http::HeaderMap,
+        url: &mut url::Url,
+    ) -> Result<(), InvalidKey> {
         match self {
             KeyPlacement::Header { name, scheme } => {
                 let value = match scheme {
@@ -188,7 +197,10 @@ mod tests {
         ] {
             assert!(KeyPlacement::from_config(header, scheme, query).is_err(), "{header:?} {scheme:?} {query:?}");
         }
-        assert_eq!(KeyPlacement::from_config(Some("Authorization"), Some("Bearer"), None).unwrap(), KeyPlacement::bearer());
+        assert_eq!(
+            KeyPlacement::from_config(Some("Authorization"), Some("Bearer"), None).unwrap(),
+            KeyPlacement::bearer()
+        );
     }
 
     #[test]

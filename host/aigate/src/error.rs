@@ -60,7 +60,13 @@ pub mod kind {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, kind: &'static str, code: Option<&str>, message: impl Into<String>, origin: ErrorSource) -> Self {
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        code: Option<&str>,
+        message: impl Into<String>,
+        origin: ErrorSource,
+    ) -> Self {
         ApiError {
             status,
             kind,
@@ -92,8 +98,14 @@ impl ApiError {
 
     /// 400 about one parameter.
     pub fn invalid_param(param: &str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, kind::INVALID_REQUEST, Some("invalid_parameter"), message, ErrorSource::Client)
-            .with_param(param)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            kind::INVALID_REQUEST,
+            Some("invalid_parameter"),
+            message,
+            ErrorSource::Client,
+        )
+        .with_param(param)
     }
 
     /// 400 `model_not_priced`: no price rule covers the model and its
@@ -106,14 +118,26 @@ impl ApiError {
              --output <price per 1M output tokens>` (or `POST /admin/prices`), or allow unpriced calls at zero \
              with `unpriced = \"allow\"` under `[providers.{provider}]`."
         );
-        Self::new(StatusCode::BAD_REQUEST, kind::INVALID_REQUEST, Some("model_not_priced"), message, ErrorSource::Client)
-            .with_param("model")
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            kind::INVALID_REQUEST,
+            Some("model_not_priced"),
+            message,
+            ErrorSource::Client,
+        )
+        .with_param("model")
     }
 
     /// 400 `budget_currency_mismatch`: the org's budget could not count the
     /// call's cost, so the call is refused before anything is sent.
     pub fn budget_currency_mismatch(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, kind::INVALID_REQUEST, Some("budget_currency_mismatch"), message, ErrorSource::Client)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            kind::INVALID_REQUEST,
+            Some("budget_currency_mismatch"),
+            message,
+            ErrorSource::Client,
+        )
     }
 
     pub fn invalid_json(message: impl Into<String>) -> Self {
@@ -202,15 +226,27 @@ impl ApiError {
 
     /// The database (keys, prices, usage) cannot be reached: 503, retry shortly.
     pub fn store_unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, kind::SERVER, Some("store_unavailable"), message, ErrorSource::Internal)
-            .retryable()
-            .with_retry_after(Duration::from_secs(1))
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            kind::SERVER,
+            Some("store_unavailable"),
+            message,
+            ErrorSource::Internal,
+        )
+        .retryable()
+        .with_retry_after(Duration::from_secs(1))
     }
 
     /// A configured provider whose plugin is not loaded (removed, or refused at start).
     pub fn provider_unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, kind::SERVER, Some("provider_unavailable"), message, ErrorSource::Internal)
-            .retryable()
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            kind::SERVER,
+            Some("provider_unavailable"),
+            message,
+            ErrorSource::Internal,
+        )
+        .retryable()
     }
 
     /// A plugin fault (trap, timeout, out of memory, malformed result): 502.
@@ -253,7 +289,9 @@ impl ApiError {
             StatusCode::BAD_GATEWAY,
             kind::PROVIDER,
             Some("upstream_response_too_large"),
-            format!("Provider `{provider}` sent more than this gateway accepts: {detail}. The stream was ended; ask for a shorter answer or ask the operator to raise the bound."),
+            format!(
+                "Provider `{provider}` sent more than this gateway accepts: {detail}. The stream was ended; ask for a shorter answer or ask the operator to raise the bound."
+            ),
             ErrorSource::Upstream,
         )
     }
@@ -282,7 +320,13 @@ impl ApiError {
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, kind::SERVER, Some("internal_error"), message, ErrorSource::Internal)
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            kind::SERVER,
+            Some("internal_error"),
+            message,
+            ErrorSource::Internal,
+        )
     }
 
     pub fn with_retry_after(mut self, after: Duration) -> Self {
@@ -320,7 +364,13 @@ impl ApiError {
             ),
             400..=499 => {
                 let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-                Self::new(status, kind::INVALID_REQUEST, Some(&code), format!("{provider}: {}", e.message), ErrorSource::Client)
+                Self::new(
+                    status,
+                    kind::INVALID_REQUEST,
+                    Some(&code),
+                    format!("{provider}: {}", e.message),
+                    ErrorSource::Client,
+                )
             }
             503 | 529 => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -364,7 +414,8 @@ impl ApiError {
     pub fn to_json(&self) -> String {
         // Serialising plain strings cannot fail; keep a valid body regardless.
         serde_json::to_string(&self.body()).unwrap_or_else(|_| {
-            r#"{"error":{"message":"internal error","type":"server_error","param":null,"code":"internal_error"}}"#.to_owned()
+            r#"{"error":{"message":"internal error","type":"server_error","param":null,"code":"internal_error"}}"#
+                .to_owned()
         })
     }
 }
@@ -403,11 +454,7 @@ impl IntoResponse for ApiError {
             }
         }
         // The logging middleware reads this to log the error once.
-        response.extensions_mut().insert(LoggedError {
-            source: self.origin,
-            code: self.code,
-            message: self.message,
-        });
+        response.extensions_mut().insert(LoggedError { source: self.origin, code: self.code, message: self.message });
         response
     }
 }

@@ -50,7 +50,8 @@ pub const HEADER: &str = "idempotency-key";
 pub const NOT_STORED_HEADER: &str = "idempotent-stored";
 
 /// Response headers kept with a stored response and replayed.
-const KEPT_HEADERS: [&str; 5] = ["content-type", "x-aigate-cost", "x-aigate-provider", "x-aigate-plugin", "x-request-id"];
+const KEPT_HEADERS: [&str; 5] =
+    ["content-type", "x-aigate-cost", "x-aigate-provider", "x-aigate-plugin", "x-request-id"];
 
 /// What to do with a request that may carry an `Idempotency-Key`.
 pub enum Begin {
@@ -76,13 +77,18 @@ pub async fn begin(
         return Ok(Begin::Proceed(None));
     };
     let key = parse_idempotency_key(raw.as_bytes()).map_err(|e| {
-        ApiError::invalid_param("Idempotency-Key", format!("Invalid Idempotency-Key header: {e}. Use at most 255 visible ASCII characters."))
+        ApiError::invalid_param(
+            "Idempotency-Key",
+            format!("Invalid Idempotency-Key header: {e}. Use at most 255 visible ASCII characters."),
+        )
     })?;
     let value: serde_json::Value = serde_json::from_str(body).map_err(|e| ApiError::invalid_json(e.to_string()))?;
     let fp = fingerprint("POST", "/v1/chat/completions", &value);
     let org = tenant.org_id.0.to_string();
     let claim = store.claim(&org, &key, &fp, lease, ttl).await.map_err(|e| {
-        ApiError::store_unavailable(format!("Idempotency keys cannot be checked right now ({e}); retry the same request shortly."))
+        ApiError::store_unavailable(format!(
+            "Idempotency keys cannot be checked right now ({e}); retry the same request shortly."
+        ))
     })?;
     match claim {
         Claim::Acquired(guard) => Ok(Begin::Proceed(Some((guard, key)))),
@@ -90,7 +96,9 @@ pub async fn begin(
         Claim::Mismatch => Err(conflict(
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency_key_reused",
-            format!("Idempotency-Key `{key}` was already used with a different request. Use a new key for a new request."),
+            format!(
+                "Idempotency-Key `{key}` was already used with a different request. Use a new key for a new request."
+            ),
         )),
         Claim::InProgress { retry_after, .. } => Err(conflict(
             StatusCode::CONFLICT,

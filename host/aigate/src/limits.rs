@@ -146,7 +146,11 @@ impl Limits {
     pub async fn admit(&self, tenant: &Tenant, estimate: u32) -> Result<Admitted, ApiError> {
         self.check_budget(tenant).await?;
         let keys = [
-            LimitKey::key(tenant.key_id.0.to_string(), tenant.rpm_limit.or(self.config.key_rpm), tenant.tpm_limit.or(self.config.key_tpm).map(clamp_u32)),
+            LimitKey::key(
+                tenant.key_id.0.to_string(),
+                tenant.rpm_limit.or(self.config.key_rpm),
+                tenant.tpm_limit.or(self.config.key_tpm).map(clamp_u32),
+            ),
             LimitKey::org(tenant.org_id.0.to_string(), self.config.org_rpm, self.config.org_tpm.map(clamp_u32)),
         ];
         if keys.iter().all(|k| k.rpm.is_none() && k.tpm.is_none()) {
@@ -215,7 +219,11 @@ impl Limits {
                         self.spend.insert(tenant.org_id.0, spend.clone());
                         spend
                     }
-                    Err(e) => return Err(ApiError::store_unavailable(format!("The budget cannot be checked right now ({e}).")) ),
+                    Err(e) => {
+                        return Err(ApiError::store_unavailable(format!(
+                            "The budget cannot be checked right now ({e})."
+                        )));
+                    }
                 }
             }
         };

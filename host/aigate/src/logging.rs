@@ -9,19 +9,15 @@
 use std::fmt::{self, Write as _};
 
 use tracing_subscriber::field::MakeExt;
-use tracing_subscriber::fmt::format::{self, Writer};
 use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::{self, Writer};
 
 /// How text-mode fields are written: like tracing's default (`message`
 /// first and bare, then `name=value`), with control characters escaped.
 pub fn text_fields() -> impl for<'w> FormatFields<'w> + Send + Sync + 'static {
     format::debug_fn(|writer: &mut Writer<'_>, field: &tracing::field::Field, value: &dyn fmt::Debug| {
         let mut out = Escaping(writer);
-        if field.name() == "message" {
-            write!(out, "{value:?}")
-        } else {
-            write!(out, "{}={value:?}", field.name())
-        }
+        if field.name() == "message" { write!(out, "{value:?}") } else { write!(out, "{}={value:?}", field.name()) }
     })
     .delimited(" ")
 }

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use aigate::Gateway;
 use aigate::cli::{AdminCommand, KeysCommand, OrgsCommand, PricesCommand};
 use aigate::config::{Config, ProcessEnv};
-use aigate::Gateway;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 

@@ -62,10 +62,15 @@ async fn live_models(state: &AppState, route: &Route) -> Result<Option<Vec<Strin
     }
 }
 
-async fn provider_models(state: &AppState, plugins: &HashMap<String, Arc<LoadedPlugin>>, provider: String) -> Option<ProviderModels> {
+async fn provider_models(
+    state: &AppState,
+    plugins: &HashMap<String, Arc<LoadedPlugin>>,
+    provider: String,
+) -> Option<ProviderModels> {
     let route = state.providers.route_to(plugins, &provider, "").ok()?;
     let allowed = state.providers.allowed_models(&route);
-    let fallback_list = || allowed.clone().unwrap_or_else(|| route.plugin.info().models.iter().map(|m| m.id.clone()).collect());
+    let fallback_list =
+        || allowed.clone().unwrap_or_else(|| route.plugin.info().models.iter().map(|m| m.id.clone()).collect());
     let (models, fallback) = match live_models(state, &route).await {
         Ok(None) => (fallback_list(), false),
         Ok(Some(live)) => {
@@ -118,9 +123,10 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
     let (data, fallbacks) = all_models(&state).await;
     let mut response = Json(ModelList { object: "list", data }).into_response();
     if !fallbacks.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&fallbacks.join(",")) {
-            response.headers_mut().insert("x-aigate-models-fallback", v);
-        }
+        && let Ok(v) = HeaderValue::from_str(&fallbacks.join(","))
+    {
+        response.headers_mut().insert("x-aigate-models-fallback", v);
+    }
     response
 }
 
@@ -131,6 +137,7 @@ pub async fn get(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id
     let (data, _) = all_models(&state).await;
     match data.into_iter().find(|m| m.id == id) {
         Some(m) => Json(m).into_response(),
-        None => ApiError::model_not_found(format!("Model `{id}` is not served here; GET /v1/models lists the models.")).into_response(),
+        None => ApiError::model_not_found(format!("Model `{id}` is not served here; GET /v1/models lists the models."))
+            .into_response(),
     }
 }

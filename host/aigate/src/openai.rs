@@ -151,8 +151,9 @@ pub struct ClientOptions {
 
 /// Parses and validates a request body. The body is already known to be UTF-8.
 pub fn parse_request(body: &str) -> Result<ChatCompletionRequest, ApiError> {
-    let value: Value = serde_json::from_str(body)
-        .map_err(|e| ApiError::invalid_json(format!("The request body is not valid JSON ({e}). Send a JSON object.")))?;
+    let value: Value = serde_json::from_str(body).map_err(|e| {
+        ApiError::invalid_json(format!("The request body is not valid JSON ({e}). Send a JSON object."))
+    })?;
     let Value::Object(map) = &value else {
         return Err(ApiError::invalid_json("The request body must be a JSON object."));
     };
@@ -173,8 +174,8 @@ pub fn parse_request(body: &str) -> Result<ChatCompletionRequest, ApiError> {
         Some(Value::Array(_)) => {}
         Some(_) => return Err(ApiError::invalid_param("messages", "`messages` must be an array of messages.")),
     }
-    let request: ChatCompletionRequest = serde_json::from_value(value)
-        .map_err(|e| ApiError::invalid_request(format!("Invalid request: {e}.")))?;
+    let request: ChatCompletionRequest =
+        serde_json::from_value(value).map_err(|e| ApiError::invalid_request(format!("Invalid request: {e}.")))?;
     validate(&request)?;
     Ok(request)
 }
@@ -197,20 +198,25 @@ fn validate(r: &ChatCompletionRequest) -> Result<(), ApiError> {
     range("presence_penalty", r.presence_penalty, -2.0, 2.0)?;
     range("frequency_penalty", r.frequency_penalty, -2.0, 2.0)?;
     if let Some(n) = r.n
-        && !(1..=128).contains(&n) {
-            return Err(ApiError::invalid_param("n", format!("`n` must be between 1 and 128, got {n}.")));
-        }
+        && !(1..=128).contains(&n)
+    {
+        return Err(ApiError::invalid_param("n", format!("`n` must be between 1 and 128, got {n}.")));
+    }
     for (param, v) in [("max_tokens", r.max_tokens), ("max_completion_tokens", r.max_completion_tokens)] {
         if v == Some(0) {
             return Err(ApiError::invalid_param(param, format!("`{param}` must be at least 1.")));
         }
     }
     if let Some(Stop::Many(stops)) = &r.stop
-        && stops.len() > 4 {
-            return Err(ApiError::invalid_param("stop", "`stop` takes at most 4 sequences."));
-        }
+        && stops.len() > 4
+    {
+        return Err(ApiError::invalid_param("stop", "`stop` takes at most 4 sequences."));
+    }
     if r.stream_options.is_some() && r.stream != Some(true) {
-        return Err(ApiError::invalid_param("stream_options", "`stream_options` is only allowed when `stream` is true."));
+        return Err(ApiError::invalid_param(
+            "stream_options",
+            "`stream_options` is only allowed when `stream` is true.",
+        ));
     }
     for (i, m) in r.messages.iter().enumerate() {
         let param = format!("messages[{i}]");
@@ -232,10 +238,7 @@ fn validate(r: &ChatCompletionRequest) -> Result<(), ApiError> {
             }
         }
         if m.content.is_none() && m.role != "assistant" {
-            return Err(ApiError::invalid_param(
-                &format!("{param}.content"),
-                format!("`{param}` has no `content`."),
-            ));
+            return Err(ApiError::invalid_param(&format!("{param}.content"), format!("`{param}` has no `content`.")));
         }
     }
     if let Some(tools) = &r.tools {
@@ -269,7 +272,10 @@ fn content_part(param: &str, part: &Value) -> Result<c::ContentPart, ApiError> {
     match kind {
         "text" => match part.get("text").and_then(Value::as_str) {
             Some(text) => Ok(c::ContentPart::Text(text.to_owned())),
-            None => Err(ApiError::invalid_param(&format!("{param}.text"), format!("`{param}` of type text needs a `text` string."))),
+            None => Err(ApiError::invalid_param(
+                &format!("{param}.text"),
+                format!("`{param}` of type text needs a `text` string."),
+            )),
         },
         "image_url" => {
             let image = part.get("image_url");
@@ -297,7 +303,10 @@ fn content_part(param: &str, part: &Value) -> Result<c::ContentPart, ApiError> {
 }
 
 /// Builds the canonical request. `upstream_model` is the provider's model name.
-pub fn to_canonical(r: &ChatCompletionRequest, upstream_model: &str) -> Result<(c::ChatRequest, ClientOptions), ApiError> {
+pub fn to_canonical(
+    r: &ChatCompletionRequest,
+    upstream_model: &str,
+) -> Result<(c::ChatRequest, ClientOptions), ApiError> {
     let mut messages = Vec::with_capacity(r.messages.len());
     for (i, m) in r.messages.iter().enumerate() {
         let content = match &m.content {
@@ -711,7 +720,13 @@ mod tests {
             created: 1,
             model: "m".into(),
             choices: vec![],
-            usage: Some(c::Usage { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3, cached_tokens: None, reasoning_tokens: None }),
+            usage: Some(c::Usage {
+                prompt_tokens: 1,
+                completion_tokens: 2,
+                total_tokens: 3,
+                cached_tokens: None,
+                reasoning_tokens: None,
+            }),
             raw_cost: None,
         };
         assert!(chunk_event(&chunk, "qwen:m", false).is_none());

@@ -43,10 +43,9 @@ pub fn client_of(headers: &HeaderMap) -> Option<String> {
 
 /// The id the client sent, if it is worth keeping.
 fn sent_by_client(headers: &HeaderMap) -> Option<HeaderValue> {
-    [CLIENT_REQUEST_ID, REQUEST_ID]
-        .iter()
-        .filter_map(|name| headers.get(name))
-        .find_map(|v| v.to_str().ok().and_then(aigate_store::client_request_id).and_then(|t| HeaderValue::from_str(t).ok()))
+    [CLIENT_REQUEST_ID, REQUEST_ID].iter().filter_map(|name| headers.get(name)).find_map(|v| {
+        v.to_str().ok().and_then(aigate_store::client_request_id).and_then(|t| HeaderValue::from_str(t).ok())
+    })
 }
 
 /// Tower middleware: see the module documentation.

@@ -156,12 +156,13 @@ impl Providers {
         }
         let route = self.route_to(plugins, provider, upstream_model)?;
         if let Some(allowed) = self.allowed_models(&route)
-            && !allowed.iter().any(|m| m == upstream_model) {
-                return Err(ApiError::model_not_found(format!(
-                    "Provider `{provider}` does not serve model `{upstream_model}` here. Allowed: {}.",
-                    allowed.join(", ")
-                )));
-            }
+            && !allowed.iter().any(|m| m == upstream_model)
+        {
+            return Err(ApiError::model_not_found(format!(
+                "Provider `{provider}` does not serve model `{upstream_model}` here. Allowed: {}.",
+                allowed.join(", ")
+            )));
+        }
         if route.settings.api_key.is_none() && !matches!(route.plugin.info().auth, AuthScheme::None) {
             if !self.explicit.contains_key(provider) {
                 return Err(ApiError::provider_not_in_config(provider, &route.settings.api_key_env));

@@ -28,19 +28,19 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::auth::Authenticator;
+use crate::billing::Billing;
 use crate::config::{Config, Env};
 use crate::error::{ApiError, ErrorSource, LoggedError};
-use crate::auth::Authenticator;
 use crate::limits::Limits;
-use aigate_admission::{
-    IdempotencyStore, MemoryIdempotencyStore, MemoryRateLimiter, RateLimiter, RedisIdempotencyStore, RedisOptions,
-    RedisRateLimiter, connection_manager,
-};
-use crate::billing::Billing;
 use crate::metering::{LedgerSink, UsageSink};
 use crate::routing::Providers;
 use crate::upstream::Upstream;
 use crate::{admin, chat, models, request_id};
+use aigate_admission::{
+    IdempotencyStore, MemoryIdempotencyStore, MemoryRateLimiter, RateLimiter, RedisIdempotencyStore, RedisOptions,
+    RedisRateLimiter, connection_manager,
+};
 use aigate_store::{PriceRepo, Store, UsageRepo, UsageWriter, WriterOptions};
 use secrecy::ExposeSecret;
 
@@ -77,7 +77,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
-        .layer(CatchPanicLayer::custom(|_| ApiError::internal("The gateway hit an internal error; it has been logged. Try again.").into_response()))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal("The gateway hit an internal error; it has been logged. Try again.").into_response()
+        }))
         .layer(middleware::from_fn(log_requests))
         .layer(middleware::from_fn(request_id::assign))
 }
@@ -87,7 +89,8 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
 }
 
 async fn not_found() -> Response {
-    ApiError::not_found("No such endpoint. This gateway serves /v1/chat/completions, /v1/models and /health.").into_response()
+    ApiError::not_found("No such endpoint. This gateway serves /v1/chat/completions, /v1/models and /health.")
+        .into_response()
 }
 
 async fn method_not_allowed() -> Response {
@@ -110,7 +113,9 @@ async fn log_requests(request: Request<Body>, next: Next) -> Response {
         Some(e) if e.source == ErrorSource::Upstream => {
             tracing::warn!(request_id = %id, client_request_id = %client, %method, %path, status, ms, code = ?e.code, "{}", e.message);
         }
-        Some(e) => tracing::info!(request_id = %id, client_request_id = %client, %method, %path, status, ms, code = ?e.code, "{}", e.message),
+        Some(e) => {
+            tracing::info!(request_id = %id, client_request_id = %client, %method, %path, status, ms, code = ?e.code, "{}", e.message)
+        }
         None => tracing::info!(request_id = %id, client_request_id = %client, %method, %path, status, ms, "request"),
     }
     response
@@ -197,7 +202,8 @@ impl Gateway {
             Ok(_) => {}
             Err(e) => tracing::warn!("shipped price rules not seeded ({e}); run `aigate prices seed`"),
         }
-        let (writer, writer_task) = UsageWriter::start(store.clone(), &config.data_dir.join("spool"), WriterOptions::default())?;
+        let (writer, writer_task) =
+            UsageWriter::start(store.clone(), &config.data_dir.join("spool"), WriterOptions::default())?;
         let sink = Arc::new(LedgerSink { writer: writer.clone() });
         let mut gateway = Self::start_with(config, env, store, sink).await?;
         gateway.writer = Some((writer, writer_task));

@@ -21,7 +21,8 @@ use crate::credentials::{KeyPlacement, describe_scheme};
 use crate::error::ApiError;
 
 /// Headers the transport owns; a plugin's value for them is dropped.
-const TRANSPORT_HEADERS: [&str; 6] = ["host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade"];
+const TRANSPORT_HEADERS: [&str; 6] =
+    ["host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade"];
 
 #[derive(Debug, Clone)]
 pub struct Upstream {
@@ -62,8 +63,9 @@ impl Upstream {
     /// transport headers, adds the credential where the operator allows, and
     /// only if the plugin's declared scheme asks for exactly that.
     pub fn prepare(&self, target: &Target<'_>, plugin: &str, req: HttpRequest) -> Result<reqwest::Request, ApiError> {
-        let method = Method::from_bytes(req.method.as_bytes())
-            .map_err(|_| ApiError::plugin_fault(format!("Plugin `{plugin}` built a request with an invalid method.")))?;
+        let method = Method::from_bytes(req.method.as_bytes()).map_err(|_| {
+            ApiError::plugin_fault(format!("Plugin `{plugin}` built a request with an invalid method."))
+        })?;
         let mut url = url::Url::parse(&req.url)
             .map_err(|_| ApiError::plugin_fault(format!("Plugin `{plugin}` built a request with an invalid URL.")))?;
         if url.origin() != target.base_url.origin() {
@@ -76,7 +78,9 @@ impl Upstream {
         let mut headers = http::HeaderMap::with_capacity(req.headers.len() + 1);
         for (name, value) in req.headers {
             let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) else {
-                return Err(ApiError::plugin_fault(format!("Plugin `{plugin}` built a request with an invalid header.")));
+                return Err(ApiError::plugin_fault(format!(
+                    "Plugin `{plugin}` built a request with an invalid header."
+                )));
             };
             if !TRANSPORT_HEADERS.contains(&name.as_str()) {
                 headers.append(name, value);
@@ -94,7 +98,10 @@ impl Upstream {
                 )));
             }
             target.placement.attach(secret, &mut headers, &mut url).map_err(|_| {
-                ApiError::internal(format!("The API key of provider `{}` is not a valid header value.", target.provider))
+                ApiError::internal(format!(
+                    "The API key of provider `{}` is not a valid header value.",
+                    target.provider
+                ))
             })?;
         }
         let mut request = reqwest::Request::new(method, url);
@@ -106,7 +113,12 @@ impl Upstream {
     }
 
     /// Sends and waits for the response headers (the first-byte timeout), never past `deadline`.
-    pub async fn send(&self, provider: &str, request: reqwest::Request, deadline: Instant) -> Result<reqwest::Response, ApiError> {
+    pub async fn send(
+        &self,
+        provider: &str,
+        request: reqwest::Request,
+        deadline: Instant,
+    ) -> Result<reqwest::Response, ApiError> {
         let first_byte = Instant::now() + self.config.first_byte_timeout;
         let (limit, what, after) = if first_byte < deadline {
             (first_byte, "answer", self.config.first_byte_timeout)
@@ -115,7 +127,9 @@ impl Upstream {
         };
         match tokio::time::timeout_at(limit, self.client.execute(request)).await {
             Err(_) => Err(ApiError::upstream_timeout(provider, what, after)),
-            Ok(Err(e)) if e.is_timeout() => Err(ApiError::upstream_timeout(provider, "connect", self.config.connect_timeout)),
+            Ok(Err(e)) if e.is_timeout() => {
+                Err(ApiError::upstream_timeout(provider, "connect", self.config.connect_timeout))
+            }
             Ok(Err(e)) => Err(ApiError::upstream_unreachable(provider, error_chain(&without_query(e)))),
             Ok(Ok(r)) if r.status().is_redirection() => Err(ApiError::upstream_redirect(provider, r.status().as_u16())),
             // Errors reading the body (`chunk`, `bytes_stream`) carry no URL.
@@ -124,7 +138,12 @@ impl Upstream {
     }
 
     /// Reads a whole (bounded) response into the canonical form for a plugin.
-    pub async fn read(&self, provider: &str, mut response: reqwest::Response, deadline: Instant) -> Result<HttpResponse, ApiError> {
+    pub async fn read(
+        &self,
+        provider: &str,
+        mut response: reqwest::Response,
+        deadline: Instant,
+    ) -> Result<HttpResponse, ApiError> {
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -187,7 +206,12 @@ mod tests {
     }
 
     fn plugin_request(url: &str) -> HttpRequest {
-        HttpRequest { method: "POST".into(), url: url.into(), headers: vec![("content-type".into(), "application/json".into())], body: b"{}".to_vec() }
+        HttpRequest {
+            method: "POST".into(),
+            url: url.into(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: b"{}".to_vec(),
+        }
     }
 
     #[test]
@@ -200,21 +224,35 @@ mod tests {
             (AuthScheme::Bearer, KeyPlacement::bearer(), "authorization"),
             (AuthScheme::Header("X-Api-Key".into()), x_api_key, "x-api-key"),
         ] {
-            let target = Target { provider: "qwen", base_url: &base, auth: &auth, credential: Some(&secret), placement: &placement };
-            let req = up.prepare(&target, "qwen", plugin_request("https://dashscope-intl.aliyuncs.com/compatible-mode/v1/chat/completions")).unwrap();
+            let target = Target {
+                provider: "qwen",
+                base_url: &base,
+                auth: &auth,
+                credential: Some(&secret),
+                placement: &placement,
+            };
+            let req = up
+                .prepare(
+                    &target,
+                    "qwen",
+                    plugin_request("https://dashscope-intl.aliyuncs.com/compatible-mode/v1/chat/completions"),
+                )
+                .unwrap();
             let v = req.headers().get(check).unwrap();
             assert!(v.is_sensitive());
             assert!(v.to_str().unwrap().ends_with("sk-secret"));
         }
         let auth = AuthScheme::Query("key".into());
         let placement = KeyPlacement::Query { name: "key".into() };
-        let target = Target { provider: "qwen", base_url: &base, auth: &auth, credential: Some(&secret), placement: &placement };
+        let target =
+            Target { provider: "qwen", base_url: &base, auth: &auth, credential: Some(&secret), placement: &placement };
         let req = up.prepare(&target, "qwen", plugin_request("https://dashscope-intl.aliyuncs.com/x?a=1")).unwrap();
         assert_eq!(req.url().query(), Some("a=1&key=sk-secret"));
 
         let auth = AuthScheme::Bearer;
         let bearer = KeyPlacement::bearer();
-        let target = Target { provider: "qwen", base_url: &base, auth: &auth, credential: Some(&secret), placement: &bearer };
+        let target =
+            Target { provider: "qwen", base_url: &base, auth: &auth, credential: Some(&secret), placement: &bearer };
         let err = up.prepare(&target, "qwen", plugin_request("https://evil.example/steal")).unwrap_err();
         assert_eq!(err.status, 502);
         assert!(!err.message.contains("sk-secret"));
@@ -226,14 +264,36 @@ mod tests {
         let base = url::Url::parse("https://api.openai.com/v1").unwrap();
         let secret = SecretString::from("sk-secret");
         let bearer = KeyPlacement::bearer();
-        for auth in [AuthScheme::Header("host".into()), AuthScheme::Header("authorization".into()), AuthScheme::Query("key".into())] {
-            let target = Target { provider: "openai", base_url: &base, auth: &auth, credential: Some(&secret), placement: &bearer };
-            let err = up.prepare(&target, "openai", plugin_request("https://api.openai.com/v1/chat/completions")).unwrap_err();
+        for auth in [
+            AuthScheme::Header("host".into()),
+            AuthScheme::Header("authorization".into()),
+            AuthScheme::Query("key".into()),
+        ] {
+            let target = Target {
+                provider: "openai",
+                base_url: &base,
+                auth: &auth,
+                credential: Some(&secret),
+                placement: &bearer,
+            };
+            let err = up
+                .prepare(&target, "openai", plugin_request("https://api.openai.com/v1/chat/completions"))
+                .unwrap_err();
             assert_eq!((err.status.as_u16(), err.code.as_deref()), (502, Some("plugin_error")), "{auth:?}");
-            assert!(err.message.contains("providers.openai.auth") && !err.message.contains("sk-secret"), "{}", err.message);
+            assert!(
+                err.message.contains("providers.openai.auth") && !err.message.contains("sk-secret"),
+                "{}",
+                err.message
+            );
         }
         // A plugin that asks for no key gets none, wherever the operator would put it.
-        let target = Target { provider: "openai", base_url: &base, auth: &AuthScheme::None, credential: Some(&secret), placement: &bearer };
+        let target = Target {
+            provider: "openai",
+            base_url: &base,
+            auth: &AuthScheme::None,
+            credential: Some(&secret),
+            placement: &bearer,
+        };
         let req = up.prepare(&target, "openai", plugin_request("https://api.openai.com/v1/chat/completions")).unwrap();
         assert!(req.headers().get("authorization").is_none());
     }
@@ -246,7 +306,13 @@ mod tests {
         let secret = SecretString::from("sk-query-secret");
         let auth = AuthScheme::Query("key".into());
         let placement = KeyPlacement::Query { name: "key".into() };
-        let target = Target { provider: "gemini", base_url: &base, auth: &auth, credential: Some(&secret), placement: &placement };
+        let target = Target {
+            provider: "gemini",
+            base_url: &base,
+            auth: &auth,
+            credential: Some(&secret),
+            placement: &placement,
+        };
         let request = up.prepare(&target, "gemini", plugin_request("http://127.0.0.1:1/v1/chat?alt=sse")).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         let err = up.send("gemini", request, deadline).await.unwrap_err();

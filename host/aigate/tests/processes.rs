@@ -30,12 +30,17 @@ fn required() -> bool {
 }
 
 fn pg_version() -> Option<String> {
-    std::fs::read_dir("/etc/postgresql").ok()?.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).next()
+    std::fs::read_dir("/etc/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
 }
 
 fn pg_ctl(action: &str) {
     let version = pg_version().unwrap();
-    let status = Command::new("pg_ctlcluster").args(["--skip-systemctl-redirect", &version, "main", action]).status().unwrap();
+    let status =
+        Command::new("pg_ctlcluster").args(["--skip-systemctl-redirect", &version, "main", action]).status().unwrap();
     assert!(status.success(), "pg_ctlcluster {action} failed");
 }
 
@@ -249,7 +254,11 @@ async fn replica_env(mock: &MockDashScope, dir: &Path, limits: &str) -> Option<(
         eprintln!("skipped: DATABASE_URL or REDIS_URL is not set");
         return None;
     };
-    let db = format!("aigate_replicas_{}_{}", std::process::id(), dir.file_name().unwrap().to_string_lossy().to_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), ""));
+    let db = format!(
+        "aigate_replicas_{}_{}",
+        std::process::id(),
+        dir.file_name().unwrap().to_string_lossy().to_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "")
+    );
     psql(&admin_url, &format!("CREATE DATABASE {db}"));
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
@@ -301,7 +310,8 @@ async fn twenty_requests_one_idempotency_key_two_processes_one_provider_call() {
     for i in 0..20 {
         let (http, base, key, idem) = (http.clone(), replicas[i % 2].1.clone(), key.clone(), idem.clone());
         tasks.push(tokio::spawn(async move {
-            let body = serde_json::json!({"model": "qwen:qwen-turbo", "messages": [{"role": "user", "content": "once"}]});
+            let body =
+                serde_json::json!({"model": "qwen:qwen-turbo", "messages": [{"role": "user", "content": "once"}]});
             let r = http
                 .post(format!("{base}/v1/chat/completions"))
                 .bearer_auth(key)
@@ -347,9 +357,17 @@ async fn rpm_sixty_across_two_processes_admits_at_most_sixty_of_two_hundred() {
     for i in 0..200 {
         let (http, base, key) = (http.clone(), replicas[i % 2].1.clone(), key.clone());
         tasks.push(tokio::spawn(async move {
-            let body = serde_json::json!({"model": "qwen:qwen-turbo", "messages": [{"role": "user", "content": "burst"}]});
-            let r = http.post(format!("{base}/v1/chat/completions")).bearer_auth(key).json_body(&body).send().await.unwrap();
-            let has_headers = r.headers().contains_key("x-ratelimit-limit-requests") && r.headers().contains_key("x-ratelimit-remaining-requests");
+            let body =
+                serde_json::json!({"model": "qwen:qwen-turbo", "messages": [{"role": "user", "content": "burst"}]});
+            let r = http
+                .post(format!("{base}/v1/chat/completions"))
+                .bearer_auth(key)
+                .json_body(&body)
+                .send()
+                .await
+                .unwrap();
+            let has_headers = r.headers().contains_key("x-ratelimit-limit-requests")
+                && r.headers().contains_key("x-ratelimit-remaining-requests");
             let retry = r.headers().contains_key("retry-after");
             (r.status().as_u16(), has_headers, retry)
         }));
@@ -448,7 +466,8 @@ async fn a_50_mb_line_and_an_endless_stream_leave_the_gateways_memory_flat() {
     mock.enqueue(Scenario::Endless { chunk_bytes: 16 * 1024 });
     let r = stream_call(&http, &base, &key).await;
     assert_eq!(r.status(), 200);
-    let text = tokio::time::timeout(Duration::from_secs(120), r.text()).await.expect("the endless stream was ended").unwrap();
+    let text =
+        tokio::time::timeout(Duration::from_secs(120), r.text()).await.expect("the endless stream was ended").unwrap();
     assert!(text.len() > 16 * 1024 * 1024, "content was relayed until the bound: {} bytes", text.len());
     let last = sse_data(&text).pop().unwrap();
     assert_eq!(last["error"]["code"], "upstream_response_too_large", "{last}");
@@ -458,7 +477,10 @@ async fn a_50_mb_line_and_an_endless_stream_leave_the_gateways_memory_flat() {
     eprintln!("gateway peak RSS: {before} KiB before, {after} KiB after the 50 MB line and the 32 MiB stream");
     let grown_mib = after.saturating_sub(before) / 1024;
     assert!(grown_mib < 24, "the gateway's peak memory grew by {grown_mib} MiB for a 50 MB line and a 32 MiB stream");
-    assert!(mock.wait_streams_cancelled(2, Duration::from_secs(10)).await, "both upstream connections were dropped at the bound");
+    assert!(
+        mock.wait_streams_cancelled(2, Duration::from_secs(10)).await,
+        "both upstream connections were dropped at the bound"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

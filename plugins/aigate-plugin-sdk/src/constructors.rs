@@ -4,8 +4,8 @@
 //! shorthands for requests.
 
 use crate::types::{
-    ChatRequest, ChatResponse, Choice, ChoiceDelta, ContentPart, FinishReason, Message, MessageContent,
-    ProviderError, ResponseMessage, Role, StreamChunk, ToolCallDelta, Usage,
+    ChatRequest, ChatResponse, Choice, ChoiceDelta, ContentPart, FinishReason, Message, MessageContent, ProviderError,
+    ResponseMessage, Role, StreamChunk, ToolCallDelta, Usage,
 };
 
 impl ChatRequest {

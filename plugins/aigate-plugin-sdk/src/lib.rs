@@ -124,7 +124,7 @@ macro_rules! export_plugin {
         #[cfg(target_arch = "wasm32")]
         #[allow(unsafe_code)]
         const _: () = {
-            $crate::bindings::export!($provider with_types_in $crate::bindings);
+    $crate::bindings::export!($provider with_types_in $crate::bindings);
         };
     };
 }

@@ -4,8 +4,7 @@ use std::cell::RefCell;
 
 use crate::bindings::exports::aigate::provider::adapter::{Guest, GuestStreamDecoder};
 use crate::types::{
-    ChatRequest, ChatResponse, HttpRequest, HttpResponse, ModelInfo, PluginInfo, ProviderError,
-    SseEvent, StreamChunk,
+    ChatRequest, ChatResponse, HttpRequest, HttpResponse, ModelInfo, PluginInfo, ProviderError, SseEvent, StreamChunk,
 };
 
 /// A provider plugin: the `adapter` interface of the contract as a Rust trait.
@@ -73,10 +72,7 @@ pub struct DecoderResource<P: Provider> {
 }
 
 impl<P: Provider> DecoderResource<P> {
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&mut P::Decoder) -> Result<T, ProviderError>,
-    ) -> Result<T, ProviderError> {
+    fn with<T>(&self, f: impl FnOnce(&mut P::Decoder) -> Result<T, ProviderError>) -> Result<T, ProviderError> {
         // The component model never re-enters a resource method, so this only
         // fails on a host bug; report it instead of panicking.
         match self.decoder.try_borrow_mut() {

@@ -17,9 +17,8 @@ pub(crate) const RULES: RetryRules = RetryRules {
 pub(crate) fn parse_error(status: u16, body: &[u8]) -> ProviderError {
     let text = String::from_utf8_lossy(body);
     match serde_json::from_str::<Value>(text.trim()) {
-        Ok(value) => error_from_json(status, &value).unwrap_or_else(|| {
-            ProviderError::upstream(&RULES, status, "", None, text.trim())
-        }),
+        Ok(value) => error_from_json(status, &value)
+            .unwrap_or_else(|| ProviderError::upstream(&RULES, status, "", None, text.trim())),
         Err(_) => {
             let message = if text.trim().is_empty() {
                 format!("the provider answered HTTP {status} with an empty body")

@@ -4,8 +4,8 @@ use aigate_plugin_sdk::join_url;
 use aigate_plugin_sdk::json::{extra_object, finite_number, parse_json_text};
 use aigate_plugin_sdk::media::parse_data_url;
 use aigate_plugin_sdk::types::{
-    ChatRequest, ContentPart, FunctionTool, HttpRequest, Message, MessageContent, ProviderError, ResponseFormat,
-    Role, ToolChoice,
+    ChatRequest, ContentPart, FunctionTool, HttpRequest, Message, MessageContent, ProviderError, ResponseFormat, Role,
+    ToolChoice,
 };
 use serde_json::{Map, Value, json};
 

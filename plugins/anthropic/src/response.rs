@@ -98,8 +98,7 @@ impl UsageCounts {
     }
 
     pub(crate) fn usage(&self) -> Usage {
-        let prompt_tokens =
-            self.input.saturating_add(self.cache_read.unwrap_or(0)).saturating_add(self.cache_creation);
+        let prompt_tokens = self.input.saturating_add(self.cache_read.unwrap_or(0)).saturating_add(self.cache_creation);
         Usage {
             prompt_tokens,
             completion_tokens: self.output,

@@ -17,9 +17,7 @@
 //! clients index the `tool_calls` array with it.
 
 use aigate_plugin_sdk::ChunkDecoder;
-use aigate_plugin_sdk::types::{
-    ChoiceDelta, ProviderError, Role, SseEvent, StreamChunk, ToolCallDelta, Usage,
-};
+use aigate_plugin_sdk::types::{ChoiceDelta, ProviderError, Role, SseEvent, StreamChunk, ToolCallDelta, Usage};
 use serde_json::Value;
 
 use crate::error::{RULES, error_from_json};
@@ -184,8 +182,10 @@ impl ChunkDecoder for MessagesStreamDecoder {
                 })
             }
             "message_stop" => Ok(self.usage_chunk()),
-            "error" => Err(error_from_json(200, &value)
-                .unwrap_or_else(|| ProviderError::upstream(&RULES, 200, "", None, data))),
+            "error" => {
+                Err(error_from_json(200, &value)
+                    .unwrap_or_else(|| ProviderError::upstream(&RULES, 200, "", None, data)))
+            }
             // `ping`, `content_block_stop`, and event types newer than this plugin.
             _ => Ok(Vec::new()),
         }

@@ -85,7 +85,10 @@ fn minimal_request() {
     assert_eq!(header("anthropic-version"), Some("2023-06-01"));
     assert_eq!(header("content-type"), Some("application/json"));
     assert!(
-        !http.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("x-api-key") || k.eq_ignore_ascii_case("authorization")),
+        !http
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("x-api-key") || k.eq_ignore_ascii_case("authorization")),
         "the host adds the credential"
     );
     assert_eq!(
@@ -220,7 +223,9 @@ fn tools_and_tool_choice() {
     let weather = FunctionTool {
         name: "get_weather".to_string(),
         description: Some("Weather in a city".to_string()),
-        parameters: Some(r#"{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}"#.to_string()),
+        parameters: Some(
+            r#"{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}"#.to_string(),
+        ),
         strict: Some(true),
     };
     let clock = FunctionTool { name: "now".to_string(), description: None, parameters: None, strict: None };
@@ -439,7 +444,8 @@ fn error_table() {
         );
         assert_eq!(error.message, "Something went wrong");
     }
-    let cloudflare = err(Anthropic::parse_response(response(413, "<html><body>413 Request Entity Too Large</body></html>")));
+    let cloudflare =
+        err(Anthropic::parse_response(response(413, "<html><body>413 Request Entity Too Large</body></html>")));
     assert_eq!((cloudflare.status, cloudflare.error_type.as_str()), (413, "invalid_request_error"));
     assert!(cloudflare.message.contains("413 Request Entity Too Large"));
     let empty = err(Anthropic::parse_response(response(502, "")));
@@ -470,13 +476,28 @@ fn delta(chunk: &StreamChunk) -> &ChoiceDelta {
 #[test]
 fn reference_stream() {
     let (chunks, error) = decode(vec![
-        event("message_start", json!({"type":"message_start","message":{"id":"msg_01","type":"message","role":"assistant","content":[],"model":"claude-sonnet-4-5-20250929","stop_reason":null,"usage":{"input_tokens":12,"output_tokens":1}}})),
-        event("content_block_start", json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}})),
+        event(
+            "message_start",
+            json!({"type":"message_start","message":{"id":"msg_01","type":"message","role":"assistant","content":[],"model":"claude-sonnet-4-5-20250929","stop_reason":null,"usage":{"input_tokens":12,"output_tokens":1}}}),
+        ),
+        event(
+            "content_block_start",
+            json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+        ),
         event("ping", json!({"type": "ping"})),
-        event("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}})),
-        event("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" there"}})),
+        event(
+            "content_block_delta",
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}),
+        ),
+        event(
+            "content_block_delta",
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" there"}}),
+        ),
         event("content_block_stop", json!({"type":"content_block_stop","index":0})),
-        event("message_delta", json!({"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":77}})),
+        event(
+            "message_delta",
+            json!({"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":77}}),
+        ),
         event("message_stop", json!({"type":"message_stop"})),
     ]);
     assert!(error.is_none());
@@ -504,22 +525,58 @@ fn reference_stream() {
 #[test]
 fn tool_use_stream() {
     let (chunks, error) = decode(vec![
-        event("message_start", json!({"type":"message_start","message":{"id":"msg_02","model":"claude-sonnet-4-5","content":[],"usage":{"input_tokens":50,"cache_read_input_tokens":10,"output_tokens":1}}})),
-        event("content_block_start", json!({"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}})),
-        event("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Need weather."}})),
-        event("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"EqQB"}})),
+        event(
+            "message_start",
+            json!({"type":"message_start","message":{"id":"msg_02","model":"claude-sonnet-4-5","content":[],"usage":{"input_tokens":50,"cache_read_input_tokens":10,"output_tokens":1}}}),
+        ),
+        event(
+            "content_block_start",
+            json!({"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}),
+        ),
+        event(
+            "content_block_delta",
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Need weather."}}),
+        ),
+        event(
+            "content_block_delta",
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"EqQB"}}),
+        ),
         event("content_block_stop", json!({"type":"content_block_stop","index":0})),
-        event("content_block_start", json!({"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}})),
-        event("content_block_delta", json!({"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Checking."}})),
+        event(
+            "content_block_start",
+            json!({"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}),
+        ),
+        event(
+            "content_block_delta",
+            json!({"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Checking."}}),
+        ),
         event("content_block_stop", json!({"type":"content_block_stop","index":1})),
-        event("content_block_start", json!({"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"toolu_A","name":"get_weather","input":{}}})),
-        event("content_block_delta", json!({"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":""}})),
-        event("content_block_delta", json!({"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"city\": "}})),
-        event("content_block_delta", json!({"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"\"Paris\"}"}})),
+        event(
+            "content_block_start",
+            json!({"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"toolu_A","name":"get_weather","input":{}}}),
+        ),
+        event(
+            "content_block_delta",
+            json!({"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":""}}),
+        ),
+        event(
+            "content_block_delta",
+            json!({"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"city\": "}}),
+        ),
+        event(
+            "content_block_delta",
+            json!({"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"\"Paris\"}"}}),
+        ),
         event("content_block_stop", json!({"type":"content_block_stop","index":2})),
-        event("content_block_start", json!({"type":"content_block_start","index":3,"content_block":{"type":"tool_use","id":"toolu_B","name":"now","input":{}}})),
+        event(
+            "content_block_start",
+            json!({"type":"content_block_start","index":3,"content_block":{"type":"tool_use","id":"toolu_B","name":"now","input":{}}}),
+        ),
         event("content_block_stop", json!({"type":"content_block_stop","index":3})),
-        event("message_delta", json!({"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":40}})),
+        event(
+            "message_delta",
+            json!({"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":40}}),
+        ),
         event("message_stop", json!({"type":"message_stop"})),
     ]);
     assert!(error.is_none());
@@ -568,17 +625,30 @@ fn tool_use_stream() {
 #[test]
 fn error_event_after_a_200() {
     let (chunks, error) = decode(vec![
-        event("message_start", json!({"type":"message_start","message":{"id":"msg_03","model":"claude-sonnet-4-5","content":[],"usage":{"input_tokens":5,"output_tokens":1}}})),
-        event("content_block_start", json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}})),
-        event("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hel"}})),
+        event(
+            "message_start",
+            json!({"type":"message_start","message":{"id":"msg_03","model":"claude-sonnet-4-5","content":[],"usage":{"input_tokens":5,"output_tokens":1}}}),
+        ),
+        event(
+            "content_block_start",
+            json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+        ),
+        event(
+            "content_block_delta",
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hel"}}),
+        ),
         event("error", json!({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}})),
     ]);
     assert_eq!(chunks.len(), 2);
     let error = error.unwrap_or_else(|| unreachable!("no error"));
-    assert_eq!((error.status, error.error_type.as_str(), error.message.as_str()), (200, "overloaded_error", "Overloaded"));
+    assert_eq!(
+        (error.status, error.error_type.as_str(), error.message.as_str()),
+        (200, "overloaded_error", "Overloaded")
+    );
     assert!(error.retryable);
 
-    let (_, error) = decode(vec![event("error", json!({"type":"error","error":{"type":"invalid_request_error","message":"bad"}}))]);
+    let (_, error) =
+        decode(vec![event("error", json!({"type":"error","error":{"type":"invalid_request_error","message":"bad"}}))]);
     assert!(error.is_some_and(|e| !e.retryable && e.status == 200));
     let (_, error) = decode(vec![SseEvent { event: None, data: "{oops".to_string() }]);
     assert!(error.is_some_and(|e| e.error_type == "invalid_response"));
@@ -587,8 +657,14 @@ fn error_event_after_a_200() {
 #[test]
 fn a_cut_stream_still_reports_usage_once() {
     let mut decoder = Anthropic::stream_decoder("claude-haiku-4-5".to_string());
-    ok(decoder.push(event("message_start", json!({"type":"message_start","message":{"id":"m","content":[],"usage":{"input_tokens":9,"output_tokens":1}}}))));
-    ok(decoder.push(event("message_delta", json!({"type":"message_delta","delta":{"stop_reason":"max_tokens"},"usage":{"output_tokens":4}}))));
+    ok(decoder.push(event(
+        "message_start",
+        json!({"type":"message_start","message":{"id":"m","content":[],"usage":{"input_tokens":9,"output_tokens":1}}}),
+    )));
+    ok(decoder.push(event(
+        "message_delta",
+        json!({"type":"message_delta","delta":{"stop_reason":"max_tokens"},"usage":{"output_tokens":4}}),
+    )));
     let finished = ok(decoder.finish());
     assert_eq!(finished.len(), 1);
     assert_eq!(finished[0].model, "claude-haiku-4-5", "the requested model when the stream named none");
@@ -602,7 +678,10 @@ fn a_cut_stream_still_reports_usage_once() {
 fn models_list() {
     let request = Anthropic::build_models_request("https://api.anthropic.com/v1");
     let request = request.unwrap_or_else(|| unreachable!("a models request"));
-    assert_eq!((request.method.as_str(), request.url.as_str()), ("GET", "https://api.anthropic.com/v1/models?limit=1000"));
+    assert_eq!(
+        (request.method.as_str(), request.url.as_str()),
+        ("GET", "https://api.anthropic.com/v1/models?limit=1000")
+    );
     assert!(request.headers.iter().any(|(k, v)| k == "anthropic-version" && v == "2023-06-01"));
 
     let models = ok(Anthropic::parse_models(response(

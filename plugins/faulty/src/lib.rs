@@ -37,10 +37,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use aigate_plugin_sdk::openai_compat::{Dialect, StreamDecoder};
 use aigate_plugin_sdk::types::{
-    AuthScheme, ChatRequest, ChatResponse, HttpRequest, HttpResponse, ModelInfo, PluginInfo, ProviderError,
-    SseEvent, StreamChunk,
+    AuthScheme, ChatRequest, ChatResponse, HttpRequest, HttpResponse, ModelInfo, PluginInfo, ProviderError, SseEvent,
+    StreamChunk,
 };
-use aigate_plugin_sdk::{ChunkDecoder, CONTRACT_VERSION, Provider, export_plugin, plugin_version};
+use aigate_plugin_sdk::{CONTRACT_VERSION, ChunkDecoder, Provider, export_plugin, plugin_version};
 
 /// The models, one per behaviour.
 const MODELS: &[&str] = &["trap", "loop", "oom", "garbage", "stream-trap", "parse-trap", "senses", "marker"];
@@ -229,7 +229,9 @@ mod tests {
 
     #[test]
     fn garbage_is_not_a_valid_request() {
-        let Ok(http) = Faulty::build_request("http://x/v1", request("garbage")) else { panic!("garbage must return Ok") };
+        let Ok(http) = Faulty::build_request("http://x/v1", request("garbage")) else {
+            panic!("garbage must return Ok")
+        };
         assert!(!http.url.contains("://"));
         assert!(http.headers.iter().any(|(name, _)| name.contains(' ') && name.contains('\n')));
     }

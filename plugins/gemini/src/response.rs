@@ -28,7 +28,11 @@ pub fn parse(response: &HttpResponse) -> Result<ChatResponse, ProviderError> {
                 Part::Text(text) => push_text(&mut message.content, text),
                 Part::Thought(text) => push_text(&mut message.reasoning_content, text),
                 Part::Call { id: given, name, arguments } => {
-                    message.tool_calls.push(ToolCall { id: given.unwrap_or_else(|| call_id(&id, calls)), name, arguments });
+                    message.tool_calls.push(ToolCall {
+                        id: given.unwrap_or_else(|| call_id(&id, calls)),
+                        name,
+                        arguments,
+                    });
                     calls += 1;
                 }
                 Part::Other => {}
@@ -75,7 +79,11 @@ pub enum Part {
     Text(String),
     /// A `thought: true` text part: the model's reasoning summary.
     Thought(String),
-    Call { id: Option<String>, name: String, arguments: String },
+    Call {
+        id: Option<String>,
+        name: String,
+        arguments: String,
+    },
     Other,
 }
 
@@ -110,8 +118,15 @@ pub fn finish_reason(candidate: &Value, called_tools: bool) -> Option<FinishReas
         "STOP" if called_tools => FinishReason::ToolCalls,
         "STOP" => FinishReason::Stop,
         "MAX_TOKENS" => FinishReason::Length,
-        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY"
-        | "IMAGE_PROHIBITED_CONTENT" | "IMAGE_RECITATION" | "MODEL_ARMOR" => FinishReason::ContentFilter,
+        "SAFETY"
+        | "RECITATION"
+        | "BLOCKLIST"
+        | "PROHIBITED_CONTENT"
+        | "SPII"
+        | "IMAGE_SAFETY"
+        | "IMAGE_PROHIBITED_CONTENT"
+        | "IMAGE_RECITATION"
+        | "MODEL_ARMOR" => FinishReason::ContentFilter,
         "FINISH_REASON_UNSPECIFIED" => return None,
         other => FinishReason::Other(other.to_ascii_lowercase()),
     })

@@ -109,6 +109,11 @@ impl ChunkDecoder for GeminiStreamDecoder {
     }
 
     fn finish(&mut self) -> Result<Vec<StreamChunk>, ProviderError> {
-        Ok(self.usage.take().map(|usage| StreamChunk { usage: Some(usage), ..self.chunk(Vec::new()) }).into_iter().collect())
+        Ok(self
+            .usage
+            .take()
+            .map(|usage| StreamChunk { usage: Some(usage), ..self.chunk(Vec::new()) })
+            .into_iter()
+            .collect())
     }
 }

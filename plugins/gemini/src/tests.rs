@@ -55,7 +55,10 @@ fn a_tool_round_trip_names_the_function_and_merges_results() {
             {"functionResponse": {"name": "time", "response": {"output": "noon"}}},
         ]})
     );
-    assert_eq!(body["tools"][0]["functionDeclarations"][0]["parametersJsonSchema"]["additionalProperties"], json!(false));
+    assert_eq!(
+        body["tools"][0]["functionDeclarations"][0]["parametersJsonSchema"]["additionalProperties"],
+        json!(false)
+    );
 }
 
 #[test]

@@ -112,8 +112,9 @@ impl Guest for Legacy {
     }
 
     fn parse_response(response: HttpResponse) -> Result<ChatResponse, ProviderError> {
-        let value: Value = serde_json::from_slice(&response.body)
-            .map_err(|e| error(if response.status >= 400 { response.status } else { 502 }, format!("legacy: unreadable body: {e}")))?;
+        let value: Value = serde_json::from_slice(&response.body).map_err(|e| {
+            error(if response.status >= 400 { response.status } else { 502 }, format!("legacy: unreadable body: {e}"))
+        })?;
         if response.status >= 400 || value.get("error").is_some_and(|e| !e.is_null()) {
             let message = value.pointer("/error/message").and_then(Value::as_str).unwrap_or("provider error");
             return Err(error(response.status.max(400), message.to_string()));
@@ -167,7 +168,8 @@ impl GuestStreamDecoder for Decoder {
         if event.data.trim() == "[DONE]" {
             return Ok(vec![]);
         }
-        let value: Value = serde_json::from_str(&event.data).map_err(|e| error(502, format!("legacy: bad chunk: {e}")))?;
+        let value: Value =
+            serde_json::from_str(&event.data).map_err(|e| error(502, format!("legacy: bad chunk: {e}")))?;
         if let Some(message) = value.pointer("/error/message").and_then(Value::as_str) {
             return Err(error(200, message.to_string()));
         }

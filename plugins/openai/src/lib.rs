@@ -106,7 +106,8 @@ mod tests {
 
     #[test]
     fn request_depends_on_the_server() {
-        let mut request = ChatRequest::new("gpt-4o", vec![Message::text(Role::Developer, "d"), Message::text(Role::User, "u")]);
+        let mut request =
+            ChatRequest::new("gpt-4o", vec![Message::text(Role::Developer, "d"), Message::text(Role::User, "u")]);
         request.max_tokens = Some(100);
         request.stream = true;
 

@@ -81,8 +81,24 @@ fn refine_error(error: &mut ProviderError) {
 /// models can serve `/v1/chat/completions`.
 fn is_chat_model(id: &str) -> bool {
     const NOT_CHAT: &[&str] = &[
-        "embed", "rerank", "wanx", "wan2", "image", "t2i", "t2v", "i2v", "tts", "asr", "paraformer",
-        "sensevoice", "cosyvoice", "sambert", "realtime", "livetranslate", "speech", "flux",
+        "embed",
+        "rerank",
+        "wanx",
+        "wan2",
+        "image",
+        "t2i",
+        "t2v",
+        "i2v",
+        "tts",
+        "asr",
+        "paraformer",
+        "sensevoice",
+        "cosyvoice",
+        "sambert",
+        "realtime",
+        "livetranslate",
+        "speech",
+        "flux",
         "stable-diffusion",
     ];
     let id = id.to_ascii_lowercase();

@@ -67,7 +67,9 @@ fn stream_request() {
 #[test]
 fn error_table() {
     let nested = |code: &str, message: &str| {
-        format!(r#"{{"error":{{"message":"{message}","type":"{code}","param":null,"code":"{code}"}},"request_id":"r"}}"#)
+        format!(
+            r#"{{"error":{{"message":"{message}","type":"{code}","param":null,"code":"{code}"}},"request_id":"r"}}"#
+        )
     };
     let invalid = |message: &str| {
         format!(
@@ -133,14 +135,20 @@ fn context_overflow_keeps_the_provider_message() {
     );
     assert_eq!(parsed.code.as_deref(), Some("context_length_exceeded"));
     assert_eq!(parsed.error_type, "invalid_request_error");
-    assert_eq!(parsed.message, "<400> InternalError.Algo.InvalidParameter: Range of input length should be [1, 129024]");
+    assert_eq!(
+        parsed.message,
+        "<400> InternalError.Algo.InvalidParameter: Range of input length should be [1, 129024]"
+    );
 }
 
 #[test]
 fn errors_inside_a_stream() {
     let mut decoder = Qwen::stream_decoder("qwen-plus".to_string());
     let event = |event: Option<&str>, data: &str| SseEvent { event: event.map(str::to_string), data: data.to_string() };
-    let partial = decoder.push(event(None, r#"{"choices":[{"delta":{"content":"Once"},"index":0}],"id":"c","model":"qwen-plus","created":1}"#));
+    let partial = decoder.push(event(
+        None,
+        r#"{"choices":[{"delta":{"content":"Once"},"index":0}],"id":"c","model":"qwen-plus","created":1}"#,
+    ));
     assert!(matches!(partial, Ok(ref chunks) if chunks.len() == 1));
 
     let moderation = decoder.push(event(
@@ -148,17 +156,27 @@ fn errors_inside_a_stream() {
         r#"{"error":{"message":"Output data may contain inappropriate content.","type":"data_inspection_failed","param":null,"code":"data_inspection_failed"}}"#,
     ));
     let Err(moderation) = moderation else { unreachable!("{moderation:?}") };
-    assert_eq!((moderation.status, moderation.code.as_deref(), moderation.retryable), (200, Some("content_filter"), false));
+    assert_eq!(
+        (moderation.status, moderation.code.as_deref(), moderation.retryable),
+        (200, Some("content_filter"), false)
+    );
     assert_eq!(moderation.message, "Output data may contain inappropriate content.");
 
-    let flat = decoder.push(event(Some("error"), r#"{"code":"invalid_model_error","message":"Unsupported model \"\"","request_id":"r"}"#));
+    let flat = decoder.push(event(
+        Some("error"),
+        r#"{"code":"invalid_model_error","message":"Unsupported model \"\"","request_id":"r"}"#,
+    ));
     let Err(flat) = flat else { unreachable!("{flat:?}") };
     assert_eq!((flat.status, flat.code.as_deref(), flat.retryable), (200, Some("invalid_model_error"), false));
 
-    let search = decoder.push(event(Some("error"), r#"{"code":"InvalidParameter","message":"This model does not support enable_search."}"#));
+    let search = decoder.push(event(
+        Some("error"),
+        r#"{"code":"InvalidParameter","message":"This model does not support enable_search."}"#,
+    ));
     assert!(matches!(search, Err(ref e) if e.status == 200 && e.message.contains("enable_search")));
 
-    let throttled = decoder.push(event(Some("error"), r#"{"code":"Throttling.RateQuota","message":"Requests rate limit exceeded"}"#));
+    let throttled = decoder
+        .push(event(Some("error"), r#"{"code":"Throttling.RateQuota","message":"Requests rate limit exceeded"}"#));
     assert!(matches!(throttled, Err(ref e) if e.retryable));
 }
 
@@ -182,7 +200,13 @@ fn models_list_keeps_chat_models() {
     assert_eq!(models[2].context_window, None);
 
     let request = Qwen::build_models_request("https://dashscope-intl.aliyuncs.com/compatible-mode/v1");
-    assert_eq!(request.map(|r| r.url), Some("https://dashscope-intl.aliyuncs.com/compatible-mode/v1/models".to_string()));
-    let denied = Qwen::parse_models(response(401, r#"{"error":{"message":"Incorrect API key provided.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#));
+    assert_eq!(
+        request.map(|r| r.url),
+        Some("https://dashscope-intl.aliyuncs.com/compatible-mode/v1/models".to_string())
+    );
+    let denied = Qwen::parse_models(response(
+        401,
+        r#"{"error":{"message":"Incorrect API key provided.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#,
+    ));
     assert!(matches!(denied, Err(ref e) if e.status == 401 && !e.retryable));
 }

@@ -87,9 +87,7 @@ fn parse_sf_string(mut rest: &[u8]) -> Result<String, KeyError> {
                 return if after.is_empty() {
                     Ok(out)
                 } else {
-                    Err(KeyError::Malformed(
-                        "unexpected characters after the closing quote",
-                    ))
+                    Err(KeyError::Malformed("unexpected characters after the closing quote"))
                 };
             }
             [b'\\', escaped, after @ ..] => {
@@ -196,22 +194,10 @@ mod tests {
     #[test]
     fn sf_string_escapes() {
         assert_eq!(parse_idempotency_key(r#""a\"b\\c""#).unwrap(), r#"a"b\c"#);
-        assert_eq!(
-            parse_idempotency_key(r#""a\nb""#),
-            Err(KeyError::Malformed("only \\\" and \\\\ may be escaped"))
-        );
-        assert!(matches!(
-            parse_idempotency_key(r#""abc"#),
-            Err(KeyError::Malformed(_))
-        ));
-        assert!(matches!(
-            parse_idempotency_key(r#""abc\"#),
-            Err(KeyError::Malformed(_))
-        ));
-        assert!(matches!(
-            parse_idempotency_key(r#""abc";p=1"#),
-            Err(KeyError::Malformed(_))
-        ));
+        assert_eq!(parse_idempotency_key(r#""a\nb""#), Err(KeyError::Malformed("only \\\" and \\\\ may be escaped")));
+        assert!(matches!(parse_idempotency_key(r#""abc"#), Err(KeyError::Malformed(_))));
+        assert!(matches!(parse_idempotency_key(r#""abc\"#), Err(KeyError::Malformed(_))));
+        assert!(matches!(parse_idempotency_key(r#""abc";p=1"#), Err(KeyError::Malformed(_))));
         assert_eq!(parse_idempotency_key(r#""""#), Err(KeyError::Empty));
     }
 
@@ -220,38 +206,24 @@ mod tests {
         assert_eq!(parse_idempotency_key(""), Err(KeyError::Empty));
         assert_eq!(parse_idempotency_key("  "), Err(KeyError::Empty));
         assert!(parse_idempotency_key("a".repeat(255)).is_ok());
-        assert_eq!(
-            parse_idempotency_key("a".repeat(256)),
-            Err(KeyError::TooLong { len: 256 })
-        );
+        assert_eq!(parse_idempotency_key("a".repeat(256)), Err(KeyError::TooLong { len: 256 }));
         // 255 characters once unescaped, 257 on the wire
         assert!(parse_idempotency_key(format!("\"{}\"", "a".repeat(255))).is_ok());
-        assert_eq!(
-            parse_idempotency_key("a\u{7f}b"),
-            Err(KeyError::ControlCharacter)
-        );
-        assert_eq!(
-            parse_idempotency_key("a\tb"),
-            Err(KeyError::ControlCharacter)
-        );
-        assert_eq!(
-            parse_idempotency_key("\"a\u{1}\""),
-            Err(KeyError::ControlCharacter)
-        );
+        assert_eq!(parse_idempotency_key("a\u{7f}b"), Err(KeyError::ControlCharacter));
+        assert_eq!(parse_idempotency_key("a\tb"), Err(KeyError::ControlCharacter));
+        assert_eq!(parse_idempotency_key("\"a\u{1}\""), Err(KeyError::ControlCharacter));
         assert_eq!(parse_idempotency_key("ключ"), Err(KeyError::NonAscii));
     }
 
     #[test]
     fn fingerprint_ignores_key_order_and_formatting() {
-        let a: serde_json::Value = serde_json::from_str(
-            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"n":1}"#,
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"n":1}"#).unwrap();
+        let b: serde_json::Value = serde_json::from_str(
+            "{ \"n\": 1,\n \"messages\": [{\"content\": \"hi\", \"role\": \"user\"}], \"model\": \"m\" }",
         )
         .unwrap();
-        let b: serde_json::Value = serde_json::from_str("{ \"n\": 1,\n \"messages\": [{\"content\": \"hi\", \"role\": \"user\"}], \"model\": \"m\" }").unwrap();
-        assert_eq!(
-            fingerprint("POST", "/v1/chat/completions", &a),
-            fingerprint("POST", "/v1/chat/completions", &b)
-        );
+        assert_eq!(fingerprint("POST", "/v1/chat/completions", &a), fingerprint("POST", "/v1/chat/completions", &b));
     }
 
     #[test]
@@ -266,17 +238,10 @@ mod tests {
             json!({"model": "m", "messages": [{"content": "hi", "role": "system"}]}),
             json!({"model": "m", "messages": []}),
         ] {
-            assert_ne!(
-                fp,
-                fingerprint("POST", "/v1/chat/completions", &other),
-                "{other}"
-            );
+            assert_ne!(fp, fingerprint("POST", "/v1/chat/completions", &other), "{other}");
         }
         // method and path cannot bleed into each other
-        assert_ne!(
-            fingerprint("POST", "/a", &json!(null)),
-            fingerprint("POS", "T/a", &json!(null))
-        );
+        assert_ne!(fingerprint("POST", "/a", &json!(null)), fingerprint("POS", "T/a", &json!(null)));
     }
 }
 

@@ -122,8 +122,7 @@ impl State {
         // queue stays within a small multiple of the records held.
         if self.completed.len() > 2 * max_entries.max(8) {
             let records = &self.records;
-            self.completed
-                .retain(|(k, s)| matches!(records.peek(k), Some(Record::Completed { seq, .. }) if seq == s));
+            self.completed.retain(|(k, s)| matches!(records.peek(k), Some(Record::Completed { seq, .. }) if seq == s));
         }
         seq
     }
@@ -166,19 +165,8 @@ impl MemoryIdempotencyStore {
 
     /// A store holding at most `max_entries` records and `max_bytes` of stored responses.
     pub fn with_limits(max_entries: usize, max_bytes: usize) -> Self {
-        let state = State {
-            records: ExpiryMap::new(),
-            bytes: 0,
-            completed: VecDeque::new(),
-            next_seq: 0,
-        };
-        Self {
-            inner: Arc::new(Inner {
-                state: Mutex::new(state),
-                max_entries: max_entries.max(1),
-                max_bytes,
-            }),
-        }
+        let state = State { records: ExpiryMap::new(), bytes: 0, completed: VecDeque::new(), next_seq: 0 };
+        Self { inner: Arc::new(Inner { state: Mutex::new(state), max_entries: max_entries.max(1), max_bytes }) }
     }
 
     fn claim_sync(
@@ -194,27 +182,14 @@ impl MemoryIdempotencyStore {
         let mut state = self.inner.lock();
         state.sweep(now);
         Ok(match state.records.get(&record, now) {
-            Some((
-                Record::InFlight {
-                    fingerprint: stored,
-                    ..
-                },
-                deadline,
-            )) => {
+            Some((Record::InFlight { fingerprint: stored, .. }, deadline)) => {
                 if stored != fingerprint {
                     Claim::Mismatch
                 } else {
                     super::in_progress(deadline.saturating_duration_since(now))
                 }
             }
-            Some((
-                Record::Completed {
-                    fingerprint: stored,
-                    response,
-                    ..
-                },
-                _,
-            )) => {
+            Some((Record::Completed { fingerprint: stored, response, .. }, _)) => {
                 if stored != fingerprint {
                     Claim::Mismatch
                 } else {
@@ -224,19 +199,11 @@ impl MemoryIdempotencyStore {
             None => {
                 state.make_room(self.inner.max_entries, self.inner.max_bytes, 0)?;
                 let token = super::new_token();
-                let in_flight = Record::InFlight {
-                    fingerprint: *fingerprint,
-                    token,
-                };
+                let in_flight = Record::InFlight { fingerprint: *fingerprint, token };
                 let replaced = state.records.insert(record.clone(), in_flight, deadline(now, lease), now);
                 state.forget(replaced);
                 drop(state);
-                let claim = OwnedClaim {
-                    record,
-                    token,
-                    fingerprint: *fingerprint,
-                    ttl,
-                };
+                let claim = OwnedClaim { record, token, fingerprint: *fingerprint, ttl };
                 Claim::Acquired(ClaimGuard::new(self.inner.clone(), claim))
             }
         })
@@ -245,9 +212,7 @@ impl MemoryIdempotencyStore {
 
 /// `now + d`, saturating far in the future instead of overflowing.
 fn deadline(now: Instant, d: Duration) -> Instant {
-    now.checked_add(d)
-        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
-        .unwrap_or(now)
+    now.checked_add(d).or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600))).unwrap_or(now)
 }
 
 impl IdempotencyStore for MemoryIdempotencyStore {
@@ -285,15 +250,9 @@ impl ClaimOwner for Inner {
                 return Err(e);
             }
             let seq = state.push_completed(claim.record.clone(), self.max_entries);
-            let completed = Record::Completed {
-                fingerprint: claim.fingerprint,
-                response: response.clone(),
-                seq,
-            };
+            let completed = Record::Completed { fingerprint: claim.fingerprint, response: response.clone(), seq };
             state.bytes += size;
-            state
-                .records
-                .insert(claim.record.clone(), completed, deadline(now, claim.ttl), now);
+            state.records.insert(claim.record.clone(), completed, deadline(now, claim.ttl), now);
             Ok(())
         });
         Box::pin(async move { result })
@@ -308,16 +267,9 @@ impl ClaimOwner for Inner {
         Box::pin(async move { result })
     }
 
-    fn renew<'a>(
-        &'a self,
-        claim: &'a OwnedClaim,
-        lease: Duration,
-    ) -> BoxFuture<'a, Result<(), IdempotencyError>> {
+    fn renew<'a>(&'a self, claim: &'a OwnedClaim, lease: Duration) -> BoxFuture<'a, Result<(), IdempotencyError>> {
         let result = self.if_owner(claim, |state, now| {
-            let in_flight = Record::InFlight {
-                fingerprint: claim.fingerprint,
-                token: claim.token,
-            };
+            let in_flight = Record::InFlight { fingerprint: claim.fingerprint, token: claim.token };
             state.records.insert(claim.record.clone(), in_flight, deadline(now, lease), now);
             Ok(())
         });

@@ -91,9 +91,7 @@ pub struct ClaimGuard {
 
 impl std::fmt::Debug for ClaimGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClaimGuard")
-            .field("record", &self.claim.record)
-            .finish_non_exhaustive()
+        f.debug_struct("ClaimGuard").field("record", &self.claim.record).finish_non_exhaustive()
     }
 }
 
@@ -142,11 +140,7 @@ pub(crate) trait ClaimOwner: Send + Sync {
 
     fn release<'a>(&'a self, claim: &'a OwnedClaim) -> BoxFuture<'a, Result<(), IdempotencyError>>;
 
-    fn renew<'a>(
-        &'a self,
-        claim: &'a OwnedClaim,
-        lease: Duration,
-    ) -> BoxFuture<'a, Result<(), IdempotencyError>>;
+    fn renew<'a>(&'a self, claim: &'a OwnedClaim, lease: Duration) -> BoxFuture<'a, Result<(), IdempotencyError>>;
 }
 
 /// One record key for (org, key): length-prefixed so no org/key pair can collide with
@@ -160,8 +154,5 @@ pub(crate) fn new_token() -> [u8; 16] {
 }
 
 pub(crate) fn in_progress(lease_remaining: Duration) -> Claim {
-    Claim::InProgress {
-        retry_after: lease_remaining.min(IN_PROGRESS_RETRY_HINT),
-        lease_remaining,
-    }
+    Claim::InProgress { retry_after: lease_remaining.min(IN_PROGRESS_RETRY_HINT), lease_remaining }
 }

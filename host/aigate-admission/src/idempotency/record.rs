@@ -34,10 +34,7 @@ impl StoredResponse {
     /// The SSE events of the body, each with its terminating blank line (a trailing partial
     /// event without one is yielded last). For a [`BodyKind::Whole`] body: the whole body.
     pub fn events(&self) -> SseEvents<'_> {
-        SseEvents {
-            rest: &self.body,
-            whole: self.kind == BodyKind::Whole,
-        }
+        SseEvents { rest: &self.body, whole: self.kind == BodyKind::Whole }
     }
 }
 
@@ -58,10 +55,7 @@ impl<'a> Iterator for SseEvents<'a> {
         let end = if self.whole {
             self.rest.len()
         } else {
-            self.rest
-                .windows(2)
-                .position(|w| w == b"\n\n")
-                .map_or(self.rest.len(), |i| i + 2)
+            self.rest.windows(2).position(|w| w == b"\n\n").map_or(self.rest.len(), |i| i + 2)
         };
         let (event, rest) = self.rest.split_at(end);
         self.rest = rest;
@@ -98,10 +92,7 @@ pub(crate) fn encode(response: &StoredResponse, out: &mut Vec<u8>) {
 
 /// Decodes what [`encode`] wrote. `record` is shared so the body is a zero-copy slice.
 pub(crate) fn decode(record: Bytes) -> Result<StoredResponse, IdempotencyError> {
-    let mut r = Reader {
-        buf: &record,
-        pos: 0,
-    };
+    let mut r = Reader { buf: &record, pos: 0 };
     if r.take(1)? != [VERSION] {
         return Err(IdempotencyError::Corrupt("unknown record version"));
     }
@@ -121,12 +112,7 @@ pub(crate) fn decode(record: Bytes) -> Result<StoredResponse, IdempotencyError> 
         headers.push((name, value));
     }
     let body = record.slice(r.pos..);
-    Ok(StoredResponse {
-        status,
-        headers,
-        kind,
-        body,
-    })
+    Ok(StoredResponse { status, headers, kind, body })
 }
 
 struct Reader<'a> {
@@ -145,15 +131,12 @@ impl<'a> Reader<'a> {
 
     fn array<const N: usize>(&mut self) -> Result<[u8; N], IdempotencyError> {
         let bytes = self.take(N)?;
-        bytes
-            .try_into()
-            .map_err(|_| IdempotencyError::Corrupt("record is truncated"))
+        bytes.try_into().map_err(|_| IdempotencyError::Corrupt("record is truncated"))
     }
 
     fn text(&mut self, n: usize) -> Result<String, IdempotencyError> {
         let bytes = self.take(n)?;
-        String::from_utf8(bytes.to_vec())
-            .map_err(|_| IdempotencyError::Corrupt("header is not UTF-8"))
+        String::from_utf8(bytes.to_vec()).map_err(|_| IdempotencyError::Corrupt("header is not UTF-8"))
     }
 }
 
@@ -164,10 +147,7 @@ mod tests {
     fn sample(kind: BodyKind, body: &'static [u8]) -> StoredResponse {
         StoredResponse {
             status: 200,
-            headers: vec![
-                ("content-type".into(), "text/event-stream".into()),
-                ("x-request-id".into(), "req-1".into()),
-            ],
+            headers: vec![("content-type".into(), "text/event-stream".into()), ("x-request-id".into(), "req-1".into())],
             kind,
             body: Bytes::from_static(body),
         }
@@ -176,10 +156,7 @@ mod tests {
     #[test]
     fn round_trips() {
         for response in [
-            sample(
-                BodyKind::EventStream,
-                b"data: {\"a\":1}\n\ndata: [DONE]\n\n",
-            ),
+            sample(BodyKind::EventStream, b"data: {\"a\":1}\n\ndata: [DONE]\n\n"),
             sample(BodyKind::Whole, b""),
             StoredResponse {
                 status: 422,
@@ -200,26 +177,17 @@ mod tests {
         encode(&sample(BodyKind::Whole, b"{}"), &mut buf);
         // every strict prefix that cuts into the header section
         for cut in 0..(buf.len() - 2) {
-            assert!(
-                decode(Bytes::copy_from_slice(&buf[..cut])).is_err(),
-                "prefix {cut}"
-            );
+            assert!(decode(Bytes::copy_from_slice(&buf[..cut])).is_err(), "prefix {cut}");
         }
         buf[0] = 9;
-        assert!(matches!(
-            decode(Bytes::from(buf)),
-            Err(IdempotencyError::Corrupt(_))
-        ));
+        assert!(matches!(decode(Bytes::from(buf)), Err(IdempotencyError::Corrupt(_))));
     }
 
     #[test]
     fn events_split_after_blank_lines() {
         let response = sample(BodyKind::EventStream, b"data: 1\n\ndata: 2\n\ndata: [DONE]");
         let events: Vec<&[u8]> = response.events().collect();
-        assert_eq!(
-            events,
-            vec![&b"data: 1\n\n"[..], b"data: 2\n\n", b"data: [DONE]"]
-        );
+        assert_eq!(events, vec![&b"data: 1\n\n"[..], b"data: 2\n\n", b"data: [DONE]"]);
         let whole = sample(BodyKind::Whole, b"a\n\nb");
         assert_eq!(whole.events().collect::<Vec<_>>(), vec![&b"a\n\nb"[..]]);
     }

@@ -55,9 +55,7 @@ pub struct RedisIdempotencyStore {
 
 impl std::fmt::Debug for RedisIdempotencyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisIdempotencyStore")
-            .field("key_prefix", &self.inner.key_prefix)
-            .finish_non_exhaustive()
+        f.debug_struct("RedisIdempotencyStore").field("key_prefix", &self.inner.key_prefix).finish_non_exhaustive()
     }
 }
 
@@ -93,9 +91,7 @@ impl RedisIdempotencyStore {
 /// refuses expiry times that overflow its clock).
 fn millis(d: Duration) -> u64 {
     const MAX_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
-    u64::try_from(d.as_millis())
-        .unwrap_or(MAX_MS)
-        .clamp(1, MAX_MS)
+    u64::try_from(d.as_millis()).unwrap_or(MAX_MS).clamp(1, MAX_MS)
 }
 
 impl Inner {
@@ -103,26 +99,15 @@ impl Inner {
         format!("{}idem:{record}", self.key_prefix)
     }
 
-    async fn owned_call(
-        &self,
-        script: &Script,
-        claim: &OwnedClaim,
-        args: &[&[u8]],
-    ) -> Result<(), IdempotencyError> {
+    async fn owned_call(&self, script: &Script, claim: &OwnedClaim, args: &[&[u8]]) -> Result<(), IdempotencyError> {
         let mut invocation = script.prepare_invoke();
-        invocation
-            .key(self.key(&claim.record))
-            .arg(&claim.token[..]);
+        invocation.key(self.key(&claim.record)).arg(&claim.token[..]);
         for arg in args {
             invocation.arg(*arg);
         }
         let mut conn = self.conn.clone();
         let done: i64 = bounded(self.op_timeout, invocation.invoke_async(&mut conn)).await?;
-        if done == 1 {
-            Ok(())
-        } else {
-            Err(IdempotencyError::ClaimLost)
-        }
+        if done == 1 { Ok(()) } else { Err(IdempotencyError::ClaimLost) }
     }
 }
 
@@ -144,22 +129,13 @@ impl IdempotencyStore for RedisIdempotencyStore {
             value.extend_from_slice(fingerprint);
             value.extend_from_slice(&token);
             let mut invocation = inner.claim.prepare_invoke();
-            invocation
-                .key(inner.key(&record))
-                .arg(value)
-                .arg(millis(lease));
+            invocation.key(inner.key(&record)).arg(value).arg(millis(lease));
             let mut conn = inner.conn.clone();
-            let reply: Vec<Value> =
-                bounded(inner.op_timeout, invocation.invoke_async(&mut conn)).await?;
+            let reply: Vec<Value> = bounded(inner.op_timeout, invocation.invoke_async(&mut conn)).await?;
             let mut reply = reply.into_iter();
             match (reply.next(), reply.next(), reply.next()) {
                 (Some(Value::Int(1)), None, None) => {
-                    let claim = OwnedClaim {
-                        record,
-                        token,
-                        fingerprint: *fingerprint,
-                        ttl,
-                    };
+                    let claim = OwnedClaim { record, token, fingerprint: *fingerprint, ttl };
                     Ok(Claim::Acquired(ClaimGuard::new(self.inner.clone(), claim)))
                 }
                 (Some(Value::Int(0)), Some(Value::BulkString(stored)), pttl) => {
@@ -169,20 +145,14 @@ impl IdempotencyStore for RedisIdempotencyStore {
                     };
                     existing(Bytes::from(stored), fingerprint, pttl)
                 }
-                _ => Err(IdempotencyError::Corrupt(
-                    "unexpected reply from the claim script",
-                )),
+                _ => Err(IdempotencyError::Corrupt("unexpected reply from the claim script")),
             }
         })
     }
 }
 
 /// The outcome for a key that is already taken.
-fn existing(
-    stored: Bytes,
-    fingerprint: &Fingerprint,
-    pttl: i64,
-) -> Result<Claim, IdempotencyError> {
+fn existing(stored: Bytes, fingerprint: &Fingerprint, pttl: i64) -> Result<Claim, IdempotencyError> {
     let (Some(&state), Some(stored_fp)) = (stored.first(), stored.get(1..FP_END)) else {
         return Err(IdempotencyError::Corrupt("record is truncated"));
     };
@@ -213,8 +183,7 @@ impl ClaimOwner for Inner {
             value.extend_from_slice(&claim.fingerprint);
             encode(response, &mut value);
             let ttl = millis(claim.ttl).to_string();
-            self.owned_call(&self.complete, claim, &[&value, ttl.as_bytes()])
-                .await
+            self.owned_call(&self.complete, claim, &[&value, ttl.as_bytes()]).await
         })
     }
 
@@ -222,15 +191,10 @@ impl ClaimOwner for Inner {
         Box::pin(async move { self.owned_call(&self.release, claim, &[]).await })
     }
 
-    fn renew<'a>(
-        &'a self,
-        claim: &'a OwnedClaim,
-        lease: Duration,
-    ) -> BoxFuture<'a, Result<(), IdempotencyError>> {
+    fn renew<'a>(&'a self, claim: &'a OwnedClaim, lease: Duration) -> BoxFuture<'a, Result<(), IdempotencyError>> {
         Box::pin(async move {
             let lease = millis(lease).to_string();
-            self.owned_call(&self.renew, claim, &[lease.as_bytes()])
-                .await
+            self.owned_call(&self.renew, claim, &[lease.as_bytes()]).await
         })
     }
 }

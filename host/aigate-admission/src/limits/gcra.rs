@@ -28,10 +28,7 @@ pub(crate) struct Bucket {
 
 impl Bucket {
     pub(crate) fn empty(now_us: u64) -> Self {
-        Self {
-            level: 0.0,
-            at_us: now_us,
-        }
+        Self { level: 0.0, at_us: now_us }
     }
 
     /// The bucket as seen at `now_us`. A `now` earlier than the last update (clock skew
@@ -42,10 +39,7 @@ impl Bucket {
         }
         let elapsed = (now_us - self.at_us) as f64;
         let level = (self.level - elapsed * f64::from(limit) / PERIOD_US).max(0.0);
-        Self {
-            level,
-            at_us: now_us,
-        }
+        Self { level, at_us: now_us }
     }
 
     /// When the bucket will be empty again (µs since the epoch): it can be forgotten then.
@@ -63,23 +57,13 @@ pub(crate) fn check(level: f64, limit: u32, cost: u32) -> Result<f64, Duration> 
     }
     let admit = f64::from(cost.min(limit));
     let over = level + admit - f64::from(limit);
-    if over <= EPSILON {
-        Ok(level + f64::from(cost))
-    } else {
-        Err(Duration::from_micros(drain_us(over, limit)))
-    }
+    if over <= EPSILON { Ok(level + f64::from(cost)) } else { Err(Duration::from_micros(drain_us(over, limit))) }
 }
 
 /// The header view of a bucket at `level`: remaining whole units and time until empty.
 pub(crate) fn window(level: f64, limit: u32) -> WindowState {
-    let remaining = (f64::from(limit) - level + EPSILON)
-        .floor()
-        .clamp(0.0, f64::from(limit));
-    WindowState {
-        limit,
-        remaining: remaining as u32,
-        reset: Duration::from_micros(drain_us(level, limit)),
-    }
+    let remaining = (f64::from(limit) - level + EPSILON).floor().clamp(0.0, f64::from(limit));
+    WindowState { limit, remaining: remaining as u32, reset: Duration::from_micros(drain_us(level, limit)) }
 }
 
 /// Microseconds to drain `units`, rounded up.
@@ -108,17 +92,11 @@ mod tests {
 
     #[test]
     fn draining_restores_capacity_at_the_rate() {
-        let full = Bucket {
-            level: 60.0,
-            at_us: 1_000_000,
-        };
+        let full = Bucket { level: 60.0, at_us: 1_000_000 };
         let later = full.drained(1_000_000 + 1_500_000, 60);
         assert!((later.level - 58.5).abs() < 1e-9);
         assert_eq!(window(later.level, 60).remaining, 1);
-        assert_eq!(
-            window(later.level, 60).reset,
-            Duration::from_micros(58_500_000)
-        );
+        assert_eq!(window(later.level, 60).reset, Duration::from_micros(58_500_000));
         assert_eq!(full.drained(0, 60), full, "time never runs backwards");
         assert_eq!(full.drained(u64::MAX, 60).level, 0.0);
     }

@@ -32,9 +32,7 @@ struct Inner {
 
 impl Default for Inner {
     fn default() -> Self {
-        Self {
-            buckets: Mutex::new(ExpiryMap::new()),
-        }
+        Self { buckets: Mutex::new(ExpiryMap::new()) }
     }
 }
 
@@ -50,11 +48,7 @@ impl MemoryRateLimiter {
         }
         let now_us = unix_micros(now);
         // The state is plain numbers, consistent after any panic: a poisoned lock is usable.
-        let mut buckets = self
-            .inner
-            .buckets
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut buckets = self.inner.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         buckets.sweep(now_us, SWEEP_BUDGET);
         let current: Vec<Bucket> = checks
             .iter()
@@ -63,37 +57,20 @@ impl MemoryRateLimiter {
                 None => Bucket::empty(now_us),
             })
             .collect();
-        let charged: Option<Vec<f64>> = checks
-            .iter()
-            .zip(&current)
-            .map(|(c, b)| gcra::check(b.level, c.limit, c.cost).ok())
-            .collect();
+        let charged: Option<Vec<f64>> =
+            checks.iter().zip(&current).map(|(c, b)| gcra::check(b.level, c.limit, c.cost).ok()).collect();
         let (levels, granted) = match charged {
             Some(levels) => {
                 for ((c, b), &level) in checks.iter().zip(&current).zip(&levels) {
-                    let bucket = Bucket {
-                        level,
-                        at_us: b.at_us,
-                    };
-                    buckets.insert(
-                        c.bucket.clone(),
-                        bucket,
-                        bucket.empty_at_us(c.limit),
-                        now_us,
-                    );
+                    let bucket = Bucket { level, at_us: b.at_us };
+                    buckets.insert(c.bucket.clone(), bucket, bucket.empty_at_us(c.limit), now_us);
                 }
                 (levels, true)
             }
             None => (current.iter().map(|b| b.level).collect(), false),
         };
         drop(buckets);
-        outcome(
-            checks,
-            &levels,
-            granted,
-            estimated_tokens,
-            self.inner.clone(),
-        )
+        outcome(checks, &levels, granted, estimated_tokens, self.inner.clone())
     }
 }
 
@@ -124,10 +101,7 @@ impl SettleTokens for Inner {
                     None => Bucket::empty(now_us),
                 };
                 let level = (current.level + delta as f64).max(0.0);
-                let bucket = Bucket {
-                    level,
-                    at_us: current.at_us,
-                };
+                let bucket = Bucket { level, at_us: current.at_us };
                 if level > 0.0 {
                     buckets.insert(name.clone(), bucket, bucket.empty_at_us(*limit), now_us);
                 } else {

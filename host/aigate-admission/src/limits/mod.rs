@@ -130,21 +130,11 @@ pub struct LimitKey {
 
 impl LimitKey {
     pub fn key(id: impl Into<String>, rpm: Option<u32>, tpm: Option<u32>) -> Self {
-        Self {
-            scope: Scope::Key,
-            id: id.into(),
-            rpm,
-            tpm,
-        }
+        Self { scope: Scope::Key, id: id.into(), rpm, tpm }
     }
 
     pub fn org(id: impl Into<String>, rpm: Option<u32>, tpm: Option<u32>) -> Self {
-        Self {
-            scope: Scope::Org,
-            id: id.into(),
-            rpm,
-            tpm,
-        }
+        Self { scope: Scope::Org, id: id.into(), rpm, tpm }
     }
 }
 
@@ -229,10 +219,7 @@ impl RateSnapshot {
 /// OpenAI SDKs read on a 429.
 pub fn retry_after_headers(retry_after: Duration) -> [(&'static str, String); 2] {
     let ms = ceil_millis(retry_after);
-    [
-        ("retry-after", ms.div_ceil(1000).to_string()),
-        ("retry-after-ms", ms.to_string()),
-    ]
+    [("retry-after", ms.div_ceil(1000).to_string()), ("retry-after-ms", ms.to_string())]
 }
 
 fn ceil_millis(d: Duration) -> u128 {
@@ -312,9 +299,7 @@ impl Reservation {
         let delta = i64::from(actual_tokens) - i64::from(self.estimated_tokens);
         match &self.settler {
             Some(settler) if delta != 0 && !self.token_buckets.is_empty() => {
-                settler
-                    .settle(&self.token_buckets, delta, unix_micros(now))
-                    .await
+                settler.settle(&self.token_buckets, delta, unix_micros(now)).await
             }
             _ => Ok(()),
         }
@@ -348,23 +333,13 @@ pub(crate) struct Check {
 pub(crate) fn plan(keys: &[LimitKey], estimated_tokens: u32) -> Vec<Check> {
     let mut checks: Vec<Check> = Vec::with_capacity(keys.len() * 2);
     for key in keys {
-        let limits = [
-            (LimitKind::Requests, key.rpm, 1),
-            (LimitKind::Tokens, key.tpm, estimated_tokens),
-        ];
+        let limits = [(LimitKind::Requests, key.rpm, 1), (LimitKind::Tokens, key.tpm, estimated_tokens)];
         for (kind, limit, cost) in limits {
             let Some(limit) = limit else { continue };
             let bucket = format!("{}:{}:{}", key.scope.as_str(), key.id, kind.suffix());
             match checks.iter_mut().find(|c| c.bucket == bucket) {
                 Some(existing) => existing.limit = existing.limit.min(limit),
-                None => checks.push(Check {
-                    bucket,
-                    scope: key.scope,
-                    id: key.id.clone(),
-                    kind,
-                    limit,
-                    cost,
-                }),
+                None => checks.push(Check { bucket, scope: key.scope, id: key.id.clone(), kind, limit, cost }),
             }
         }
     }
@@ -387,25 +362,15 @@ pub(crate) fn outcome(
             LimitKind::Requests => &mut snapshot.requests,
             LimitKind::Tokens => &mut snapshot.tokens,
         };
-        let tighter = slot.is_none_or(|current| {
-            (state.remaining, state.limit) < (current.remaining, current.limit)
-        });
+        let tighter = slot.is_none_or(|current| (state.remaining, state.limit) < (current.remaining, current.limit));
         if tighter {
             *slot = Some(state);
         }
     }
     if granted {
-        let token_buckets = checks
-            .into_iter()
-            .filter(|c| c.kind == LimitKind::Tokens)
-            .map(|c| (c.bucket, c.limit))
-            .collect();
-        return Admission::Granted(Reservation {
-            snapshot,
-            estimated_tokens,
-            token_buckets,
-            settler: Some(settler),
-        });
+        let token_buckets =
+            checks.into_iter().filter(|c| c.kind == LimitKind::Tokens).map(|c| (c.bucket, c.limit)).collect();
+        return Admission::Granted(Reservation { snapshot, estimated_tokens, token_buckets, settler: Some(settler) });
     }
     let mut worst: Option<(Duration, &Check)> = None;
     for (check, &level) in checks.iter().zip(levels) {
@@ -431,17 +396,8 @@ pub(crate) fn outcome(
             }
         },
     };
-    let which = LimitHit {
-        scope: check.scope,
-        id: check.id.clone(),
-        kind: check.kind,
-        limit: check.limit,
-    };
-    Admission::Denied {
-        retry_after,
-        which,
-        snapshot,
-    }
+    let which = LimitHit { scope: check.scope, id: check.id.clone(), kind: check.kind, limit: check.limit };
+    Admission::Denied { retry_after, which, snapshot }
 }
 
 /// A granted admission for a request with no limits at all.
@@ -455,9 +411,7 @@ pub(crate) fn unlimited(estimated_tokens: u32) -> Admission {
 }
 
 pub(crate) fn unix_micros(now: SystemTime) -> u64 {
-    now.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    now.duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -480,20 +434,13 @@ mod tests {
     #[test]
     fn retry_after_rounds_up() {
         let [(a, secs), (b, ms)] = retry_after_headers(Duration::from_micros(1_000_001));
-        assert_eq!(
-            (a, secs.as_str(), b, ms.as_str()),
-            ("retry-after", "2", "retry-after-ms", "1001")
-        );
+        assert_eq!((a, secs.as_str(), b, ms.as_str()), ("retry-after", "2", "retry-after-ms", "1001"));
     }
 
     #[test]
     fn headers_skip_unconfigured_kinds() {
         let snapshot = RateSnapshot {
-            requests: Some(WindowState {
-                limit: 60,
-                remaining: 59,
-                reset: Duration::from_secs(1),
-            }),
+            requests: Some(WindowState { limit: 60, remaining: 59, reset: Duration::from_secs(1) }),
             tokens: None,
         };
         assert_eq!(
@@ -508,19 +455,10 @@ mod tests {
 
     #[test]
     fn plan_merges_duplicates_with_the_smaller_limit() {
-        let keys = [
-            LimitKey::key("k", Some(10), None),
-            LimitKey::key("k", Some(5), Some(100)),
-        ];
+        let keys = [LimitKey::key("k", Some(10), None), LimitKey::key("k", Some(5), Some(100))];
         let checks = plan(&keys, 7);
         assert_eq!(checks.len(), 2);
-        assert_eq!(
-            (checks[0].bucket.as_str(), checks[0].limit),
-            ("key:k:rpm", 5)
-        );
-        assert_eq!(
-            (checks[1].bucket.as_str(), checks[1].cost),
-            ("key:k:tpm", 7)
-        );
+        assert_eq!((checks[0].bucket.as_str(), checks[0].limit), ("key:k:rpm", 5));
+        assert_eq!((checks[1].bucket.as_str(), checks[1].cost), ("key:k:tpm", 7));
     }
 }

@@ -103,9 +103,7 @@ pub struct RedisRateLimiter {
 
 impl std::fmt::Debug for RedisRateLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisRateLimiter")
-            .field("key_prefix", &self.inner.key_prefix)
-            .finish_non_exhaustive()
+        f.debug_struct("RedisRateLimiter").field("key_prefix", &self.inner.key_prefix).finish_non_exhaustive()
     }
 }
 
@@ -154,14 +152,10 @@ impl RateLimiter for RedisRateLimiter {
             let mut invocation = inner.acquire.prepare_invoke();
             invocation.arg(unix_micros(now)).arg(PERIOD_US as u64);
             for check in &checks {
-                invocation
-                    .key(inner.key(&check.bucket))
-                    .arg(check.limit)
-                    .arg(check.cost);
+                invocation.key(inner.key(&check.bucket)).arg(check.limit).arg(check.cost);
             }
             let mut conn = inner.conn.clone();
-            let reply: Vec<String> =
-                bounded(inner.op_timeout, invocation.invoke_async(&mut conn)).await?;
+            let reply: Vec<String> = bounded(inner.op_timeout, invocation.invoke_async(&mut conn)).await?;
             let (granted, levels) = match reply.split_first() {
                 Some((flag, levels)) if levels.len() == checks.len() => (flag == "1", levels),
                 _ => return Err(LimitError::UnexpectedReply(format!("{reply:?}"))),
@@ -171,13 +165,7 @@ impl RateLimiter for RedisRateLimiter {
                 .map(|l| l.parse::<f64>())
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|_| LimitError::UnexpectedReply(format!("{reply:?}")))?;
-            Ok(outcome(
-                checks,
-                &levels,
-                granted,
-                estimated_tokens,
-                self.inner.clone(),
-            ))
+            Ok(outcome(checks, &levels, granted, estimated_tokens, self.inner.clone()))
         })
     }
 }

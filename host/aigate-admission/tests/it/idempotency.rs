@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aigate_admission::{
-    BodyKind, Claim, ClaimGuard, Fingerprint, IN_PROGRESS_RETRY_HINT, IdempotencyError,
-    IdempotencyStore, StoredResponse, fingerprint,
+    BodyKind, Claim, ClaimGuard, Fingerprint, IN_PROGRESS_RETRY_HINT, IdempotencyError, IdempotencyStore,
+    StoredResponse, fingerprint,
 };
 use bytes::Bytes;
 use serde_json::json;
@@ -74,28 +74,17 @@ async fn claim(
     lease: Duration,
     ttl: Duration,
 ) -> Claim {
-    store
-        .claim(org, key, fingerprint, lease, ttl)
-        .await
-        .unwrap()
+    store.claim(org, key, fingerprint, lease, ttl).await.unwrap()
 }
 
-async fn acquire(
-    store: &Arc<dyn IdempotencyStore>,
-    key: &str,
-    fingerprint: &Fingerprint,
-) -> ClaimGuard {
+async fn acquire(store: &Arc<dyn IdempotencyStore>, key: &str, fingerprint: &Fingerprint) -> ClaimGuard {
     match claim(store, "org-1", key, fingerprint, LEASE, TTL).await {
         Claim::Acquired(guard) => guard,
         other => panic!("expected Acquired, got {other:?}"),
     }
 }
 
-async fn completed(
-    store: &Arc<dyn IdempotencyStore>,
-    key: &str,
-    fingerprint: &Fingerprint,
-) -> StoredResponse {
+async fn completed(store: &Arc<dyn IdempotencyStore>, key: &str, fingerprint: &Fingerprint) -> StoredResponse {
     match claim(store, "org-1", key, fingerprint, LEASE, TTL).await {
         Claim::Completed(response) => response,
         other => panic!("expected Completed, got {other:?}"),
@@ -111,18 +100,11 @@ async fn acquire_complete_replay(s: Stores) {
 }
 
 async fn streamed_original_replays_as_the_same_events(s: Stores) {
-    acquire(&s.a, "k1", &fp("hi"))
-        .await
-        .complete(stream_response())
-        .await
-        .unwrap();
+    acquire(&s.a, "k1", &fp("hi")).await.complete(stream_response()).await.unwrap();
     let replay = completed(&s.b, "k1", &fp("hi")).await;
     assert!(replay.is_stream());
     let original = stream_response();
-    assert_eq!(
-        replay.events().collect::<Vec<_>>(),
-        original.events().collect::<Vec<_>>()
-    );
+    assert_eq!(replay.events().collect::<Vec<_>>(), original.events().collect::<Vec<_>>());
     assert_eq!(replay.events().count(), 4);
     assert_eq!(replay.events().last(), Some(&b"data: [DONE]\n\n"[..]));
 }
@@ -130,25 +112,16 @@ async fn streamed_original_replays_as_the_same_events(s: Stores) {
 async fn different_fingerprint_is_a_mismatch(s: Stores) {
     let guard = acquire(&s.a, "k1", &fp("hi")).await;
     // In flight: a different body is still a mismatch, not "in progress".
-    assert!(matches!(
-        claim(&s.b, "org-1", "k1", &fp("other"), LEASE, TTL).await,
-        Claim::Mismatch
-    ));
+    assert!(matches!(claim(&s.b, "org-1", "k1", &fp("other"), LEASE, TTL).await, Claim::Mismatch));
     guard.complete(json_response()).await.unwrap();
-    assert!(matches!(
-        claim(&s.b, "org-1", "k1", &fp("other"), LEASE, TTL).await,
-        Claim::Mismatch
-    ));
+    assert!(matches!(claim(&s.b, "org-1", "k1", &fp("other"), LEASE, TTL).await, Claim::Mismatch));
     assert_eq!(completed(&s.a, "k1", &fp("hi")).await, json_response());
 }
 
 async fn same_fingerprint_in_flight_is_in_progress(s: Stores) {
     let guard = acquire(&s.a, "k1", &fp("hi")).await;
     match claim(&s.b, "org-1", "k1", &fp("hi"), LEASE, TTL).await {
-        Claim::InProgress {
-            retry_after,
-            lease_remaining,
-        } => {
+        Claim::InProgress { retry_after, lease_remaining } => {
             assert_eq!(retry_after, IN_PROGRESS_RETRY_HINT);
             assert!(
                 lease_remaining > LEASE - Duration::from_secs(2) && lease_remaining <= LEASE,
@@ -164,10 +137,7 @@ async fn same_fingerprint_in_flight_is_in_progress(s: Stores) {
         other => panic!("{other:?}"),
     };
     match claim(&s.b, "org-1", "k2", &fp("hi"), short, TTL).await {
-        Claim::InProgress {
-            retry_after,
-            lease_remaining,
-        } => {
+        Claim::InProgress { retry_after, lease_remaining } => {
             assert!(retry_after <= short && retry_after == lease_remaining);
         }
         other => panic!("expected InProgress, got {other:?}"),
@@ -191,18 +161,9 @@ async fn lease_expiry_frees_a_crashed_claim(s: Stores) {
     let fresh = acquire(&s.b, "k1", &fp("hi")).await;
     let fresh2 = acquire(&s.b, "k2", &fp("hi")).await;
     // The stale owners can neither overwrite nor free the new claims.
-    assert!(matches!(
-        stale.complete(stream_response()).await,
-        Err(IdempotencyError::ClaimLost)
-    ));
-    assert!(matches!(
-        stale_release.release().await,
-        Err(IdempotencyError::ClaimLost)
-    ));
-    assert!(matches!(
-        claim(&s.a, "org-1", "k2", &fp("hi"), LEASE, TTL).await,
-        Claim::InProgress { .. }
-    ));
+    assert!(matches!(stale.complete(stream_response()).await, Err(IdempotencyError::ClaimLost)));
+    assert!(matches!(stale_release.release().await, Err(IdempotencyError::ClaimLost)));
+    assert!(matches!(claim(&s.a, "org-1", "k2", &fp("hi"), LEASE, TTL).await, Claim::InProgress { .. }));
     fresh.complete(json_response()).await.unwrap();
     assert_eq!(completed(&s.a, "k1", &fp("hi")).await, json_response());
     fresh2.release().await.unwrap();
@@ -214,17 +175,10 @@ async fn completed_record_expires_after_its_ttl(s: Stores) {
         Claim::Acquired(guard) => guard.complete(json_response()).await.unwrap(),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(
-        claim(&s.b, "org-1", "k1", &fp("hi"), LEASE, TTL).await,
-        Claim::Completed(_)
-    ));
+    assert!(matches!(claim(&s.b, "org-1", "k1", &fp("hi"), LEASE, TTL).await, Claim::Completed(_)));
     tokio::time::sleep(ttl + Duration::from_millis(150)).await;
     // Expired: the key is new again, even with another body.
-    acquire(&s.b, "k1", &fp("other"))
-        .await
-        .release()
-        .await
-        .unwrap();
+    acquire(&s.b, "k1", &fp("other")).await.release().await.unwrap();
 }
 
 async fn release_lets_the_client_retry(s: Stores) {
@@ -245,13 +199,8 @@ async fn renew_extends_the_lease(s: Stores) {
     guard.renew(Duration::from_secs(5)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await; // past the original lease
     match claim(&s.b, "org-1", "k1", &fp("hi"), lease, TTL).await {
-        Claim::InProgress {
-            lease_remaining, ..
-        } => {
-            assert!(
-                lease_remaining > Duration::from_secs(3),
-                "{lease_remaining:?}"
-            );
+        Claim::InProgress { lease_remaining, .. } => {
+            assert!(lease_remaining > Duration::from_secs(3), "{lease_remaining:?}");
         }
         other => panic!("expected InProgress, got {other:?}"),
     }
@@ -280,10 +229,7 @@ async fn fifty_concurrent_claims_one_winner(s: Stores) {
         let barrier = barrier.clone();
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            store
-                .claim("org-1", "k1", &fp("hi"), LEASE, TTL)
-                .await
-                .unwrap()
+            store.claim("org-1", "k1", &fp("hi"), LEASE, TTL).await.unwrap()
         }));
     }
     let (mut acquired, mut in_progress) = (Vec::new(), 0);

@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aigate_admission::{
-    Admission, LimitHit, LimitKey, LimitKind, RateLimiter, RateSnapshot, Reservation, Scope,
-    WindowState,
+    Admission, LimitHit, LimitKey, LimitKind, RateLimiter, RateSnapshot, Reservation, Scope, WindowState,
 };
 
 use crate::{Replicas, backend_suite};
@@ -34,17 +33,10 @@ fn at(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_700_000_000) + Duration::from_millis(ms)
 }
 
-async fn grant(
-    limiter: &Arc<dyn RateLimiter>,
-    keys: &[LimitKey],
-    tokens: u32,
-    now: SystemTime,
-) -> Reservation {
+async fn grant(limiter: &Arc<dyn RateLimiter>, keys: &[LimitKey], tokens: u32, now: SystemTime) -> Reservation {
     match limiter.acquire(keys, tokens, now).await.unwrap() {
         Admission::Granted(reservation) => reservation,
-        Admission::Denied {
-            which, retry_after, ..
-        } => {
+        Admission::Denied { which, retry_after, .. } => {
             panic!("denied by {which:?}, retry after {retry_after:?}")
         }
     }
@@ -57,11 +49,7 @@ async fn deny(
     now: SystemTime,
 ) -> (Duration, LimitHit, RateSnapshot) {
     match limiter.acquire(keys, tokens, now).await.unwrap() {
-        Admission::Denied {
-            retry_after,
-            which,
-            snapshot,
-        } => (retry_after, which, snapshot),
+        Admission::Denied { retry_after, which, snapshot } => (retry_after, which, snapshot),
         Admission::Granted(reservation) => panic!("granted: {reservation:?}"),
     }
 }
@@ -76,10 +64,7 @@ fn tokens(reservation: &Reservation) -> WindowState {
 
 fn assert_close(actual: Duration, expected: Duration) {
     let diff = actual.abs_diff(expected);
-    assert!(
-        diff <= Duration::from_micros(2),
-        "{actual:?} != {expected:?}"
-    );
+    assert!(diff <= Duration::from_micros(2), "{actual:?} != {expected:?}");
 }
 
 async fn rpm_admits_exactly_the_limit_then_denies(r: Limiters) {
@@ -96,15 +81,7 @@ async fn rpm_admits_exactly_the_limit_then_denies(r: Limiters) {
         let (retry_after, which, snapshot) = deny(limiter, &keys, 0, at(0)).await;
         // One request's worth of drain at 10/min.
         assert_close(retry_after, Duration::from_secs(6));
-        assert_eq!(
-            which,
-            LimitHit {
-                scope: Scope::Key,
-                id: "k1".into(),
-                kind: LimitKind::Requests,
-                limit: 10
-            }
-        );
+        assert_eq!(which, LimitHit { scope: Scope::Key, id: "k1".into(), kind: LimitKind::Requests, limit: 10 });
         let window = snapshot.requests.unwrap();
         assert_eq!((window.limit, window.remaining), (10, 0));
         assert_close(window.reset, Duration::from_secs(60));
@@ -135,13 +112,7 @@ async fn retry_after_is_exact(r: Limiters) {
     assert_eq!(which.scope, Scope::Org);
     assert_close(retry_after, Duration::from_micros(8_571_429)); // 60 s / 7
     let base = at(0);
-    deny(
-        &r.b,
-        &keys,
-        0,
-        base + retry_after - Duration::from_millis(1),
-    )
-    .await;
+    deny(&r.b, &keys, 0, base + retry_after - Duration::from_millis(1)).await;
     drop(grant(&r.b, &keys, 0, base + retry_after).await);
 }
 
@@ -217,11 +188,7 @@ async fn multiple_keys_are_all_or_nothing(r: Limiters) {
     let key_b = LimitKey::key("b", None, Some(100));
     let org_b = LimitKey::org("ob", Some(5), None);
     let pair = [key_b, org_b.clone()];
-    grant(&r.a, &pair, 80, at(0))
-        .await
-        .settle(80, at(0))
-        .await
-        .unwrap();
+    grant(&r.a, &pair, 80, at(0)).await.settle(80, at(0)).await.unwrap();
     let (_, which, _) = deny(&r.a, &pair, 30, at(0)).await;
     assert_eq!((which.scope, which.kind), (Scope::Key, LimitKind::Tokens));
     let org_only = grant(&r.b, &[org_b], 30, at(0)).await;
@@ -230,26 +197,11 @@ async fn multiple_keys_are_all_or_nothing(r: Limiters) {
 }
 
 async fn snapshot_reports_the_tightest_limits(r: Limiters) {
-    let keys = [
-        LimitKey::key("k", Some(100), Some(1000)),
-        LimitKey::org("o", Some(5), Some(100_000)),
-    ];
+    let keys = [LimitKey::key("k", Some(100), Some(1000)), LimitKey::org("o", Some(5), Some(100_000))];
     let reservation = grant(&r.a, &keys, 10, at(0)).await;
     let snapshot = *reservation.snapshot();
-    assert_eq!(
-        (
-            snapshot.requests.unwrap().limit,
-            snapshot.requests.unwrap().remaining
-        ),
-        (5, 4)
-    );
-    assert_eq!(
-        (
-            snapshot.tokens.unwrap().limit,
-            snapshot.tokens.unwrap().remaining
-        ),
-        (1000, 990)
-    );
+    assert_eq!((snapshot.requests.unwrap().limit, snapshot.requests.unwrap().remaining), (5, 4));
+    assert_eq!((snapshot.tokens.unwrap().limit, snapshot.tokens.unwrap().remaining), (1000, 990));
     assert_eq!(
         snapshot.headers(),
         vec![
@@ -265,13 +217,7 @@ async fn snapshot_reports_the_tightest_limits(r: Limiters) {
 }
 
 async fn no_limits_means_no_state(r: Limiters) {
-    for keys in [
-        vec![],
-        vec![
-            LimitKey::key("k", None, None),
-            LimitKey::org("o", None, None),
-        ],
-    ] {
+    for keys in [vec![], vec![LimitKey::key("k", None, None), LimitKey::org("o", None, None)]] {
         for _ in 0..3 {
             let reservation = grant(&r.a, &keys, 1_000_000, at(0)).await;
             assert_eq!(*reservation.snapshot(), RateSnapshot::default());
@@ -292,10 +238,7 @@ async fn zero_limit_denies(r: Limiters) {
 }
 
 async fn concurrent_settles_add_up(r: Limiters) {
-    let keys = Arc::new([
-        LimitKey::key("k", None, Some(10_000)),
-        LimitKey::org("o", None, Some(20_000)),
-    ]);
+    let keys = Arc::new([LimitKey::key("k", None, Some(10_000)), LimitKey::org("o", None, Some(20_000))]);
     let mut tasks = Vec::new();
     for i in 0..100 {
         let limiter = if i % 2 == 0 { r.a.clone() } else { r.b.clone() };
@@ -318,21 +261,13 @@ async fn concurrent_settles_add_up(r: Limiters) {
 }
 
 async fn burst_of_200_over_two_replicas_admits_at_most_the_bound(r: Limiters) {
-    let keys = Arc::new([
-        LimitKey::key("k", Some(60), None),
-        LimitKey::org("o", None, None),
-    ]);
+    let keys = Arc::new([LimitKey::key("k", Some(60), None), LimitKey::org("o", None, None)]);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..200 {
         let limiter = if i % 2 == 0 { r.a.clone() } else { r.b.clone() };
         let keys = keys.clone();
-        tasks.push(tokio::spawn(async move {
-            limiter
-                .acquire(&keys[..], 0, SystemTime::now())
-                .await
-                .unwrap()
-        }));
+        tasks.push(tokio::spawn(async move { limiter.acquire(&keys[..], 0, SystemTime::now()).await.unwrap() }));
     }
     let mut granted = 0u64;
     for task in futures_util::future::join_all(tasks).await {
@@ -341,11 +276,7 @@ async fn burst_of_200_over_two_replicas_admits_at_most_the_bound(r: Limiters) {
                 granted += 1;
                 drop(reservation);
             }
-            Admission::Denied {
-                retry_after,
-                snapshot,
-                ..
-            } => {
+            Admission::Denied { retry_after, snapshot, .. } => {
                 assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_secs(1));
                 assert_eq!(snapshot.requests.unwrap().remaining, 0);
             }

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aigate_admission::{
-    IdempotencyStore, MemoryIdempotencyStore, MemoryRateLimiter, RateLimiter,
-    RedisIdempotencyStore, RedisOptions, RedisRateLimiter, connection_manager,
+    IdempotencyStore, MemoryIdempotencyStore, MemoryRateLimiter, RateLimiter, RedisIdempotencyStore, RedisOptions,
+    RedisRateLimiter, connection_manager,
 };
 use redis::aio::ConnectionManager;
 
@@ -87,9 +87,7 @@ pub fn test_options() -> RedisOptions {
 }
 
 /// Two independent connections to `REDIS_URL`, checked with a PING.
-async fn redis_connections(
-    options: &RedisOptions,
-) -> Option<(ConnectionManager, ConnectionManager)> {
+async fn redis_connections(options: &RedisOptions) -> Option<(ConnectionManager, ConnectionManager)> {
     let url = redis_url()?;
     let mut a = connection_manager(&url, options).unwrap();
     let mut b = connection_manager(&url, options).unwrap();
@@ -105,27 +103,18 @@ async fn redis_connections(
 
 pub fn memory_limiters() -> Replicas<dyn RateLimiter> {
     let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::new());
-    Replicas {
-        a: limiter.clone(),
-        b: limiter,
-    }
+    Replicas { a: limiter.clone(), b: limiter }
 }
 
 pub async fn redis_limiters() -> Option<Replicas<dyn RateLimiter>> {
     let options = test_options();
     let (a, b) = redis_connections(&options).await?;
-    Some(Replicas {
-        a: Arc::new(RedisRateLimiter::new(a, &options)),
-        b: Arc::new(RedisRateLimiter::new(b, &options)),
-    })
+    Some(Replicas { a: Arc::new(RedisRateLimiter::new(a, &options)), b: Arc::new(RedisRateLimiter::new(b, &options)) })
 }
 
 pub fn memory_stores() -> Replicas<dyn IdempotencyStore> {
     let store: Arc<dyn IdempotencyStore> = Arc::new(MemoryIdempotencyStore::new());
-    Replicas {
-        a: store.clone(),
-        b: store,
-    }
+    Replicas { a: store.clone(), b: store }
 }
 
 pub async fn redis_stores() -> Option<Replicas<dyn IdempotencyStore>> {

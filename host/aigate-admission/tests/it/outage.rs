@@ -6,8 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use aigate_admission::{
-    Admission, Claim, IdempotencyError, IdempotencyStore, LimitError, LimitKey, RateLimiter,
-    RedisIdempotencyStore, RedisOptions, RedisRateLimiter, connection_manager, fingerprint,
+    Admission, Claim, IdempotencyError, IdempotencyStore, LimitError, LimitKey, RateLimiter, RedisIdempotencyStore,
+    RedisOptions, RedisRateLimiter, connection_manager, fingerprint,
 };
 use serde_json::json;
 
@@ -34,16 +34,10 @@ impl OwnRedis {
                 return None;
             }
         };
-        let server = Self {
-            port,
-            child: Some(child),
-        };
+        let server = Self { port, child: Some(child) };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {port} did not start"
-            );
+            assert!(Instant::now() < deadline, "redis-server on port {port} did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
         Some(server)
@@ -82,11 +76,7 @@ impl Drop for OwnRedis {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,21 +112,11 @@ async fn redis_outage_is_distinguishable_and_recovers() {
     // Every call fails fast and says "unavailable", whatever it was doing.
     for _ in 0..3 {
         let started = Instant::now();
-        let err = limiter
-            .acquire(&keys, 10, SystemTime::now())
-            .await
-            .unwrap_err();
+        let err = limiter.acquire(&keys, 10, SystemTime::now()).await.unwrap_err();
         assert!(matches!(err, LimitError::RedisUnavailable(_)), "{err:?}");
         let err = store.claim("org", "k2", &fp, lease, ttl).await.unwrap_err();
-        assert!(
-            matches!(err, IdempotencyError::RedisUnavailable(_)),
-            "{err:?}"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "took {:?}",
-            started.elapsed()
-        );
+        assert!(matches!(err, IdempotencyError::RedisUnavailable(_)), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
     }
     let err = reservation.settle(20, SystemTime::now()).await.unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
@@ -155,10 +135,7 @@ async fn redis_outage_is_distinguishable_and_recovers() {
             Err(err) => {
                 assert!(err.is_unavailable(), "{err:?}");
                 failures += 1;
-                assert!(
-                    Instant::now() < deadline,
-                    "no recovery after {failures} attempts"
-                );
+                assert!(Instant::now() < deadline, "no recovery after {failures} attempts");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -188,21 +165,9 @@ async fn redis_down_at_start_then_up() {
     let store = RedisIdempotencyStore::new(conn, &options);
     let keys = [LimitKey::org("o", Some(10), None)];
     let fp = fingerprint("POST", "/v1/chat/completions", &json!({}));
-    let err = limiter
-        .acquire(&keys, 0, SystemTime::now())
-        .await
-        .unwrap_err();
+    let err = limiter.acquire(&keys, 0, SystemTime::now()).await.unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
-    let err = store
-        .claim(
-            "org",
-            "k",
-            &fp,
-            Duration::from_secs(5),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap_err();
+    let err = store.claim("org", "k", &fp, Duration::from_secs(5), Duration::from_secs(5)).await.unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
 
     let Some(mut server) = OwnRedis::start(port) else {
@@ -210,16 +175,7 @@ async fn redis_down_at_start_then_up() {
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match store
-            .claim(
-                "org",
-                "k",
-                &fp,
-                Duration::from_secs(5),
-                Duration::from_secs(5),
-            )
-            .await
-        {
+        match store.claim("org", "k", &fp, Duration::from_secs(5), Duration::from_secs(5)).await {
             Ok(Claim::Acquired(guard)) => {
                 guard.release().await.unwrap();
                 break;
@@ -232,9 +188,6 @@ async fn redis_down_at_start_then_up() {
             }
         }
     }
-    assert!(matches!(
-        limiter.acquire(&keys, 0, SystemTime::now()).await,
-        Ok(Admission::Granted(_))
-    ));
+    assert!(matches!(limiter.acquire(&keys, 0, SystemTime::now()).await, Ok(Admission::Granted(_))));
     server.shutdown();
 }

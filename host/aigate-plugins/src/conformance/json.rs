@@ -8,9 +8,8 @@
 use serde_json::{Map, Value, json};
 
 use crate::canonical::{
-    ChatRequest, ChatResponse, ContentPart, FinishReason, FunctionTool, HttpRequest, ImageUrl,
-    Message, MessageContent, ProviderError, RawCost, ResponseFormat, Role, StreamChunk, ToolCall,
-    ToolChoice, Usage,
+    ChatRequest, ChatResponse, ContentPart, FinishReason, FunctionTool, HttpRequest, ImageUrl, Message, MessageContent,
+    ProviderError, RawCost, ResponseFormat, Role, StreamChunk, ToolCall, ToolChoice, Usage,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -19,17 +18,12 @@ use crate::canonical::{
 type Fields<'a> = &'a Map<String, Value>;
 
 fn object<'a>(value: &'a Value, at: &str) -> Result<Fields<'a>, String> {
-    value
-        .as_object()
-        .ok_or_else(|| format!("{at}: expected an object"))
+    value.as_object().ok_or_else(|| format!("{at}: expected an object"))
 }
 
 fn only_keys(fields: Fields<'_>, known: &[&str], at: &str) -> Result<(), String> {
     match fields.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(key) => Err(format!(
-            "{at}: unknown key `{key}` (known: {})",
-            known.join(", ")
-        )),
+        Some(key) => Err(format!("{at}: unknown key `{key}` (known: {})", known.join(", "))),
         None => Ok(()),
     }
 }
@@ -49,10 +43,7 @@ fn string(fields: Fields<'_>, key: &str, at: &str) -> Result<String, String> {
 fn opt_f64(fields: Fields<'_>, key: &str, at: &str) -> Result<Option<f64>, String> {
     match fields.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_f64()
-            .map(Some)
-            .ok_or_else(|| format!("{at}.{key}: expected a number")),
+        Some(v) => v.as_f64().map(Some).ok_or_else(|| format!("{at}.{key}: expected a number")),
     }
 }
 
@@ -141,18 +132,7 @@ fn content_part(value: &Value, at: &str) -> Result<ContentPart, String> {
 
 fn message(value: &Value, at: &str) -> Result<Message, String> {
     let fields = object(value, at)?;
-    only_keys(
-        fields,
-        &[
-            "role",
-            "content",
-            "name",
-            "tool_calls",
-            "tool_call_id",
-            "reasoning_content",
-        ],
-        at,
-    )?;
+    only_keys(fields, &["role", "content", "name", "tool_calls", "tool_call_id", "reasoning_content"], at)?;
     let content = match fields.get("content") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(MessageContent::Text(s.clone())),
@@ -185,10 +165,7 @@ fn function_tool(value: &Value, at: &str) -> Result<FunctionTool, String> {
     Ok(FunctionTool {
         name: string(fields, "name", at)?,
         description: opt_string(fields, "description", at)?,
-        parameters: fields
-            .get("parameters")
-            .filter(|v| !v.is_null())
-            .map(json_text),
+        parameters: fields.get("parameters").filter(|v| !v.is_null()).map(json_text),
         strict: opt_bool(fields, "strict", at)?,
     })
 }
@@ -203,9 +180,7 @@ fn tool_choice(value: &Value, at: &str) -> Result<Option<ToolChoice>, String> {
             ToolChoice::Function(string(o, "function", at)?)
         }
         _ => {
-            return Err(format!(
-                "{at}.tool_choice: \"none\", \"auto\", \"required\" or {{\"function\":\"name\"}}"
-            ));
+            return Err(format!("{at}.tool_choice: \"none\", \"auto\", \"required\" or {{\"function\":\"name\"}}"));
         }
     }))
 }
@@ -219,9 +194,7 @@ fn response_format(value: &Value, at: &str) -> Result<Option<ResponseFormat>, St
             ResponseFormat::JsonSchema(o.get("json_schema").map(json_text).unwrap_or_default())
         }
         _ => {
-            return Err(format!(
-                "{at}.response_format: \"text\", \"json_object\" or {{\"json_schema\":{{…}}}}"
-            ));
+            return Err(format!("{at}.response_format: \"text\", \"json_object\" or {{\"json_schema\":{{…}}}}"));
         }
     }))
 }
@@ -257,11 +230,7 @@ pub fn chat_request(value: &Value) -> Result<ChatRequest, String> {
         Some(Value::String(s)) => vec![s.clone()],
         _ => list(fields, "stop", at)?
             .iter()
-            .map(|s| {
-                s.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| format!("{at}.stop: strings only"))
-            })
+            .map(|s| s.as_str().map(str::to_owned).ok_or_else(|| format!("{at}.stop: strings only")))
             .collect::<Result<_, _>>()?,
     };
     let extra = match fields.get("extra") {
@@ -290,10 +259,7 @@ pub fn chat_request(value: &Value) -> Result<ChatRequest, String> {
         stop,
         seed: match fields.get("seed") {
             None | Some(Value::Null) => None,
-            Some(v) => Some(
-                v.as_i64()
-                    .ok_or_else(|| format!("{at}.seed: expected an integer"))?,
-            ),
+            Some(v) => Some(v.as_i64().ok_or_else(|| format!("{at}.seed: expected an integer"))?),
         },
         n: opt_u32(fields, "n", at)?,
         presence_penalty: opt_f64(fields, "presence_penalty", at)?,
@@ -332,9 +298,7 @@ fn usage(usage: &Option<Usage>) -> Value {
 }
 
 fn raw_cost(cost: &Option<RawCost>) -> Value {
-    cost.as_ref().map_or(Value::Null, |c| {
-        json!({ "currency": c.currency, "amount": c.amount })
-    })
+    cost.as_ref().map_or(Value::Null, |c| json!({ "currency": c.currency, "amount": c.amount }))
 }
 
 /// The JSON form of a [`ChatResponse`] (a fixture's `expected.json` for `response.json`).
@@ -397,11 +361,8 @@ pub fn provider_error(error: &ProviderError) -> Value {
 /// The JSON form of an [`HttpRequest`]: header names lowercased, the body parsed as JSON when it
 /// is JSON (else kept as text).
 pub fn http_request(request: &HttpRequest) -> Value {
-    let headers: Map<String, Value> = request
-        .headers
-        .iter()
-        .map(|(name, value)| (name.to_ascii_lowercase(), Value::String(value.clone())))
-        .collect();
+    let headers: Map<String, Value> =
+        request.headers.iter().map(|(name, value)| (name.to_ascii_lowercase(), Value::String(value.clone()))).collect();
     let body = serde_json::from_slice::<Value>(&request.body)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&request.body).into_owned()));
     json!({
@@ -497,10 +458,7 @@ mod tests {
         let actual = json!({"a": 1, "b": {"c": [1, 2], "d": "x"}, "e": null});
         assert_eq!(first_mismatch(&json!({"b": {"d": "x", "c": [1.0, 2]}}), &actual), None);
         assert_eq!(first_mismatch(&json!({"e": null, "f": null}), &actual), None);
-        assert_eq!(
-            first_mismatch(&json!({"b": {"c": [1, 3]}}), &actual).unwrap(),
-            "$.b.c[1]: expected 3, got 2"
-        );
+        assert_eq!(first_mismatch(&json!({"b": {"c": [1, 3]}}), &actual).unwrap(), "$.b.c[1]: expected 3, got 2");
         assert_eq!(
             first_mismatch(&json!({"max_tokens": 64}), &json!({"max_token": 64})).unwrap(),
             "$.max_tokens: expected 64, but the key is missing"

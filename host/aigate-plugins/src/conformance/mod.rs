@@ -28,9 +28,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::canonical::{
-    ChatRequest, HttpResponse, Message, MessageContent, ProviderError, Role, SseEvent,
-};
+use crate::canonical::{ChatRequest, HttpResponse, Message, MessageContent, ProviderError, Role, SseEvent};
 use crate::{LoadedPlugin, PluginFault, PluginRuntime};
 
 /// The outcome of checking one plugin file.
@@ -92,10 +90,7 @@ impl Report {
     }
 
     fn record(&mut self, name: impl Into<String>, outcome: Result<(), String>) {
-        self.cases.push(CaseResult {
-            name: name.into(),
-            failure: outcome.err(),
-        });
+        self.cases.push(CaseResult { name: name.into(), failure: outcome.err() });
     }
 }
 
@@ -107,9 +102,7 @@ impl fmt::Display for Report {
         }
         match &self.fixtures {
             Some(dir) => writeln!(f, "fixtures {}", dir.display())?,
-            None if self.plugin.is_some() => {
-                writeln!(f, "fixtures: none for this provider (generic checks only)")?
-            }
+            None if self.plugin.is_some() => writeln!(f, "fixtures: none for this provider (generic checks only)")?,
             None => {}
         }
         if let Some(c) = &self.coverage {
@@ -244,19 +237,12 @@ async fn generic(plugin: &Arc<LoadedPlugin>, report: &mut Report) {
         },
     );
 
-    let model = info
-        .models
-        .first()
-        .map_or_else(|| "test-model".to_owned(), |m| m.id.clone());
+    let model = info.models.first().map_or_else(|| "test-model".to_owned(), |m| m.id.clone());
     let base = info.default_base_url.clone();
     for stream in [false, true] {
         let mut request = minimal_request(&model);
         request.stream = stream;
-        let name = if stream {
-            "generic/build-request-stream"
-        } else {
-            "generic/build-request"
-        };
+        let name = if stream { "generic/build-request-stream" } else { "generic/build-request" };
         let outcome = match build_request(plugin, &base, &request).await {
             Ok(Ok(http)) => {
                 let prefix = base.trim_end_matches('/');
@@ -280,10 +266,7 @@ async fn generic(plugin: &Arc<LoadedPlugin>, report: &mut Report) {
                 }
                 all_of(problems)
             }
-            Ok(Err(e)) => Err(format!(
-                "a minimal request was refused: {}",
-                json::short(&json::provider_error(&e))
-            )),
+            Ok(Err(e)) => Err(format!("a minimal request was refused: {}", json::short(&json::provider_error(&e)))),
             Err(fault) => Err(fault.to_string()),
         };
         report.record(name, outcome);
@@ -291,10 +274,9 @@ async fn generic(plugin: &Arc<LoadedPlugin>, report: &mut Report) {
 
     let outcome = match decode(plugin, &model, &[]).await {
         Ok((_, None)) => Ok(()),
-        Ok((_, Some(e))) => Err(format!(
-            "finish of an empty stream returned an error: {}",
-            json::short(&json::provider_error(&e))
-        )),
+        Ok((_, Some(e))) => {
+            Err(format!("finish of an empty stream returned an error: {}", json::short(&json::provider_error(&e))))
+        }
         Err(fault) => Err(fault.to_string()),
     };
     report.record("generic/stream-empty-finish", outcome);
@@ -305,18 +287,13 @@ async fn generic(plugin: &Arc<LoadedPlugin>, report: &mut Report) {
 
 /// A header's value, by case-insensitive name.
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
 /// Why a request with a JSON body does not say so (providers reject or misread `text/plain`).
 fn not_json_content_type(http: &crate::canonical::HttpRequest) -> Option<String> {
     let value = header(&http.headers, "content-type");
-    let essence = value
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase());
+    let essence = value.and_then(|v| v.split(';').next()).map(|v| v.trim().to_ascii_lowercase());
     match essence {
         Some(t) if t == "application/json" || t.ends_with("+json") => None,
         Some(_) => Some(format!(
@@ -330,14 +307,10 @@ fn not_json_content_type(http: &crate::canonical::HttpRequest) -> Option<String>
 /// Whether a request asks the provider for SSE: `"stream": true` in the body (OpenAI, Anthropic),
 /// an `accept: text/event-stream` header, or `sse` in the URL's query (Gemini's `alt=sse`).
 fn asks_for_a_stream(http: &crate::canonical::HttpRequest) -> bool {
-    let body_flag = serde_json::from_slice::<Value>(&http.body)
-        .is_ok_and(|body| body.get("stream") == Some(&Value::Bool(true)));
-    let accept = header(&http.headers, "accept")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("text/event-stream"));
-    let query = http
-        .url
-        .split_once('?')
-        .is_some_and(|(_, query)| query.to_ascii_lowercase().contains("sse"));
+    let body_flag =
+        serde_json::from_slice::<Value>(&http.body).is_ok_and(|body| body.get("stream") == Some(&Value::Bool(true)));
+    let accept = header(&http.headers, "accept").is_some_and(|v| v.to_ascii_lowercase().contains("text/event-stream"));
+    let query = http.url.split_once('?').is_some_and(|(_, query)| query.to_ascii_lowercase().contains("sse"));
     body_flag || accept || query
 }
 
@@ -345,7 +318,11 @@ fn asks_for_a_stream(http: &crate::canonical::HttpRequest) -> bool {
 /// JSON cut off mid-way. `parse-response` must answer each with a provider error (never a
 /// response, never a trap), keeping the status of a failed response.
 const GARBAGE_RESPONSES: &[(u16, &str, &str)] = &[
-    (502, "an HTML 502 page", "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"),
+    (
+        502,
+        "an HTML 502 page",
+        "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>",
+    ),
     (200, "an empty 200 body", ""),
     (200, "a truncated 200 JSON body", r#"{"id":"x","choices":[{"index":0,"message":{"content":"Hel"#),
     (500, "an empty 500 body", ""),
@@ -370,10 +347,8 @@ async fn parse_garbage(plugin: &Arc<LoadedPlugin>) -> Result<(), String> {
                 "{what}: returned a response instead of a provider error: {}",
                 json::short(&json::chat_response(&parsed))
             )),
-            Ok(Err(e)) if *status >= 400 && e.status != *status => problems.push(format!(
-                "{what}: the provider error has status {}, not the provider's {status}",
-                e.status
-            )),
+            Ok(Err(e)) if *status >= 400 && e.status != *status => problems
+                .push(format!("{what}: the provider error has status {}, not the provider's {status}", e.status)),
             Ok(Err(_)) => {}
         }
     }
@@ -430,32 +405,20 @@ fn minimal_request(model: &str) -> ChatRequest {
 }
 
 fn case_dirs(dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-    let mut dirs: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    let mut dirs: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect();
     dirs.sort();
     Ok(dirs)
 }
 
 fn read_json(path: &Path) -> Result<Value, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))
 }
 
 /// The files a case folder may hold (besides notes in `*.md`).
-const CASE_FILES: &[&str] = &[
-    "request.json",
-    "expected_upstream.json",
-    "response.json",
-    "response.sse",
-    "expected.json",
-    "error.json",
-];
+const CASE_FILES: &[&str] =
+    &["request.json", "expected_upstream.json", "response.json", "response.sse", "expected.json", "error.json"];
 
 /// Files in a case folder the checker would silently skip: a misspelt `respnse.json` must fail.
 fn unknown_files(dir: &Path) -> Vec<String> {
@@ -464,9 +427,7 @@ fn unknown_files(dir: &Path) -> Vec<String> {
             entries
                 .filter_map(Result::ok)
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|name| {
-                    !CASE_FILES.contains(&name.as_str()) && !name.ends_with(".md") && !name.starts_with('.')
-                })
+                .filter(|name| !CASE_FILES.contains(&name.as_str()) && !name.ends_with(".md") && !name.starts_with('.'))
                 .collect()
         })
         .unwrap_or_default();
@@ -481,11 +442,7 @@ async fn run_case(
     facts: &mut Facts,
     coverage: &mut Coverage,
 ) {
-    let case = format!(
-        "{}/{}",
-        plugin.name(),
-        dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
-    );
+    let case = format!("{}/{}", plugin.name(), dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
     coverage.cases += 1;
     let unknown = unknown_files(dir);
     if !unknown.is_empty() {
@@ -531,9 +488,7 @@ async fn run_case(
     if let Some(sse) = file("response.sse") {
         ran = true;
         coverage.streams += 1;
-        let model = request
-            .as_ref()
-            .map_or_else(|| "test-model".to_owned(), |r| r.model.clone());
+        let model = request.as_ref().map_or_else(|| "test-model".to_owned(), |r| r.model.clone());
         let (outcome, actual) = check_stream(plugin, &model, &sse, &dir.join("expected.json")).await;
         report.record(format!("{case}/stream"), outcome);
         facts.streams += 1;
@@ -548,10 +503,7 @@ async fn run_case(
     if !ran {
         let present: Vec<String> = std::fs::read_dir(dir)
             .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
+                entries.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect()
             })
             .unwrap_or_default();
         report.record(
@@ -620,27 +572,16 @@ async fn build_request(
     base_url: &str,
     request: &ChatRequest,
 ) -> Result<Result<crate::canonical::HttpRequest, ProviderError>, PluginFault> {
-    plugin
-        .instantiate()
-        .await?
-        .build_request(base_url, request)
-        .await
+    plugin.instantiate().await?.build_request(base_url, request).await
 }
 
-async fn check_upstream(
-    plugin: &Arc<LoadedPlugin>,
-    request: &ChatRequest,
-    expected_path: &Path,
-) -> Result<(), String> {
+async fn check_upstream(plugin: &Arc<LoadedPlugin>, request: &ChatRequest, expected_path: &Path) -> Result<(), String> {
     let expected = read_json(expected_path)?;
     let base = plugin.info().default_base_url.clone();
     let http = match build_request(plugin, &base, request).await {
         Ok(Ok(http)) => http,
         Ok(Err(e)) => {
-            return Err(format!(
-                "build-request refused the request: {}",
-                json::short(&json::provider_error(&e))
-            ));
+            return Err(format!("build-request refused the request: {}", json::short(&json::provider_error(&e))));
         }
         Err(fault) => return Err(fault.to_string()),
     };
@@ -660,14 +601,9 @@ async fn check_upstream(
         problems.push(format!("url {} is not within the base URL {base}", http.url));
     }
     if let Some(Value::Object(headers)) = expected.get("headers") {
-        let lowered: serde_json::Map<String, Value> = headers
-            .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-            .collect();
-        problems.extend(json::mismatches(
-            &json!({ "headers": lowered }),
-            &json!({ "headers": actual["headers"] }),
-        ));
+        let lowered: serde_json::Map<String, Value> =
+            headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
+        problems.extend(json::mismatches(&json!({ "headers": lowered }), &json!({ "headers": actual["headers"] })));
     }
     if let Some(body) = expected.get("body") {
         problems.extend(json::mismatches(&json!({ "body": body }), &json!({ "body": actual["body"] })));
@@ -686,10 +622,9 @@ fn compare_outcome(expected_path: &Path, actual: Value, error: Option<ProviderEr
     let expected = read_json(expected_path)?;
     let expects_error = expected.get("error").is_some_and(|e| !e.is_null());
     match error {
-        Some(error) if !expects_error => Err(format!(
-            "unexpected provider error: {}",
-            json::short(&json::provider_error(&error))
-        )),
+        Some(error) if !expects_error => {
+            Err(format!("unexpected provider error: {}", json::short(&json::provider_error(&error))))
+        }
         Some(error) => {
             let mut actual = actual;
             if let Value::Object(map) = &mut actual {
@@ -717,11 +652,8 @@ async fn check_response(
         Ok(body) => body,
         Err(e) => return (Err(format!("cannot read {}: {e}", body_path.display())), None),
     };
-    let response = HttpResponse {
-        status: 200,
-        headers: vec![("content-type".to_owned(), "application/json".to_owned())],
-        body,
-    };
+    let response =
+        HttpResponse { status: 200, headers: vec![("content-type".to_owned(), "application/json".to_owned())], body };
     let mut instance = match plugin.instantiate().await {
         Ok(instance) => instance,
         Err(fault) => return (Err(fault.to_string()), None),
@@ -785,26 +717,19 @@ async fn check_error(plugin: &Arc<LoadedPlugin>, path: &Path) -> Result<(), Stri
         .and_then(Value::as_u64)
         .and_then(|s| u16::try_from(s).ok())
         .ok_or("error.json: `status` (the provider's HTTP status) is required")?;
-    let expected = fixture
-        .get("expected")
-        .ok_or("error.json: `expected` (the error class) is required")?;
+    let expected = fixture.get("expected").ok_or("error.json: `expected` (the error class) is required")?;
     let body = match fixture.get("body") {
         Some(Value::String(text)) => text.clone().into_bytes(),
         Some(value) => value.to_string().into_bytes(),
         None => Vec::new(),
     };
     let headers = match fixture.get("headers") {
-        Some(Value::Object(map)) => map
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-            .collect(),
+        Some(Value::Object(map)) => {
+            map.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect()
+        }
         _ => vec![("content-type".to_owned(), "application/json".to_owned())],
     };
-    let response = HttpResponse {
-        status,
-        headers,
-        body,
-    };
+    let response = HttpResponse { status, headers, body };
     let mut instance = plugin.instantiate().await.map_err(|f| f.to_string())?;
     match instance.parse_response(&response).await {
         Ok(Err(e)) => all_of(json::mismatches(expected, &json::provider_error(&e))),
@@ -827,10 +752,7 @@ pub fn sse_events(text: &str) -> Vec<SseEvent> {
     for line in text.split('\n').chain(std::iter::once("")) {
         if line.is_empty() {
             if let Some(data) = data.take() {
-                events.push(SseEvent {
-                    event: event.take(),
-                    data,
-                });
+                events.push(SseEvent { event: event.take(), data });
             }
             event = None;
             continue;
@@ -861,7 +783,8 @@ mod tests {
 
     #[test]
     fn sse_splitting_follows_the_host() {
-        let events = sse_events(": ping\n\nevent: message_start\ndata: {\"a\":1}\n\ndata: x\ndata: y\r\n\r\ndata: [DONE]");
+        let events =
+            sse_events(": ping\n\nevent: message_start\ndata: {\"a\":1}\n\ndata: x\ndata: y\r\n\r\ndata: [DONE]");
         assert_eq!(events.len(), 3);
         assert_eq!(events[0].event.as_deref(), Some("message_start"));
         assert_eq!(events[0].data, "{\"a\":1}");

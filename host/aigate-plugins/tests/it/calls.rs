@@ -8,20 +8,12 @@ const BASE_URL: &str = "http://127.0.0.1:9/compatible-mode/v1";
 async fn build_request_round_trip() {
     let plugin = runtime().load(&dist("qwen.wasm")).await.unwrap();
     let mut instance = plugin.instantiate().await.unwrap();
-    let request = instance
-        .build_request(BASE_URL, &chat_request("qwen-plus"))
-        .await
-        .unwrap()
-        .unwrap();
+    let request = instance.build_request(BASE_URL, &chat_request("qwen-plus")).await.unwrap().unwrap();
     assert_eq!(request.method, "POST");
     assert!(request.url.starts_with(BASE_URL), "{}", request.url);
     assert!(String::from_utf8_lossy(&request.body).contains("qwen-plus"));
     // The same instance serves further calls.
-    let again = instance
-        .build_request(BASE_URL, &chat_request("qwen-max"))
-        .await
-        .unwrap()
-        .unwrap();
+    let again = instance.build_request(BASE_URL, &chat_request("qwen-max")).await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&again.body).contains("qwen-max"));
     assert!(std::sync::Arc::ptr_eq(instance.plugin(), &plugin));
 }
@@ -35,11 +27,7 @@ async fn provider_errors_are_results_not_faults() {
         headers: vec![("content-type".into(), "application/json".into())],
         body: br#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}}"#.to_vec(),
     };
-    let error = instance
-        .parse_response(&response)
-        .await
-        .unwrap()
-        .unwrap_err();
+    let error = instance.parse_response(&response).await.unwrap().unwrap_err();
     assert!((400..600).contains(&error.status), "{error:?}");
 }
 
@@ -53,20 +41,9 @@ async fn stream_decoder_decodes_events() {
         data: r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"},"finish_reason":null}]}"#.into(),
     };
     let chunks = decoder.push(&event).await.unwrap().unwrap();
-    let content: String = chunks
-        .iter()
-        .flat_map(|c| &c.choices)
-        .filter_map(|c| c.content.as_deref())
-        .collect();
+    let content: String = chunks.iter().flat_map(|c| &c.choices).filter_map(|c| c.content.as_deref()).collect();
     assert!(content.contains("Hi"), "{chunks:?}");
-    decoder
-        .push(&SseEvent {
-            event: None,
-            data: "[DONE]".into(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    decoder.push(&SseEvent { event: None, data: "[DONE]".into() }).await.unwrap().unwrap();
     decoder.finish().await.unwrap().unwrap();
     assert_eq!(decoder.plugin().name(), "openai");
 }
@@ -75,15 +52,7 @@ async fn stream_decoder_decodes_events() {
 async fn models_request_is_valid_when_present() {
     let plugin = runtime().load(&dist("openai.wasm")).await.unwrap();
     let mut instance = plugin.instantiate().await.unwrap();
-    if let Some(request) = instance
-        .build_models_request("https://api.openai.com/v1")
-        .await
-        .unwrap()
-    {
-        assert!(
-            request.url.starts_with("https://api.openai.com/v1"),
-            "{}",
-            request.url
-        );
+    if let Some(request) = instance.build_models_request("https://api.openai.com/v1").await.unwrap() {
+        assert!(request.url.starts_with("https://api.openai.com/v1"), "{}", request.url);
     }
 }

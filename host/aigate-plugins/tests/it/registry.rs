@@ -35,11 +35,7 @@ async fn load_dir_loads_plugins_and_records_refusals() {
 
     let statuses = registry.statuses();
     let files: Vec<&str> = statuses.iter().map(|s| s.file.as_str()).collect();
-    assert_eq!(
-        files,
-        ["broken.wasm", "openai.wasm", "qwen.wasm"],
-        "sorted by file name"
-    );
+    assert_eq!(files, ["broken.wasm", "openai.wasm", "qwen.wasm"], "sorted by file name");
     let broken = &statuses[0];
     assert_eq!(broken.state, "refused");
     assert!(broken.name.is_none() && broken.last_error.is_some() && broken.last_error_at.is_some());
@@ -82,11 +78,7 @@ async fn watcher_reloads_refuses_and_unloads() {
     })
     .await;
     // The request that started on the old version finishes on it.
-    in_flight
-        .build_request("https://x.example/v1", &chat_request("qwen-plus"))
-        .await
-        .unwrap()
-        .unwrap();
+    in_flight.build_request("https://x.example/v1", &chat_request("qwen-plus")).await.unwrap().unwrap();
     assert_eq!(in_flight.plugin().version(), original_version);
 
     // 2. Rename in (only Modify(Name) events): back to the original version.
@@ -136,32 +128,20 @@ async fn a_name_belongs_to_one_file() {
     let _watch = registry.watch(dir.path()).unwrap();
     assert_eq!(registry.load_dir(dir.path()).await, 1);
 
-    std::fs::write(
-        dir.path().join("qwen-next.wasm"),
-        bytes("test/qwen-next.wasm"),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("qwen-next.wasm"), bytes("test/qwen-next.wasm")).unwrap();
     eventually("the second file is refused", RELOAD_TIMEOUT, || {
         status(&registry, "qwen-next.wasm").is_some_and(|s| s.state == "refused")
     })
     .await;
     let refused = status(&registry, "qwen-next.wasm").unwrap();
-    assert!(
-        refused.last_error.as_deref().unwrap().contains("qwen.wasm"),
-        "{refused:?}"
-    );
+    assert!(refused.last_error.as_deref().unwrap().contains("qwen.wasm"), "{refused:?}");
     assert_ne!(version_of(&registry, "qwen").as_deref(), Some(NEXT_VERSION));
 
     std::fs::remove_file(dir.path().join("qwen.wasm")).unwrap();
-    eventually(
-        "the second file takes the name over",
-        RELOAD_TIMEOUT,
-        || {
-            version_of(&registry, "qwen").as_deref() == Some(NEXT_VERSION)
-                && status(&registry, "qwen-next.wasm")
-                    .is_some_and(|s| s.state == "serving" && s.last_error.is_none())
-        },
-    )
+    eventually("the second file takes the name over", RELOAD_TIMEOUT, || {
+        version_of(&registry, "qwen").as_deref() == Some(NEXT_VERSION)
+            && status(&registry, "qwen-next.wasm").is_some_and(|s| s.state == "serving" && s.last_error.is_none())
+    })
     .await;
 }
 
@@ -174,19 +154,12 @@ async fn dropping_the_guard_stops_watching() {
     std::fs::write(dir.path().join("qwen.wasm"), bytes("qwen.wasm")).unwrap();
     tokio::time::sleep(aigate_plugins::DEBOUNCE * 3).await;
     assert!(registry.statuses().is_empty());
-    assert!(
-        Arc::strong_count(&registry) == 1,
-        "the watcher task released the registry"
-    );
+    assert!(Arc::strong_count(&registry) == 1, "the watcher task released the registry");
 }
 
 fn write_in_place(path: &Path, contents: &[u8]) {
     use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(path)
-        .unwrap();
+    let mut file = std::fs::OpenOptions::new().write(true).truncate(true).open(path).unwrap();
     // Several writes, like a copy tool: the watcher must wait for the last one.
     for chunk in contents.chunks(16 * 1024) {
         file.write_all(chunk).unwrap();
@@ -202,11 +175,8 @@ async fn a_file_dropped_during_start_up_is_loaded() {
     let dir = tempfile::tempdir().unwrap();
     let outside = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
-    for (from, to) in [
-        ("test/faulty.wasm", "faulty.wasm"),
-        ("openai.wasm", "openai.wasm"),
-        ("qwen.wasm", "qwen.wasm"),
-    ] {
+    for (from, to) in [("test/faulty.wasm", "faulty.wasm"), ("openai.wasm", "openai.wasm"), ("qwen.wasm", "qwen.wasm")]
+    {
         std::fs::write(dir.path().join(to), bytes(from)).unwrap();
     }
     let registry = PluginRegistry::new(
@@ -222,9 +192,7 @@ async fn a_file_dropped_during_start_up_is_loaded() {
         tokio::spawn(async move { registry.start(&dir, true).await.unwrap() })
     };
     let compiled_one = || {
-        std::fs::read_dir(cache.path())
-            .unwrap()
-            .any(|e| e.unwrap().path().extension().is_some_and(|x| x == "cwasm"))
+        std::fs::read_dir(cache.path()).unwrap().any(|e| e.unwrap().path().extension().is_some_and(|x| x == "cwasm"))
     };
     eventually("the scan compiled its first plugin", RELOAD_TIMEOUT, compiled_one).await;
     let staged = outside.path().join("anthropic.wasm");
@@ -233,8 +201,5 @@ async fn a_file_dropped_during_start_up_is_loaded() {
 
     let (loaded, _watch) = starting.await.unwrap();
     assert!(loaded >= 3, "{loaded}");
-    eventually("the file dropped during start-up serves", RELOAD_TIMEOUT, || {
-        registry.get("anthropic").is_some()
-    })
-    .await;
+    eventually("the file dropped during start-up serves", RELOAD_TIMEOUT, || registry.get("anthropic").is_some()).await;
 }

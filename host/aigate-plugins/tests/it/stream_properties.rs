@@ -36,7 +36,9 @@ static SHIPPED: LazyLock<Shipped> = LazyLock::new(|| {
     let runtime = tokio.block_on(async { runtime() });
     let plugins = tokio.block_on(async {
         let mut plugins = Vec::new();
-        for (file, model) in [("qwen.wasm", "qwen-plus"), ("openai.wasm", "gpt-4o-mini"), ("anthropic.wasm", "claude-sonnet-4-5")] {
+        for (file, model) in
+            [("qwen.wasm", "qwen-plus"), ("openai.wasm", "gpt-4o-mini"), ("anthropic.wasm", "claude-sonnet-4-5")]
+        {
             plugins.push((runtime.load(&dist(file)).await.unwrap(), model));
         }
         plugins
@@ -118,16 +120,57 @@ const RECORDED: &[(&str, &str)] = &[
 
 /// Keys of the providers' chunks, so generated JSON reaches the decoders' branches.
 const KEYS: &[&str] = &[
-    "id", "model", "created", "choices", "index", "delta", "role", "content", "reasoning_content", "refusal",
-    "tool_calls", "function", "name", "arguments", "finish_reason", "usage", "prompt_tokens", "completion_tokens",
-    "total_tokens", "prompt_tokens_details", "cached_tokens", "error", "code", "message", "type", "content_block",
-    "text", "thinking", "partial_json", "input", "stop_reason", "input_tokens", "output_tokens",
+    "id",
+    "model",
+    "created",
+    "choices",
+    "index",
+    "delta",
+    "role",
+    "content",
+    "reasoning_content",
+    "refusal",
+    "tool_calls",
+    "function",
+    "name",
+    "arguments",
+    "finish_reason",
+    "usage",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "prompt_tokens_details",
+    "cached_tokens",
+    "error",
+    "code",
+    "message",
+    "type",
+    "content_block",
+    "text",
+    "thinking",
+    "partial_json",
+    "input",
+    "stop_reason",
+    "input_tokens",
+    "output_tokens",
     "cache_read_input_tokens",
 ];
 
 const NAMES: &[&str] = &[
-    "message_start", "content_block_start", "content_block_delta", "message_delta", "message_stop", "ping",
-    "error", "text_delta", "input_json_delta", "thinking_delta", "tool_use", "assistant", "stop", "[DONE]",
+    "message_start",
+    "content_block_start",
+    "content_block_delta",
+    "message_delta",
+    "message_stop",
+    "ping",
+    "error",
+    "text_delta",
+    "input_json_delta",
+    "thinking_delta",
+    "tool_use",
+    "assistant",
+    "stop",
+    "[DONE]",
 ];
 
 fn json_value() -> impl Strategy<Value = Value> {
@@ -205,7 +248,8 @@ fn valid_stream(plugin: &str, pieces: &[String], crlf: bool) -> Vec<u8> {
         let block = json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}});
         events.push((Some("content_block_start"), block));
         for piece in pieces {
-            let delta = json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}});
+            let delta =
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}});
             events.push((Some("content_block_delta"), delta));
         }
         let end = json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 9}});

@@ -50,10 +50,7 @@ async fn only_trusted_hashes_load_at_start_and_on_reload() {
     // A new untrusted file dropped into the folder is refused too.
     std::fs::write(dir.path().join("extra.wasm"), bytes("test/faulty.wasm")).unwrap();
     eventually("the new untrusted file is refused", RELOAD_TIMEOUT, || {
-        registry
-            .statuses()
-            .iter()
-            .any(|s| s.file == "extra.wasm" && s.state == "refused" && s.last_error.is_some())
+        registry.statuses().iter().any(|s| s.file == "extra.wasm" && s.state == "refused" && s.last_error.is_some())
     })
     .await;
     assert!(registry.get("faulty").is_none());

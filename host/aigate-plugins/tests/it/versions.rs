@@ -41,7 +41,8 @@ async fn a_plugin_built_against_0_1_loads_and_works_through_the_adapter() {
     let mut decoder = plugin.instantiate().await.unwrap().stream_decoder("qwen-turbo").await.unwrap();
     let event = SseEvent {
         event: None,
-        data: r#"{"id":"c2","created":6,"choices":[{"index":0,"delta":{"content":"Hello"},"finish_reason":"length"}]}"#.into(),
+        data: r#"{"id":"c2","created":6,"choices":[{"index":0,"delta":{"content":"Hello"},"finish_reason":"length"}]}"#
+            .into(),
     };
     let chunks = decoder.push(&event).await.unwrap().unwrap();
     let delta = &chunks[0].choices[0];
@@ -65,7 +66,10 @@ async fn a_plugin_built_against_an_unsupported_version_is_refused_naming_both() 
     }
     assert!(patched >= 2, "interface names and describe both carry the version");
     let err = runtime().load_bytes("old.wasm".into(), wasm).await.unwrap_err();
-    assert!(matches!(&err, LoadError::IncompatibleContract { plugin_contract, .. } if plugin_contract == "0.0.9"), "{err}");
+    assert!(
+        matches!(&err, LoadError::IncompatibleContract { plugin_contract, .. } if plugin_contract == "0.0.9"),
+        "{err}"
+    );
     let message = err.to_string();
     assert!(message.contains("0.0.9") && message.contains(CONTRACT_VERSION) && message.contains("0.1.x"), "{message}");
 }

@@ -9,7 +9,8 @@ use crate::support::org_name;
 
 async fn create_find_list_revoke(store: &Store) {
     let org = store.get_or_create_org(&org_name("acme")).await.unwrap();
-    let settings = KeySettings { name: "ci".into(), rpm_limit: Some(60), tpm_limit: Some(100_000), ..Default::default() };
+    let settings =
+        KeySettings { name: "ci".into(), rpm_limit: Some(60), tpm_limit: Some(100_000), ..Default::default() };
     let issued = issue_key(store, org.id, &settings).await.unwrap();
     let plaintext = issued.key.plaintext().to_owned();
     assert!(ApiKey::is_well_formed(&plaintext));

@@ -1,4 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed setup must stop the test")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed setup must stop the test"
+)]
 
 //! Integration tests of aigate-store: one binary (see STYLE.md). Most tests
 //! are backend suites written once and run against SQLite and Postgres

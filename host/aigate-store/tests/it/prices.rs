@@ -35,16 +35,28 @@ async fn org_rule_beats_global_and_latest_wins(store: &Store) {
     let input = |r: Option<PriceRule>| r.map(|r| r.input_per_million);
     let later = t1 + Duration::days(1);
     // An org's own rule beats even a newer global one.
-    assert_eq!(input(store.effective_price_rule(Some(a), "qwen", "qwen-plus", later).await.unwrap()), Some(money("0.30")));
+    assert_eq!(
+        input(store.effective_price_rule(Some(a), "qwen", "qwen-plus", later).await.unwrap()),
+        Some(money("0.30"))
+    );
     // Others get the latest global rule in effect.
-    assert_eq!(input(store.effective_price_rule(Some(b), "qwen", "qwen-plus", later).await.unwrap()), Some(money("0.50")));
+    assert_eq!(
+        input(store.effective_price_rule(Some(b), "qwen", "qwen-plus", later).await.unwrap()),
+        Some(money("0.50"))
+    );
     assert_eq!(input(store.effective_price_rule(None, "qwen", "qwen-plus", later).await.unwrap()), Some(money("0.50")));
     let between = t0 + Duration::days(3);
-    assert_eq!(input(store.effective_price_rule(Some(b), "qwen", "qwen-plus", between).await.unwrap()), Some(money("0.40")));
+    assert_eq!(
+        input(store.effective_price_rule(Some(b), "qwen", "qwen-plus", between).await.unwrap()),
+        Some(money("0.40"))
+    );
     // Effective from the instant itself.
     assert_eq!(input(store.effective_price_rule(Some(b), "qwen", "qwen-plus", t1).await.unwrap()), Some(money("0.50")));
     // Nothing before the first rule, nothing for another model or provider.
-    assert_eq!(store.effective_price_rule(Some(b), "qwen", "qwen-plus", t0 - Duration::seconds(1)).await.unwrap(), None);
+    assert_eq!(
+        store.effective_price_rule(Some(b), "qwen", "qwen-plus", t0 - Duration::seconds(1)).await.unwrap(),
+        None
+    );
     assert_eq!(store.effective_price_rule(Some(a), "qwen", "qwen-max", later).await.unwrap(), None);
     assert_eq!(store.effective_price_rule(Some(a), "openai", "qwen-plus", later).await.unwrap(), None);
 

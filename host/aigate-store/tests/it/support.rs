@@ -123,7 +123,10 @@ pub fn postgres_url() -> Option<String> {
 pub async fn unreachable_store() -> Store {
     let options = StoreOptions {
         lazy: true,
-        postgres: aigate_store::PgSettings { acquire_timeout: std::time::Duration::from_millis(500), ..Default::default() },
+        postgres: aigate_store::PgSettings {
+            acquire_timeout: std::time::Duration::from_millis(500),
+            ..Default::default()
+        },
         ..Default::default()
     };
     Store::connect_with(Some("postgres://postgres@127.0.0.1:9/nowhere"), std::path::Path::new("."), &options)

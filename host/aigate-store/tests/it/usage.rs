@@ -115,7 +115,10 @@ async fn rollups_equal_ledger_sums_exactly(store: &Store) {
         let one = store.usage_summary(org, day(1), day(2)).await.unwrap();
         let expected_day1 = expected_totals(mine.iter().copied().filter(|e| e.day() == day(1)));
         assert_eq!(one.totals, expected_day1);
-        assert_eq!(store.ledger_totals(org, DAY0 + Duration::days(1), DAY0 + Duration::days(2)).await.unwrap(), expected_day1);
+        assert_eq!(
+            store.ledger_totals(org, DAY0 + Duration::days(1), DAY0 + Duration::days(2)).await.unwrap(),
+            expected_day1
+        );
     }
 
     // Re-delivering everything changes nothing.

@@ -6,15 +6,8 @@ use serde_json::{Value, json};
 
 use crate::client;
 
-async fn send(
-    mock: &MockAnthropic,
-    body: &Value,
-    key: Option<&str>,
-    version: bool,
-) -> reqwest::Response {
-    let mut req = client()
-        .post(format!("{}/messages", mock.base_url()))
-        .header("content-type", "application/json");
+async fn send(mock: &MockAnthropic, body: &Value, key: Option<&str>, version: bool) -> reqwest::Response {
+    let mut req = client().post(format!("{}/messages", mock.base_url())).header("content-type", "application/json");
     if let Some(key) = key {
         req = req.header("x-api-key", key);
     }
@@ -58,12 +51,7 @@ async fn json_answer_has_the_messages_shape_and_exact_usage() {
     let mock = MockAnthropic::start().await;
     let resp = post(&mock, &hello(false)).await;
     assert_eq!(resp.status(), 200);
-    assert!(
-        resp.headers()["request-id"]
-            .to_str()
-            .unwrap()
-            .starts_with("req_")
-    );
+    assert!(resp.headers()["request-id"].to_str().unwrap().starts_with("req_"));
     let text = resp.text().await.unwrap();
     assert!(text.starts_with(r#"{"id":"msg_01"#), "{text}");
     let body: Value = serde_json::from_str(&text).unwrap();
@@ -80,10 +68,7 @@ async fn json_answer_has_the_messages_shape_and_exact_usage() {
     );
     let recorded = mock.messages_requests();
     assert_eq!(recorded.len(), 1);
-    assert_eq!(
-        recorded[0].header("x-api-key"),
-        Some(MockAnthropic::API_KEY)
-    );
+    assert_eq!(recorded[0].header("x-api-key"), Some(MockAnthropic::API_KEY));
     assert_eq!(recorded[0].json(), hello(false));
 }
 
@@ -92,10 +77,7 @@ async fn stream_is_the_named_event_sequence() {
     let mock = MockAnthropic::start().await;
     let resp = post(&mock, &hello(true)).await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(
-        resp.headers()["content-type"],
-        "text/event-stream; charset=utf-8"
-    );
+    assert_eq!(resp.headers()["content-type"], "text/event-stream; charset=utf-8");
     let events = sse::parse(resp.bytes().await.unwrap());
     let names: Vec<&str> = events.iter().map(|e| e.event.as_deref().unwrap()).collect();
     let pieces = answer::pieces(HELLO_ANSWER);
@@ -108,28 +90,13 @@ async fn stream_is_the_named_event_sequence() {
         assert_eq!(value["type"], *name, "the data names its event");
     }
     assert_eq!(data[0]["message"]["content"], json!([]));
-    assert_eq!(
-        data[0]["message"]["usage"]["input_tokens"],
-        HELLO_INPUT_TOKENS
-    );
-    assert_eq!(
-        data[1]["content_block"],
-        json!({"type": "text", "text": ""})
-    );
-    let text: String = data
-        .iter()
-        .filter_map(|d| d.pointer("/delta/text").and_then(Value::as_str))
-        .collect();
+    assert_eq!(data[0]["message"]["usage"]["input_tokens"], HELLO_INPUT_TOKENS);
+    assert_eq!(data[1]["content_block"], json!({"type": "text", "text": ""}));
+    let text: String = data.iter().filter_map(|d| d.pointer("/delta/text").and_then(Value::as_str)).collect();
     assert_eq!(text, HELLO_ANSWER);
     let delta = &data[data.len() - 2];
-    assert_eq!(
-        delta["delta"],
-        json!({"stop_reason": "end_turn", "stop_sequence": null})
-    );
-    assert_eq!(
-        delta["usage"],
-        json!({"output_tokens": answer::words(HELLO_ANSWER)})
-    );
+    assert_eq!(delta["delta"], json!({"stop_reason": "end_turn", "stop_sequence": null}));
+    assert_eq!(delta["usage"], json!({"output_tokens": answer::words(HELLO_ANSWER)}));
 }
 
 #[tokio::test]
@@ -151,27 +118,18 @@ async fn tool_call_json_and_stream() {
     mock.enqueue(AnthropicScenario::ToolCall);
     let answer_json: Value = crate::json(post(&mock, &body).await).await;
     assert_eq!(answer_json["stop_reason"], "tool_use");
-    assert_eq!(
-        answer_json["content"][0],
-        json!({"type": "text", "text": TOOL_PREAMBLE})
-    );
+    assert_eq!(answer_json["content"][0], json!({"type": "text", "text": TOOL_PREAMBLE}));
     let call = &answer_json["content"][1];
     assert_eq!(call["type"], "tool_use");
     assert_eq!(call["name"], "get_weather");
     assert!(call["id"].as_str().unwrap().starts_with("toolu_01"));
-    assert_eq!(
-        call["input"],
-        serde_json::from_str::<Value>(answer::TOOL_ARGUMENTS).unwrap()
-    );
+    assert_eq!(call["input"], serde_json::from_str::<Value>(answer::TOOL_ARGUMENTS).unwrap());
 
     body["stream"] = json!(true);
     mock.enqueue(AnthropicScenario::ToolCall);
     let events = sse::parse(post(&mock, &body).await.bytes().await.unwrap());
     let data: Vec<Value> = events.iter().map(|e| e.json().unwrap()).collect();
-    let start = data
-        .iter()
-        .find(|d| d.pointer("/content_block/type") == Some(&json!("tool_use")))
-        .unwrap();
+    let start = data.iter().find(|d| d.pointer("/content_block/type") == Some(&json!("tool_use"))).unwrap();
     assert_eq!(start["index"], 1);
     assert_eq!(start["content_block"]["input"], json!({}));
     let partial: String = data
@@ -180,10 +138,7 @@ async fn tool_call_json_and_stream() {
         .filter_map(|d| d.pointer("/delta/partial_json").and_then(Value::as_str))
         .collect();
     assert_eq!(partial, answer::TOOL_ARGUMENTS);
-    assert!(
-        data.iter()
-            .any(|d| d.pointer("/delta/stop_reason") == Some(&json!("tool_use")))
-    );
+    assert!(data.iter().any(|d| d.pointer("/delta/stop_reason") == Some(&json!("tool_use"))));
 }
 
 #[tokio::test]
@@ -207,12 +162,7 @@ async fn built_in_checks() {
     let mock = MockAnthropic::start().await;
     mock.enqueue(AnthropicScenario::Hang);
     assert_eq!(
-        error_of(
-            send(&mock, &hello(false), None, true).await,
-            401,
-            "authentication_error"
-        )
-        .await,
+        error_of(send(&mock, &hello(false), None, true).await, 401, "authentication_error").await,
         "invalid x-api-key"
     );
     // A bearer token is not Anthropic's scheme.
@@ -225,42 +175,24 @@ async fn built_in_checks() {
         .await
         .unwrap();
     error_of(bearer, 401, "authentication_error").await;
-    let message = error_of(
-        send(&mock, &hello(false), Some(MockAnthropic::API_KEY), false).await,
-        400,
-        "invalid_request_error",
-    )
-    .await;
+    let message =
+        error_of(send(&mock, &hello(false), Some(MockAnthropic::API_KEY), false).await, 400, "invalid_request_error")
+            .await;
     assert!(message.contains("anthropic-version"));
 
     let mut no_max = hello(false);
     no_max.as_object_mut().unwrap().remove("max_tokens");
-    assert!(
-        error_of(post(&mock, &no_max).await, 400, "invalid_request_error")
-            .await
-            .contains("max_tokens")
-    );
+    assert!(error_of(post(&mock, &no_max).await, 400, "invalid_request_error").await.contains("max_tokens"));
 
     let mut system_role = hello(false);
-    system_role["messages"] =
-        json!([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]);
+    system_role["messages"] = json!([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]);
     assert!(
-        error_of(
-            post(&mock, &system_role).await,
-            400,
-            "invalid_request_error"
-        )
-        .await
-        .contains("top-level `system`")
+        error_of(post(&mock, &system_role).await, 400, "invalid_request_error").await.contains("top-level `system`")
     );
 
     let mut twice = hello(false);
     twice["messages"] = json!([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]);
-    assert!(
-        error_of(post(&mock, &twice).await, 400, "invalid_request_error")
-            .await
-            .contains("alternate")
-    );
+    assert!(error_of(post(&mock, &twice).await, 400, "invalid_request_error").await.contains("alternate"));
 
     let mut hot = hello(false);
     hot["temperature"] = json!(1.5);
@@ -297,14 +229,7 @@ async fn mid_stream_error_event_after_a_200() {
     let names: Vec<&str> = events.iter().map(|e| e.event.as_deref().unwrap()).collect();
     assert_eq!(
         names,
-        [
-            "message_start",
-            "content_block_start",
-            "ping",
-            "content_block_delta",
-            "content_block_delta",
-            "error"
-        ]
+        ["message_start", "content_block_start", "ping", "content_block_delta", "content_block_delta", "error"]
     );
     assert_eq!(
         events.last().unwrap().json().unwrap(),
@@ -326,22 +251,10 @@ async fn models_list_has_anthropic_shape() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let body: Value = crate::json(resp).await;
-    let ids: Vec<&str> = body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        ids,
-        LISTED_MODELS.iter().map(|(id, _)| *id).collect::<Vec<_>>()
-    );
+    let ids: Vec<&str> = body["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, LISTED_MODELS.iter().map(|(id, _)| *id).collect::<Vec<_>>());
     assert_eq!(body["data"][0]["type"], "model");
     assert_eq!(body["has_more"], false);
-    let denied = client()
-        .get(format!("{}/models", mock.base_url()))
-        .send()
-        .await
-        .unwrap();
+    let denied = client().get(format!("{}/models", mock.base_url())).send().await.unwrap();
     error_of(denied, 401, "authentication_error").await;
 }

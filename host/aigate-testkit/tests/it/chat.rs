@@ -12,9 +12,7 @@ async fn non_stream_answer_has_dashscope_shape_and_exact_usage() {
     let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
     let text = resp.text().await.unwrap();
     assert!(
-        text.starts_with(
-            r#"{"choices":[{"message":{"role":"assistant","content":"Hello from qwen-plus!"#
-        ),
+        text.starts_with(r#"{"choices":[{"message":{"role":"assistant","content":"Hello from qwen-plus!"#),
         "{text}"
     );
     let body: Value = serde_json::from_str(&text).unwrap();
@@ -33,10 +31,7 @@ async fn non_stream_answer_has_dashscope_shape_and_exact_usage() {
             "id": format!("chatcmpl-{request_id}"),
         })
     );
-    assert_eq!(
-        answer::prompt_tokens(&hello(false, None)),
-        HELLO_PROMPT_TOKENS
-    );
+    assert_eq!(answer::prompt_tokens(&hello(false, None)), HELLO_PROMPT_TOKENS);
     assert_eq!(answer::content(&hello(false, None)), HELLO_ANSWER);
 }
 
@@ -45,10 +40,7 @@ async fn stream_is_the_exact_dashscope_chunk_sequence() {
     let mock = MockDashScope::start().await;
     let resp = post(&mock, &hello(true, Some(true))).await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(
-        resp.headers()["content-type"],
-        "text/event-stream;charset=UTF-8"
-    );
+    assert_eq!(resp.headers()["content-type"], "text/event-stream;charset=UTF-8");
     let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
     let id = format!("chatcmpl-{request_id}");
     let text = resp.text().await.unwrap();
@@ -63,10 +55,7 @@ async fn stream_is_the_exact_dashscope_chunk_sequence() {
     };
     let piece = |p: &str| {
         envelope(
-            &format!(
-                r#"[{{"finish_reason":null,"delta":{{"content":{}}},"index":0,"logprobs":null}}]"#,
-                json!(p)
-            ),
+            &format!(r#"[{{"finish_reason":null,"delta":{{"content":{}}},"index":0,"logprobs":null}}]"#, json!(p)),
             "null",
         )
     };
@@ -75,10 +64,7 @@ async fn stream_is_the_exact_dashscope_chunk_sequence() {
         "null",
     )];
     expected.extend(answer::pieces(HELLO_ANSWER).into_iter().map(piece));
-    expected.push(envelope(
-        r#"[{"finish_reason":"stop","delta":{"content":""},"index":0,"logprobs":null}]"#,
-        "null",
-    ));
+    expected.push(envelope(r#"[{"finish_reason":"stop","delta":{"content":""},"index":0,"logprobs":null}]"#, "null"));
     expected.push(envelope(
         "[]",
         &format!(
@@ -102,19 +88,11 @@ async fn stream_is_the_exact_dashscope_chunk_sequence() {
 async fn usage_chunk_only_when_include_usage_is_true() {
     let mock = MockDashScope::start().await;
     for include in [None, Some(false)] {
-        let text = post(&mock, &hello(true, include))
-            .await
-            .text()
-            .await
-            .unwrap();
+        let text = post(&mock, &hello(true, include)).await.text().await.unwrap();
         let chunks = sse::data_json(&text).unwrap();
         assert!(sse::ends_with_done(&sse::parse(&text)));
         assert!(chunks.iter().all(|c| c["usage"].is_null()), "{include:?}");
-        assert!(
-            chunks
-                .iter()
-                .all(|c| c["choices"].as_array().unwrap().len() == 1)
-        );
+        assert!(chunks.iter().all(|c| c["choices"].as_array().unwrap().len() == 1));
         assert_eq!(sse::finish_reason(&chunks).as_deref(), Some("stop"));
         assert_eq!(sse::content(&chunks), HELLO_ANSWER);
     }
@@ -137,40 +115,27 @@ async fn reasoning_stream_and_non_stream() {
     mock.enqueue(Scenario::Reasoning);
     mock.enqueue(Scenario::Reasoning);
 
-    let text = post(&mock, &hello(true, Some(true)))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let text = post(&mock, &hello(true, Some(true))).await.text().await.unwrap();
     let events = sse::parse(&text);
-    assert!(events[0].data.starts_with(
-        r#"{"choices":[{"delta":{"content":null,"role":"assistant","reasoning_content":""},"index":0"#
-    ));
+    assert!(
+        events[0].data.starts_with(
+            r#"{"choices":[{"delta":{"content":null,"role":"assistant","reasoning_content":""},"index":0"#
+        )
+    );
     let chunks = sse::data_json(&text).unwrap();
     assert_eq!(sse::reasoning_content(&chunks), answer::REASONING);
     assert_eq!(sse::content(&chunks), HELLO_ANSWER);
     // All reasoning comes before any content.
     let first_content = chunks
         .iter()
-        .position(|c| {
-            c["choices"][0]["delta"]["content"]
-                .as_str()
-                .is_some_and(|s| !s.is_empty())
-        })
+        .position(|c| c["choices"][0]["delta"]["content"].as_str().is_some_and(|s| !s.is_empty()))
         .unwrap();
     let last_reasoning = chunks
         .iter()
-        .rposition(|c| {
-            c["choices"][0]["delta"]["reasoning_content"]
-                .as_str()
-                .is_some_and(|s| !s.is_empty())
-        })
+        .rposition(|c| c["choices"][0]["delta"]["reasoning_content"].as_str().is_some_and(|s| !s.is_empty()))
         .unwrap();
     assert!(last_reasoning < first_content);
-    assert_eq!(
-        chunks[1]["choices"][0]["delta"],
-        json!({"content": null, "reasoning_content": "The"})
-    );
+    assert_eq!(chunks[1]["choices"][0]["delta"], json!({"content": null, "reasoning_content": "The"}));
     let usage = json!({
         "prompt_tokens": HELLO_PROMPT_TOKENS, "completion_tokens": 10 + HELLO_COMPLETION_TOKENS,
         "total_tokens": HELLO_PROMPT_TOKENS + 10 + HELLO_COMPLETION_TOKENS,
@@ -180,10 +145,7 @@ async fn reasoning_stream_and_non_stream() {
     assert_eq!(sse::usage(&chunks), Some(usage.clone()));
 
     let body: Value = crate::json(post(&mock, &hello(false, None)).await).await;
-    assert_eq!(
-        body["choices"][0]["message"]["reasoning_content"],
-        answer::REASONING
-    );
+    assert_eq!(body["choices"][0]["message"]["reasoning_content"], answer::REASONING);
     assert_eq!(body["choices"][0]["message"]["content"], HELLO_ANSWER);
     assert_eq!(body["usage"], usage);
 }
@@ -204,27 +166,18 @@ async fn tool_call_stream_and_non_stream() {
     assert_eq!(call["index"], 0);
     assert_eq!(call["type"], "function");
     assert!(call["id"].as_str().unwrap().starts_with("call_"));
-    assert_eq!(
-        call["function"],
-        json!({"name": "lookup", "arguments": answer::TOOL_ARGUMENTS})
-    );
+    assert_eq!(call["function"], json!({"name": "lookup", "arguments": answer::TOOL_ARGUMENTS}));
     assert_eq!(body["usage"]["completion_tokens"], 2);
 
     req["stream"] = json!(true);
     let chunks = sse::data_json(post(&mock, &req).await.text().await.unwrap()).unwrap();
-    let calls: Vec<&Value> = chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"].get("tool_calls"))
-        .collect();
+    let calls: Vec<&Value> = chunks.iter().filter_map(|c| c["choices"][0]["delta"].get("tool_calls")).collect();
     assert_eq!(calls.len(), 3);
     assert_eq!(calls[0][0]["index"], 0);
     assert_eq!(calls[0][0]["function"]["name"], "lookup");
     assert!(calls[0][0]["id"].as_str().unwrap().starts_with("call_"));
     assert!(calls[1][0].get("id").is_none());
-    let args: String = calls
-        .iter()
-        .map(|c| c[0]["function"]["arguments"].as_str().unwrap())
-        .collect();
+    let args: String = calls.iter().map(|c| c[0]["function"]["arguments"].as_str().unwrap()).collect();
     assert_eq!(args, answer::TOOL_ARGUMENTS);
     assert_eq!(sse::finish_reason(&chunks).as_deref(), Some("tool_calls"));
 }
@@ -236,18 +189,8 @@ async fn cached_usage_reports_cached_tokens() {
     mock.enqueue(Scenario::CachedUsage);
     let body: Value = crate::json(post(&mock, &hello(false, None)).await).await;
     assert_eq!(body["usage"]["prompt_tokens_details"]["cached_tokens"], 5);
-    let chunks = sse::data_json(
-        post(&mock, &hello(true, Some(true)))
-            .await
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(
-        sse::usage(&chunks).unwrap()["prompt_tokens_details"]["cached_tokens"],
-        5
-    );
+    let chunks = sse::data_json(post(&mock, &hello(true, Some(true))).await.text().await.unwrap()).unwrap();
+    assert_eq!(sse::usage(&chunks).unwrap()["prompt_tokens_details"]["cached_tokens"], 5);
 }
 
 #[tokio::test]
@@ -270,10 +213,7 @@ async fn scripted_scenarios_are_fifo_then_normal_and_requests_are_recorded() {
     let last = &recorded[3];
     assert_eq!(last.method, "POST");
     assert_eq!(last.path, "/compatible-mode/v1/chat/completions");
-    assert_eq!(
-        last.header("authorization"),
-        Some("Bearer sk-mock-upstream-key")
-    );
+    assert_eq!(last.header("authorization"), Some("Bearer sk-mock-upstream-key"));
     assert_eq!(last.header("Content-Type"), Some("application/json"));
     assert_eq!(last.json(), hello(false, None));
 }

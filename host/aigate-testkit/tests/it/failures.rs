@@ -4,10 +4,7 @@ use serde_json::{Value, json};
 use crate::{chat_url, client, hello, post};
 
 async fn send_with_key(mock: &MockDashScope, key: Option<&str>, body: &Value) -> reqwest::Response {
-    let mut req = client()
-        .post(chat_url(mock))
-        .header("content-type", "application/json")
-        .body(body.to_string());
+    let mut req = client().post(chat_url(mock)).header("content-type", "application/json").body(body.to_string());
     if let Some(key) = key {
         req = req.bearer_auth(key);
     }
@@ -27,35 +24,20 @@ async fn wrong_or_missing_key_is_401_invalid_api_key_whatever_the_script() {
         assert_eq!(body["error"]["code"], "invalid_api_key");
         assert_eq!(body["error"]["type"], "invalid_request_error");
         assert!(body["error"]["param"].is_null());
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .unwrap()
-                .starts_with("Incorrect API key provided.")
-        );
+        assert!(body["error"]["message"].as_str().unwrap().starts_with("Incorrect API key provided."));
         assert_eq!(body["request_id"], request_id.as_str());
     }
     // Stream requests get it SSE-framed.
     let resp = send_with_key(&mock, Some("sk-wrong"), &hello(true, Some(true))).await;
     assert_eq!(resp.status(), 401);
-    assert_eq!(
-        resp.headers()["content-type"],
-        "text/event-stream;charset=UTF-8"
-    );
+    assert_eq!(resp.headers()["content-type"], "text/event-stream;charset=UTF-8");
     let text = resp.text().await.unwrap();
-    assert!(
-        text.starts_with("data: {") && text.ends_with("}\n\n"),
-        "{text:?}"
-    );
+    assert!(text.starts_with("data: {") && text.ends_with("}\n\n"), "{text:?}");
     let events = sse::data_json(&text).unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["error"]["code"], "invalid_api_key");
     // The Hang was not consumed by the rejected requests... so it is still first in line.
-    let timed = tokio::time::timeout(
-        std::time::Duration::from_millis(200),
-        post(&mock, &hello(false, None)),
-    )
-    .await;
+    let timed = tokio::time::timeout(std::time::Duration::from_millis(200), post(&mock, &hello(false, None))).await;
     assert!(timed.is_err());
 }
 
@@ -74,10 +56,7 @@ async fn scripted_error_is_json_or_sse_framed() {
 
     let resp = post(&mock, &hello(true, Some(true))).await;
     assert_eq!(resp.status(), 429);
-    assert_eq!(
-        resp.headers()["content-type"],
-        "text/event-stream;charset=UTF-8"
-    );
+    assert_eq!(resp.headers()["content-type"], "text/event-stream;charset=UTF-8");
     let text = resp.text().await.unwrap();
     assert_eq!(text, format!("data: {}\n\n", errors::rate_limited().body));
 }
@@ -86,12 +65,7 @@ async fn scripted_error_is_json_or_sse_framed() {
 async fn built_in_validation_errors() {
     let mock = MockDashScope::start().await;
     let cases = [
-        (
-            json!({"model": "qwen-plus", "messages": []}),
-            400,
-            "invalid_parameter_error",
-            "[] is too short",
-        ),
+        (json!({"model": "qwen-plus", "messages": []}), 400, "invalid_parameter_error", "[] is too short"),
         (
             json!({"model": "qwen-plus", "messages": [{"role":"user","content":"x"}], "temperature": 2.0}),
             400,
@@ -124,31 +98,17 @@ async fn built_in_validation_errors() {
             let resp = post(&mock, &body).await;
             assert_eq!(resp.status(), status, "{body}");
             let text = resp.text().await.unwrap();
-            let err: Value = if stream {
-                sse::data_json(&text).unwrap().remove(0)
-            } else {
-                serde_json::from_str(&text).unwrap()
-            };
+            let err: Value =
+                if stream { sse::data_json(&text).unwrap().remove(0) } else { serde_json::from_str(&text).unwrap() };
             assert_eq!(err["error"]["code"], code, "{body}");
-            assert!(
-                err["error"]["message"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with(message),
-                "{err}"
-            );
+            assert!(err["error"]["message"].as_str().unwrap().starts_with(message), "{err}");
             assert!(err["request_id"].is_string());
         }
     }
-    for model in [
-        "qwen-turbo",
-        "qwen-plus",
-        "qwen-max",
-        "qwen3-max",
-        "qwen-flash",
-        "qwen3-32b",
-    ] {
-        let resp = post(&mock, &json!({"model": model, "messages": [{"role":"user","content":"x"}], "temperature": 1.99})).await;
+    for model in ["qwen-turbo", "qwen-plus", "qwen-max", "qwen3-max", "qwen-flash", "qwen3-32b"] {
+        let resp =
+            post(&mock, &json!({"model": model, "messages": [{"role":"user","content":"x"}], "temperature": 1.99}))
+                .await;
         assert_eq!(resp.status(), 200, "{model}");
     }
 }
@@ -166,10 +126,7 @@ async fn body_that_is_not_json_is_400() {
         .unwrap();
     assert_eq!(resp.status(), 400);
     let body: Value = crate::json(resp).await;
-    assert_eq!(
-        body["error"]["message"],
-        "Required body invalid, please check the request body format."
-    );
+    assert_eq!(body["error"]["message"], "Required body invalid, please check the request body format.");
     assert_eq!(mock.requests()[0].body, "{not json");
 }
 
@@ -180,11 +137,7 @@ async fn extra_models_are_accepted() {
         ..Default::default()
     })
     .await;
-    let resp = post(
-        &mock,
-        &json!({"model": "deepseek-v3", "messages": [{"role":"user","content":"x"}]}),
-    )
-    .await;
+    let resp = post(&mock, &json!({"model": "deepseek-v3", "messages": [{"role":"user","content":"x"}]})).await;
     assert_eq!(resp.status(), 200);
 }
 
@@ -228,10 +181,7 @@ async fn flat_error_event() {
     );
     let events = sse::parse(&text);
     assert_eq!(events[0].event.as_deref(), Some("error"));
-    assert_eq!(
-        events[0].json().unwrap()["message"],
-        "Unsupported model \"\""
-    );
+    assert_eq!(events[0].json().unwrap()["message"], "Unsupported model \"\"");
 }
 
 #[tokio::test]
@@ -251,17 +201,9 @@ async fn raw_response_is_sent_as_is() {
 #[tokio::test]
 async fn unknown_paths_are_404() {
     let mock = MockDashScope::start().await;
-    let resp = client()
-        .get(format!("{}/v1/chat/completions", mock.root_url()))
-        .send()
-        .await
-        .unwrap();
+    let resp = client().get(format!("{}/v1/chat/completions", mock.root_url())).send().await.unwrap();
     assert_eq!(resp.status(), 404);
-    let resp = client()
-        .get(format!("{}/chat/completions", mock.base_url()))
-        .send()
-        .await
-        .unwrap();
+    let resp = client().get(format!("{}/chat/completions", mock.base_url())).send().await.unwrap();
     assert_eq!(resp.status(), 405);
     assert_eq!(mock.requests().len(), 2);
     assert_eq!(mock.chat_requests(), 0);

@@ -18,9 +18,7 @@ fn client() -> reqwest::Client {
     static PROVIDER: Once = Once::new();
     // reqwest's rustls-no-provider panics without a process-wide provider, even for plain http.
     PROVIDER.call_once(|| {
-        rustls::crypto::ring::default_provider()
-            .install_default()
-            .ok();
+        rustls::crypto::ring::default_provider().install_default().ok();
     });
     reqwest::Client::new()
 }

@@ -24,23 +24,14 @@ async fn hang_never_answers_and_drop_closes_the_connection() {
     assert!(!pending.is_finished());
     assert_eq!(mock.chat_requests(), 1);
     drop(mock);
-    let result = tokio::time::timeout(Duration::from_secs(5), pending)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        result.is_err(),
-        "the connection must be closed, not answered"
-    );
+    let result = tokio::time::timeout(Duration::from_secs(5), pending).await.unwrap().unwrap();
+    assert!(result.is_err(), "the connection must be closed, not answered");
 }
 
 #[tokio::test]
 async fn delay_holds_the_headers_then_answers() {
     let mock = MockDashScope::start().await;
-    mock.enqueue(Scenario::Delay {
-        before_headers: Duration::from_millis(300),
-        then: Box::new(Scenario::ToolCall),
-    });
+    mock.enqueue(Scenario::Delay { before_headers: Duration::from_millis(300), then: Box::new(Scenario::ToolCall) });
     let start = Instant::now();
     let resp = post(&mock, &hello(false, None)).await;
     assert!(start.elapsed() >= Duration::from_millis(300));
@@ -66,20 +57,14 @@ async fn timed_events(resp: reqwest::Response) -> Vec<(Duration, sse::Event)> {
 async fn slow_stream_sends_chunks_one_by_one() {
     let mock = MockDashScope::start().await;
     let interval = Duration::from_millis(100);
-    mock.enqueue(Scenario::SlowStream {
-        chunk_interval: interval,
-        chunks: 4,
-    });
+    mock.enqueue(Scenario::SlowStream { chunk_interval: interval, chunks: 4 });
     let resp = post(&mock, &hello(true, Some(true))).await;
     let events = timed_events(resp).await;
     // first, 4 pieces, finish, usage, [DONE]
     assert_eq!(events.len(), 8);
     for i in 1..=4 {
         let gap = events[i].0 - events[i - 1].0;
-        assert!(
-            gap >= interval * 8 / 10,
-            "event {i} came {gap:?} after the previous one"
-        );
+        assert!(gap >= interval * 8 / 10, "event {i} came {gap:?} after the previous one");
     }
     let chunks: Vec<Value> = events.iter().filter_map(|(_, e)| e.json()).collect();
     assert_eq!(sse::content(&chunks), "chunk-1 chunk-2 chunk-3 chunk-4");
@@ -106,10 +91,7 @@ async fn stream_event_interval_spaces_normal_streams() {
 #[tokio::test]
 async fn client_disconnect_mid_stream_is_recorded() {
     let mock = MockDashScope::start().await;
-    mock.enqueue(Scenario::SlowStream {
-        chunk_interval: Duration::from_millis(50),
-        chunks: 100,
-    });
+    mock.enqueue(Scenario::SlowStream { chunk_interval: Duration::from_millis(50), chunks: 100 });
     let resp = post(&mock, &hello(true, Some(true))).await;
     let mut body = resp.bytes_stream();
     let mut parser = sse::Parser::new();

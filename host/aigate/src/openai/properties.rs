@@ -12,10 +12,39 @@ use crate::error::{ApiError, ErrorSource};
 
 /// Keys the parser looks at, so generated objects reach its branches.
 const KEYS: &[&str] = &[
-    "model", "messages", "role", "content", "type", "text", "image_url", "url", "detail", "name", "tool_calls",
-    "tool_call_id", "function", "arguments", "tools", "tool_choice", "stop", "n", "temperature", "top_p",
-    "max_tokens", "max_completion_tokens", "stream", "stream_options", "include_usage", "response_format",
-    "json_schema", "seed", "user", "parameters", "strict", "presence_penalty", "frequency_penalty",
+    "model",
+    "messages",
+    "role",
+    "content",
+    "type",
+    "text",
+    "image_url",
+    "url",
+    "detail",
+    "name",
+    "tool_calls",
+    "tool_call_id",
+    "function",
+    "arguments",
+    "tools",
+    "tool_choice",
+    "stop",
+    "n",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "stream",
+    "stream_options",
+    "include_usage",
+    "response_format",
+    "json_schema",
+    "seed",
+    "user",
+    "parameters",
+    "strict",
+    "presence_penalty",
+    "frequency_penalty",
 ];
 
 fn key() -> impl Strategy<Value = String> {
@@ -42,7 +71,8 @@ fn json_value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(4, 48, 6, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            proptest::collection::vec((key(), inner), 0..6).prop_map(|entries| Value::Object(entries.into_iter().collect())),
+            proptest::collection::vec((key(), inner), 0..6)
+                .prop_map(|entries| Value::Object(entries.into_iter().collect())),
         ]
     })
 }
@@ -68,16 +98,15 @@ fn text() -> impl Strategy<Value = String> {
 fn content_part() -> impl Strategy<Value = (Value, c::ContentPart)> {
     prop_oneof![
         text().prop_map(|t| (json!({"type": "text", "text": t}), c::ContentPart::Text(t))),
-        ("https://[a-z]{1,8}\\.example/[a-z]{0,8}\\.png", proptest::option::of("auto|low|high"), any::<bool>()).prop_map(
-            |(url, detail, short)| {
+        ("https://[a-z]{1,8}\\.example/[a-z]{0,8}\\.png", proptest::option::of("auto|low|high"), any::<bool>())
+            .prop_map(|(url, detail, short)| {
                 let wire = match (&detail, short) {
                     (None, true) => json!({"type": "image_url", "image_url": url}),
                     (None, false) => json!({"type": "image_url", "image_url": {"url": url}}),
                     (Some(d), _) => json!({"type": "image_url", "image_url": {"url": url, "detail": d}}),
                 };
                 (wire, c::ContentPart::Image(c::ImageUrl { url, detail }))
-            }
-        ),
+            }),
     ]
 }
 
@@ -108,13 +137,15 @@ fn tool_call() -> impl Strategy<Value = (Value, c::ToolCall)> {
 }
 
 fn message() -> impl Strategy<Value = (Value, c::Message)> {
-    let role = proptest::sample::select(&[
-        ("system", c::Role::System),
-        ("developer", c::Role::Developer),
-        ("user", c::Role::User),
-        ("assistant", c::Role::Assistant),
-        ("tool", c::Role::Tool),
-    ][..]);
+    let role = proptest::sample::select(
+        &[
+            ("system", c::Role::System),
+            ("developer", c::Role::Developer),
+            ("user", c::Role::User),
+            ("assistant", c::Role::Assistant),
+            ("tool", c::Role::Tool),
+        ][..],
+    );
     (
         role,
         proptest::option::of(content()),
@@ -158,7 +189,12 @@ fn message() -> impl Strategy<Value = (Value, c::Message)> {
 }
 
 fn tool() -> impl Strategy<Value = (Value, c::FunctionTool)> {
-    ("[a-z_]{1,10}", proptest::option::of(text()), proptest::option::of(json_present()), proptest::option::of(any::<bool>()))
+    (
+        "[a-z_]{1,10}",
+        proptest::option::of(text()),
+        proptest::option::of(json_present()),
+        proptest::option::of(any::<bool>()),
+    )
         .prop_map(|(name, description, parameters, strict)| {
             let mut function = json!({"name": name});
             if let Some(d) = &description {
@@ -217,17 +253,30 @@ struct Sampling {
 
 fn sampling() -> impl Strategy<Value = Sampling> {
     use proptest::option::of;
-    (of(0.0..=2.0_f64), of(0.0..=1.0_f64), of(-2.0..=2.0_f64), of(-2.0..=2.0_f64), of(1..=128_u32), of(1..=u32::MAX), of(1..=u32::MAX), of(any::<i64>()))
-        .prop_map(|(temperature, top_p, presence_penalty, frequency_penalty, n, max_tokens, max_completion_tokens, seed)| Sampling {
-            temperature,
-            top_p,
-            presence_penalty,
-            frequency_penalty,
-            n,
-            max_tokens,
-            max_completion_tokens,
-            seed,
-        })
+    (
+        of(0.0..=2.0_f64),
+        of(0.0..=1.0_f64),
+        of(-2.0..=2.0_f64),
+        of(-2.0..=2.0_f64),
+        of(1..=128_u32),
+        of(1..=u32::MAX),
+        of(1..=u32::MAX),
+        of(any::<i64>()),
+    )
+        .prop_map(
+            |(temperature, top_p, presence_penalty, frequency_penalty, n, max_tokens, max_completion_tokens, seed)| {
+                Sampling {
+                    temperature,
+                    top_p,
+                    presence_penalty,
+                    frequency_penalty,
+                    n,
+                    max_tokens,
+                    max_completion_tokens,
+                    seed,
+                }
+            },
+        )
 }
 
 fn valid_request(upstream: &'static str) -> impl Strategy<Value = Valid> {
@@ -245,61 +294,68 @@ fn valid_request(upstream: &'static str) -> impl Strategy<Value = Valid> {
         (stream, proptest::option::of(proptest::option::of(any::<bool>())), proptest::option::of(text())),
         proptest::collection::btree_map("x_[a-z]{1,6}", json_value(), 0..3),
     )
-        .prop_map(move |(model, messages, (s, stop, format), (tools, choice, parallel), (stream, usage, user), extra)| {
-            let mut body = json!({"model": model});
-            body["messages"] = Value::Array(messages.iter().map(|(w, _)| w.clone()).collect());
-            let numbers = [
-                ("temperature", s.temperature.map(Value::from)),
-                ("top_p", s.top_p.map(Value::from)),
-                ("presence_penalty", s.presence_penalty.map(Value::from)),
-                ("frequency_penalty", s.frequency_penalty.map(Value::from)),
-                ("n", s.n.map(Value::from)),
-                ("max_tokens", s.max_tokens.map(Value::from)),
-                ("max_completion_tokens", s.max_completion_tokens.map(Value::from)),
-                ("seed", s.seed.map(Value::from)),
-                ("parallel_tool_calls", parallel.map(Value::from)),
-                ("stream", stream.map(Value::from)),
-                ("user", user.clone().map(Value::from)),
-                ("stop", stop.as_ref().map(|(w, _)| w.clone())),
-                ("response_format", format.as_ref().map(|(w, _)| w.clone())),
-                ("tool_choice", choice.as_ref().map(|(w, _)| w.clone())),
-                ("tools", tools.as_ref().map(|t| Value::Array(t.iter().map(|(w, _)| w.clone()).collect()))),
-            ];
-            for (name, value) in numbers {
-                if let Some(value) = value {
-                    body[name] = value;
+        .prop_map(
+            move |(model, messages, (s, stop, format), (tools, choice, parallel), (stream, usage, user), extra)| {
+                let mut body = json!({"model": model});
+                body["messages"] = Value::Array(messages.iter().map(|(w, _)| w.clone()).collect());
+                let numbers = [
+                    ("temperature", s.temperature.map(Value::from)),
+                    ("top_p", s.top_p.map(Value::from)),
+                    ("presence_penalty", s.presence_penalty.map(Value::from)),
+                    ("frequency_penalty", s.frequency_penalty.map(Value::from)),
+                    ("n", s.n.map(Value::from)),
+                    ("max_tokens", s.max_tokens.map(Value::from)),
+                    ("max_completion_tokens", s.max_completion_tokens.map(Value::from)),
+                    ("seed", s.seed.map(Value::from)),
+                    ("parallel_tool_calls", parallel.map(Value::from)),
+                    ("stream", stream.map(Value::from)),
+                    ("user", user.clone().map(Value::from)),
+                    ("stop", stop.as_ref().map(|(w, _)| w.clone())),
+                    ("response_format", format.as_ref().map(|(w, _)| w.clone())),
+                    ("tool_choice", choice.as_ref().map(|(w, _)| w.clone())),
+                    ("tools", tools.as_ref().map(|t| Value::Array(t.iter().map(|(w, _)| w.clone()).collect()))),
+                ];
+                for (name, value) in numbers {
+                    if let Some(value) = value {
+                        body[name] = value;
+                    }
                 }
-            }
-            // `stream_options` only with `stream: true`.
-            let usage = usage.filter(|_| stream == Some(true));
-            if let Some(include_usage) = usage {
-                body["stream_options"] = include_usage.map_or_else(|| json!({}), |u| json!({"include_usage": u}));
-            }
-            for (k, v) in &extra {
-                body[k.as_str()] = v.clone();
-            }
-            let expected = c::ChatRequest {
-                model: upstream.to_owned(),
-                messages: messages.into_iter().map(|(_, m)| m).collect(),
-                tools: tools.into_iter().flatten().map(|(_, t)| t).collect(),
-                tool_choice: choice.map(|(_, c)| c),
-                parallel_tool_calls: parallel,
-                temperature: s.temperature,
-                top_p: s.top_p,
-                max_tokens: s.max_completion_tokens.or(s.max_tokens),
-                stop: stop.map(|(_, v)| v).unwrap_or_default(),
-                seed: s.seed,
-                n: s.n,
-                presence_penalty: s.presence_penalty,
-                frequency_penalty: s.frequency_penalty,
-                response_format: format.map(|(_, f)| f),
-                user,
-                stream: stream.unwrap_or(false),
-                extra: if extra.is_empty() { String::new() } else { Value::Object(extra.into_iter().collect()).to_string() },
-            };
-            let options = ClientOptions { stream: stream.unwrap_or(false), include_usage: usage.flatten().unwrap_or(false) };
-            Valid { body, expected, options }
-        })
+                // `stream_options` only with `stream: true`.
+                let usage = usage.filter(|_| stream == Some(true));
+                if let Some(include_usage) = usage {
+                    body["stream_options"] = include_usage.map_or_else(|| json!({}), |u| json!({"include_usage": u}));
+                }
+                for (k, v) in &extra {
+                    body[k.as_str()] = v.clone();
+                }
+                let expected = c::ChatRequest {
+                    model: upstream.to_owned(),
+                    messages: messages.into_iter().map(|(_, m)| m).collect(),
+                    tools: tools.into_iter().flatten().map(|(_, t)| t).collect(),
+                    tool_choice: choice.map(|(_, c)| c),
+                    parallel_tool_calls: parallel,
+                    temperature: s.temperature,
+                    top_p: s.top_p,
+                    max_tokens: s.max_completion_tokens.or(s.max_tokens),
+                    stop: stop.map(|(_, v)| v).unwrap_or_default(),
+                    seed: s.seed,
+                    n: s.n,
+                    presence_penalty: s.presence_penalty,
+                    frequency_penalty: s.frequency_penalty,
+                    response_format: format.map(|(_, f)| f),
+                    user,
+                    stream: stream.unwrap_or(false),
+                    extra: if extra.is_empty() {
+                        String::new()
+                    } else {
+                        Value::Object(extra.into_iter().collect()).to_string()
+                    },
+                };
+                let options =
+                    ClientOptions { stream: stream.unwrap_or(false), include_usage: usage.flatten().unwrap_or(false) };
+                Valid { body, expected, options }
+            },
+        )
 }
 
 /// Replaces (or removes) the value at a random path of `body`.

@@ -8,8 +8,8 @@ use aigate_testkit::{MockDashScope, Scenario};
 use serde_json::Value;
 
 use crate::harness::{
-    JsonBody, Setup, TestGateway, assert_error, chat_body, eventually, fresh_postgres, redis_url, start, start_with, start_with_mock,
-    stream_body, unique,
+    JsonBody, Setup, TestGateway, assert_error, chat_body, eventually, fresh_postgres, redis_url, start, start_with,
+    start_with_mock, stream_body, unique,
 };
 
 async fn post(gw: &TestGateway, key: &str, body: &Value, idem: Option<&str>) -> reqwest::Response {
@@ -64,8 +64,14 @@ async fn reuse_with_another_body_is_422_and_bad_keys_are_400() {
     let mut other = chat_body("qwen:qwen-turbo");
     other["temperature"] = serde_json::json!(0.1);
     assert_error(post(&gw, &gw.key, &other, Some(&key)).await, 422, "idempotency_key_reused").await;
-    assert_error(post(&gw, &gw.key, &chat_body("qwen:qwen-turbo"), Some(&"k".repeat(256))).await, 400, "invalid_parameter").await;
-    assert_error(post(&gw, &gw.key, &chat_body("qwen:qwen-turbo"), Some("tab\there")).await, 400, "invalid_parameter").await;
+    assert_error(
+        post(&gw, &gw.key, &chat_body("qwen:qwen-turbo"), Some(&"k".repeat(256))).await,
+        400,
+        "invalid_parameter",
+    )
+    .await;
+    assert_error(post(&gw, &gw.key, &chat_body("qwen:qwen-turbo"), Some("tab\there")).await, 400, "invalid_parameter")
+        .await;
     assert_eq!(gw.mock.chat_requests(), 1);
 }
 
@@ -106,10 +112,13 @@ async fn gateway_failures_release_the_key_and_provider_errors_are_stored() {
 async fn rpm_limit_refuses_with_openai_headers() {
     let gw = start().await;
     let store = &gw.gateway.as_ref().unwrap().state().store;
-    let limited = aigate::admin::create_key(store, &aigate::admin::CreateKey { org: "test".into(), rpm: Some(3), ..Default::default() })
-        .await
-        .unwrap()
-        .key;
+    let limited = aigate::admin::create_key(
+        store,
+        &aigate::admin::CreateKey { org: "test".into(), rpm: Some(3), ..Default::default() },
+    )
+    .await
+    .unwrap()
+    .key;
     for i in 0..3 {
         let r = post(&gw, &limited, &chat_body("qwen:qwen-turbo"), None).await;
         assert_eq!(r.status(), 200);
@@ -130,10 +139,13 @@ async fn rpm_limit_refuses_with_openai_headers() {
 async fn tokens_per_minute_settle_to_actual_usage() {
     let gw = start().await;
     let store = &gw.gateway.as_ref().unwrap().state().store;
-    let key = aigate::admin::create_key(store, &aigate::admin::CreateKey { org: "test".into(), tpm: Some(2000), ..Default::default() })
-        .await
-        .unwrap()
-        .key;
+    let key = aigate::admin::create_key(
+        store,
+        &aigate::admin::CreateKey { org: "test".into(), tpm: Some(2000), ..Default::default() },
+    )
+    .await
+    .unwrap()
+    .key;
     let mut body = chat_body("qwen:qwen-turbo");
     body["max_tokens"] = serde_json::json!(900);
     let r = post(&gw, &key, &body, None).await;
@@ -175,7 +187,8 @@ async fn two_replicas(toml: &str) -> Option<(TestGateway, TestGateway)> {
     let redis = redis_url()?;
     let prefix = format!("{}:", unique("aigate-it"));
     let env: BTreeMap<String, String> =
-        [("DATABASE_URL".to_owned(), db), ("REDIS_URL".to_owned(), redis), ("AIGATE_REDIS_PREFIX".to_owned(), prefix)].into();
+        [("DATABASE_URL".to_owned(), db), ("REDIS_URL".to_owned(), redis), ("AIGATE_REDIS_PREFIX".to_owned(), prefix)]
+            .into();
     let setup = || Setup { env: env.clone(), toml: toml.to_owned(), ..Default::default() };
     let a = start_with_mock(setup(), MockDashScope::start().await).await;
     let b = start_with_mock(setup(), MockDashScope::start().await).await;
@@ -282,5 +295,6 @@ async fn redis_unreachable_fails_closed_for_idempotency_and_open_for_limits() {
         ..Default::default()
     })
     .await;
-    assert_error(post(&closed, &closed.key, &chat_body("qwen:qwen-turbo"), None).await, 503, "limits_unavailable").await;
+    assert_error(post(&closed, &closed.key, &chat_body("qwen:qwen-turbo"), None).await, 503, "limits_unavailable")
+        .await;
 }

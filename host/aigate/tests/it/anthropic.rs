@@ -86,7 +86,9 @@ fn strip_optional(value: &mut Value) {
 
 fn kinds(value: &Value) -> Value {
     match value {
-        Value::Object(fields) => Value::Object(fields.iter().map(|(k, v)| (k.clone(), kinds(v))).collect::<Map<_, _>>()),
+        Value::Object(fields) => {
+            Value::Object(fields.iter().map(|(k, v)| (k.clone(), kinds(v))).collect::<Map<_, _>>())
+        }
         Value::Array(items) => Value::Array(items.iter().take(1).map(kinds).collect()),
         Value::String(_) => json!("string"),
         Value::Number(_) => json!("number"),
@@ -114,7 +116,8 @@ fn assert_openai_answer(answer: &Value, finish_reason: &str) {
     assert!(choice["message"].get("content").is_some(), "{answer}");
     assert_eq!(choice["finish_reason"], finish_reason, "{answer}");
     let usage = &answer["usage"];
-    let (p, c, t) = (usage["prompt_tokens"].as_u64(), usage["completion_tokens"].as_u64(), usage["total_tokens"].as_u64());
+    let (p, c, t) =
+        (usage["prompt_tokens"].as_u64(), usage["completion_tokens"].as_u64(), usage["total_tokens"].as_u64());
     assert!(p.is_some_and(|p| p > 0) && c.is_some_and(|c| c > 0), "{answer}");
     assert_eq!(t, Some(p.unwrap_or(0) + c.unwrap_or(0)), "{answer}");
 }
@@ -208,8 +211,11 @@ async fn streams_are_equivalent() {
             assert!(chunks.iter().all(|c| c["id"] == chunks[0]["id"]), "one id per stream: {chunks:#?}");
             assert_eq!(finish_reasons(chunks), ["stop"]);
         }
-        let expected: &[&str] =
-            if include_usage { &["role", "content", "finish", "usage", "done"] } else { &["role", "content", "finish", "done"] };
+        let expected: &[&str] = if include_usage {
+            &["role", "content", "finish", "usage", "done"]
+        } else {
+            &["role", "content", "finish", "done"]
+        };
         assert_eq!(chunk_kinds(&qwen), expected, "{qwen:#?}");
         assert_eq!(chunk_kinds(&claude), expected, "{claude:#?}");
         assert_eq!(streamed_content(&qwen), "Hello from qwen-plus! You said: Who are you?");
@@ -264,7 +270,11 @@ async fn tool_call_round_trip() {
         assert_eq!(call["function"]["name"], "get_current_weather");
         let arguments: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
         assert_eq!(arguments, json!({"location": "Hangzhou"}));
-        if model == QWEN { qwen_calls = calls.clone() } else { claude_calls = calls.clone() }
+        if model == QWEN {
+            qwen_calls = calls.clone()
+        } else {
+            claude_calls = calls.clone()
+        }
 
         // 2. The client runs it and sends the result back.
         let mut second_request = first_request.clone();
@@ -315,11 +325,8 @@ async fn streamed_tool_calls_are_equivalent() {
     let claude = stream(&gw, &streamed(weather_tools(hello(CLAUDE)), true)).await;
     for payloads in [&qwen, &claude] {
         assert_eq!(finish_reasons(payloads), ["tool_calls"], "{payloads:#?}");
-        let deltas: Vec<&Value> = payloads
-            .iter()
-            .filter_map(|p| p["choices"][0]["delta"]["tool_calls"].as_array())
-            .flatten()
-            .collect();
+        let deltas: Vec<&Value> =
+            payloads.iter().filter_map(|p| p["choices"][0]["delta"]["tool_calls"].as_array()).flatten().collect();
         assert!(deltas.iter().all(|d| d["index"] == 0), "one call, index 0: {deltas:#?}");
         assert!(deltas[0]["id"].as_str().is_some_and(|id| !id.is_empty()));
         assert_eq!(deltas[0]["function"]["name"], "get_current_weather");

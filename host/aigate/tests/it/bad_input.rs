@@ -64,7 +64,8 @@ async fn oversized_body_is_413() {
     assert_error(gw.chat(&body).await, 413, "request_too_large").await;
 
     // Without a Content-Length (chunked), the limit still holds while reading.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(b"{\"model\":\"qwen:qwen-turbo\",\"x\":\"".to_vec()), Ok(vec![b'a'; 80 * 1024]), Ok(b"\"}".to_vec())];
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        vec![Ok(b"{\"model\":\"qwen:qwen-turbo\",\"x\":\"".to_vec()), Ok(vec![b'a'; 80 * 1024]), Ok(b"\"}".to_vec())];
     let response = gw
         .http
         .post(gw.url("/v1/chat/completions"))

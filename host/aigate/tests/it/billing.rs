@@ -34,13 +34,21 @@ async fn post(gw: &TestGateway, body: &Value, headers: &[(&str, &[u8])]) -> reqw
 
 async fn admin_post(gw: &TestGateway, path: &str, body: &Value) -> reqwest::Response {
     let body = serde_json::to_vec(body).unwrap();
-    gw.http.post(gw.url(path)).bearer_auth(ADMIN_TOKEN).header("content-type", "application/json").body(body).send().await.unwrap()
+    gw.http
+        .post(gw.url(path))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// `/admin/usage` once it counts `requests` calls in all.
 async fn usage_with(gw: &TestGateway, query: &str, requests: u64) -> Value {
     let mut last = Value::Null;
-    let counted = |v: &Value| v["totals"].as_array().map_or(0, |t| t.iter().map(|t| t["requests"].as_u64().unwrap()).sum());
+    let counted =
+        |v: &Value| v["totals"].as_array().map_or(0, |t| t.iter().map(|t| t["requests"].as_u64().unwrap()).sum());
     let ok = eventually(Duration::from_secs(5), async || {
         last = gw.admin_json(&format!("/admin/usage?{query}")).await.1;
         counted(&last) == requests
@@ -82,7 +90,8 @@ async fn a_client_chosen_request_id_never_decides_the_ledger_key() {
         gateway_ids.push(ours);
     }
     // OpenAI's header for the client's id works too, and wins.
-    let r = post(&gw, &chat_body("qwen:qwen-turbo"), &[("x-client-request-id", b"mine"), ("x-request-id", b"same-id")]).await;
+    let r = post(&gw, &chat_body("qwen:qwen-turbo"), &[("x-client-request-id", b"mine"), ("x-request-id", b"same-id")])
+        .await;
     assert_eq!(r.headers()["x-client-request-id"], "mine");
     gateway_ids.push(r.headers()["x-request-id"].to_str().unwrap().to_owned());
     gateway_ids.sort();
@@ -117,7 +126,12 @@ async fn an_unpriced_model_is_refused_before_anything_when_its_provider_says_so(
     }
     assert_eq!(gw.mock.requests().len(), 0, "nothing reached the provider");
 
-    let r = admin_post(&gw, "/admin/prices", &json!({"provider": "strict", "model": "qwen-plus", "input": "1", "output": "2"})).await;
+    let r = admin_post(
+        &gw,
+        "/admin/prices",
+        &json!({"provider": "strict", "model": "qwen-plus", "input": "1", "output": "2"}),
+    )
+    .await;
     assert_eq!(r.status(), 201);
     // Same idempotency key: the refusals claimed nothing. key_rpm = 1: they reserved nothing.
     let r = post(&gw, &body, &[("idempotency-key", b"k-1")]).await;
@@ -143,7 +157,10 @@ async fn an_allowed_unpriced_call_is_billed_zero_and_reported() {
     let warnings = usage["warnings"].as_array().unwrap();
     assert_eq!(warnings.len(), 1, "{usage}");
     let w = warnings[0].as_str().unwrap();
-    assert!(w.contains("openai:qwen-plus") && w.contains("aigate prices set --provider openai --model qwen-plus"), "{w}");
+    assert!(
+        w.contains("openai:qwen-plus") && w.contains("aigate prices set --provider openai --model qwen-plus"),
+        "{w}"
+    );
     let row = usage["rows"].as_array().unwrap().iter().find(|r| r["provider"] == "openai").unwrap();
     assert_eq!(row["unpriced_requests"], 1);
 }
@@ -203,7 +220,10 @@ fn migrate_seeds_the_shipped_prices_without_overriding_the_operator() {
     let rules: Value = serde_json::from_slice(&out.stdout).unwrap();
     let rules = rules.as_array().unwrap();
     for (provider, model) in [("qwen", "qwen-turbo"), ("openai", "gpt-4o"), ("anthropic", "claude-sonnet-4-5")] {
-        assert!(rules.iter().any(|r| r["provider"] == provider && r["model"] == model), "{provider}:{model} after migrate");
+        assert!(
+            rules.iter().any(|r| r["provider"] == provider && r["model"] == model),
+            "{provider}:{model} after migrate"
+        );
     }
 
     // On a fresh database an operator's older rule stays in force through
@@ -216,10 +236,15 @@ fn migrate_seeds_the_shipped_prices_without_overriding_the_operator() {
     assert!(aigate(&["migrate"], &env).status.success());
     let out = aigate(&["prices", "seed"], &env);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("0 price rules added"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0 price rules added"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let out = aigate(&["prices", "list"], &env);
     let rules: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let gpt4o: Vec<&Value> = rules.as_array().unwrap().iter().filter(|r| r["provider"] == "openai" && r["model"] == "gpt-4o").collect();
+    let gpt4o: Vec<&Value> =
+        rules.as_array().unwrap().iter().filter(|r| r["provider"] == "openai" && r["model"] == "gpt-4o").collect();
     assert_eq!(gpt4o.len(), 1, "only the operator's rule: {gpt4o:?}");
 }
 
@@ -245,10 +270,11 @@ async fn no_spend_escapes_a_budget_because_of_its_currency() {
     assert_eq!(gw.chat(&chat_body("qwen:qwen-turbo")).await.status(), 200, "USD-priced calls pass");
 
     // A budget in EUR counts EUR spend: it fills and refuses.
-    let other = aigate::admin::create_key(&st.store, &aigate::admin::CreateKey { org: "euro".into(), ..Default::default() })
-        .await
-        .unwrap()
-        .key;
+    let other =
+        aigate::admin::create_key(&st.store, &aigate::admin::CreateKey { org: "euro".into(), ..Default::default() })
+            .await
+            .unwrap()
+            .key;
     let eur = json!({"provider": "qwen", "model": "qwen-plus", "input": "1", "output": "1", "currency": "EUR", "org": "euro"});
     assert_eq!(admin_post(&gw, "/admin/prices", &eur).await.status(), 201);
     let r = admin_post(&gw, "/admin/orgs/euro", &json!({"monthly_budget": "0.000001", "budget_currency": "EUR"})).await;
@@ -276,7 +302,9 @@ fn at(text: &str) -> time::OffsetDateTime {
 /// One USD ledger row of 1 nano at each instant, for org `name`.
 async fn rows_at(store: &Store, name: &str, instants: &[&str]) {
     let org = store.get_or_create_org(&OrgName::parse(name).unwrap()).await.unwrap();
-    aigate::admin::create_key(store, &aigate::admin::CreateKey { org: name.into(), ..Default::default() }).await.unwrap();
+    aigate::admin::create_key(store, &aigate::admin::CreateKey { org: name.into(), ..Default::default() })
+        .await
+        .unwrap();
     let key_id = store.list_keys(org.id).await.unwrap()[0].id;
     let entries: Vec<LedgerEntry> = instants
         .iter()
@@ -328,7 +356,11 @@ async fn usage_ranges_are_half_open_on_the_admin_api_and_the_cli() {
     let (_, day) = gw.admin_json("/admin/usage?org=ranges&from=2026-11-30&to=2026-12-01").await;
     assert_eq!(requests(&day), 1, "one day: from that day to the next");
 
-    for (query, needle) in [("from=2026-11-01&to=2026-11-01", "after"), ("from=2026-12-01&to=2026-11-01", "after"), ("to=2026-02-30", "to")] {
+    for (query, needle) in [
+        ("from=2026-11-01&to=2026-11-01", "after"),
+        ("from=2026-12-01&to=2026-11-01", "after"),
+        ("to=2026-02-30", "to"),
+    ] {
         let (status, body) = gw.admin_json(&format!("/admin/usage?org=ranges&{query}")).await;
         assert_eq!(status, 400, "{query}: {body}");
         assert!(body["error"]["message"].as_str().unwrap().contains(needle), "{query}: {body}");
@@ -372,7 +404,8 @@ async fn out_of_range_numbers_are_clear_400s_on_the_admin_api() {
         assert!(err["error"]["message"].as_str().unwrap().contains(field), "{body}: {err}");
     }
     // The upper bound itself is fine.
-    let r = admin_post(&gw, "/admin/keys", &json!({"org": "a", "expires_in_days": 36_500, "rpm": 4_294_967_295_u64})).await;
+    let r =
+        admin_post(&gw, "/admin/keys", &json!({"org": "a", "expires_in_days": 36_500, "rpm": 4_294_967_295_u64})).await;
     assert_eq!(r.status(), 201);
 }
 
@@ -438,5 +471,3 @@ async fn serve_on_postgres_creates_no_key() {
     assert!(store.list_orgs().await.unwrap().is_empty(), "no org, no key");
     store.close().await;
 }
-
-

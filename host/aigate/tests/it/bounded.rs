@@ -9,7 +9,9 @@ use aigate_testkit::{Scenario, errors};
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use crate::harness::{JsonBody, Setup, TestGateway, assert_error, chat_body, eventually, sse_payloads, start_with, stream_body, unique};
+use crate::harness::{
+    JsonBody, Setup, TestGateway, assert_error, chat_body, eventually, sse_payloads, start_with, stream_body, unique,
+};
 
 async fn post(gw: &TestGateway, key: &str, body: &Value, idem: Option<&str>) -> reqwest::Response {
     gw.post_as(key, body, idem).await
@@ -22,7 +24,10 @@ async fn ledger(gw: &TestGateway) -> Value {
 
 async fn new_key(gw: &TestGateway) -> String {
     let store = &gw.gateway.as_ref().unwrap().state().store;
-    aigate::admin::create_key(store, &aigate::admin::CreateKey { org: "test".into(), ..Default::default() }).await.unwrap().key
+    aigate::admin::create_key(store, &aigate::admin::CreateKey { org: "test".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .key
 }
 
 fn with(toml: &str) -> Setup {
@@ -69,7 +74,11 @@ async fn a_client_that_stops_reading_loses_its_stream_and_frees_its_slot_claim_a
     assert_eq!(sse_payloads(retry).await.last().unwrap(), "[DONE]");
     assert_eq!(gw.mock.chat_requests(), 3);
     // ... and the partial stream was metered.
-    assert!(eventually(Duration::from_secs(5), async || ledger(&gw).await["requests"] == 3).await, "{}", ledger(&gw).await);
+    assert!(
+        eventually(Duration::from_secs(5), async || ledger(&gw).await["requests"] == 3).await,
+        "{}",
+        ledger(&gw).await
+    );
     drop(body);
 }
 
@@ -96,14 +105,28 @@ async fn concurrent_streams_are_capped_per_key_and_per_org() {
     gw.mock.enqueue(slow());
     let third = post(&gw, &other_key, &stream_body("qwen:qwen-turbo", false), None).await;
     assert_eq!(third.status(), 200, "another key of the org has its own slots");
-    let body = assert_error(post(&gw, &other_key, &stream_body("qwen:qwen-turbo", false), None).await, 429, "concurrent_streams_exceeded").await;
+    let body = assert_error(
+        post(&gw, &other_key, &stream_body("qwen:qwen-turbo", false), None).await,
+        429,
+        "concurrent_streams_exceeded",
+    )
+    .await;
     assert!(body["error"]["message"].as_str().unwrap().contains("organisation `test`"), "{body}");
     assert_eq!(gw.mock.chat_requests(), 4, "refused streams never reached the provider");
 
     // A stream that ends gives its slot back.
     drop(open.pop());
     assert!(
-        eventually(Duration::from_secs(5), async || post(&gw, &other_key, &stream_body("qwen:qwen-turbo", false), None).await.status() == 200).await,
+        eventually(Duration::from_secs(5), async || post(
+            &gw,
+            &other_key,
+            &stream_body("qwen:qwen-turbo", false),
+            None
+        )
+        .await
+        .status()
+            == 200)
+        .await,
         "the slot was freed"
     );
     drop(third);
@@ -142,7 +165,12 @@ async fn retryable_provider_failures_are_released_and_final_answers_stored() {
         let key = unique("retryable");
         gw.mock.enqueue(failure.clone());
         let first = post(&gw, &gw.key, &chat_body("qwen:qwen-turbo"), Some(&key)).await;
-        assert!(first.status().is_client_error() || first.status().is_server_error(), "{}: {}", failure.status, first.status());
+        assert!(
+            first.status().is_client_error() || first.status().is_server_error(),
+            "{}: {}",
+            failure.status,
+            first.status()
+        );
         let retry = post(&gw, &gw.key, &chat_body("qwen:qwen-turbo"), Some(&key)).await;
         assert_eq!(retry.status(), 200, "a retry with the same key reaches the provider after {}", failure.status);
         assert!(retry.headers().get("idempotent-replayed").is_none());

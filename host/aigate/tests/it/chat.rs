@@ -22,7 +22,10 @@ async fn qwen_json_call_translates_both_ways_and_uses_the_provider_key() {
     assert_eq!(body["choices"][0]["message"]["content"], "Hello from qwen-turbo! You said: Who are you?");
     assert_eq!(body["choices"][0]["finish_reason"], "stop");
     let usage = &body["usage"];
-    assert_eq!(usage["total_tokens"], usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap());
+    assert_eq!(
+        usage["total_tokens"],
+        usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap()
+    );
     assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 0);
 
     let sent = gw.mock.requests();
@@ -33,7 +36,10 @@ async fn qwen_json_call_translates_both_ways_and_uses_the_provider_key() {
     assert_eq!(upstream.header("authorization"), Some(format!("Bearer {}", MockDashScope::API_KEY).as_str()));
     let raw = String::from_utf8_lossy(&upstream.body).to_string();
     assert!(!raw.contains(&gw.key));
-    assert!(upstream.headers.values().all(|v| !v.to_str().unwrap_or_default().contains(&gw.key)), "the client's key leaked upstream");
+    assert!(
+        upstream.headers.values().all(|v| !v.to_str().unwrap_or_default().contains(&gw.key)),
+        "the client's key leaked upstream"
+    );
     let json = upstream.json();
     assert_eq!(json["model"], "qwen-turbo", "the provider's model name, without the prefix");
     assert_eq!(json["messages"][0]["content"], "Who are you?");
@@ -126,7 +132,11 @@ async fn provider_errors_map_to_openai_errors() {
     gw.mock.enqueue(Scenario::Error { status: 500, body: e.body.clone() });
     assert_error(gw.chat(&chat_body("qwen:qwen-turbo")).await, 502, "internal_error").await;
 
-    gw.mock.enqueue(Scenario::Raw { status: 502, content_type: "text/html".into(), body: "<html>Bad Gateway</html>".into() });
+    gw.mock.enqueue(Scenario::Raw {
+        status: 502,
+        content_type: "text/html".into(),
+        body: "<html>Bad Gateway</html>".into(),
+    });
     let response = gw.chat(&chat_body("qwen:qwen-turbo")).await;
     assert_eq!(response.status(), 502);
     let body = response.json_value().await;

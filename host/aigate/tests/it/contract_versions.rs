@@ -39,6 +39,9 @@ async fn a_0_1_plugin_serves_a_stream() {
     let chunks = &events[..events.len() - 1];
     let content: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
     assert_eq!(content, "Hello from qwen-turbo! You said: Who are you?");
-    assert!(chunks.iter().all(|c| c["choices"][0]["delta"].get("refusal").is_none()), "no refusal key from a 0.1 plugin");
+    assert!(
+        chunks.iter().all(|c| c["choices"][0]["delta"].get("refusal").is_none()),
+        "no refusal key from a 0.1 plugin"
+    );
     assert!(chunks.last().unwrap()["usage"]["total_tokens"].as_u64().unwrap() > 0, "{chunks:?}");
 }

@@ -99,7 +99,9 @@ async fn gateway_with_hostile_plugin(toml: String, attacker: SocketAddr) -> Test
     install_hostile_plugin(gw.plugins_dir.path(), attacker);
     let loaded = eventually(Duration::from_secs(60), async || {
         let (_, body) = gw.admin_json("/admin/plugins").await;
-        body["data"].as_array().is_some_and(|files| files.iter().any(|p| p["name"] == "hostile" && p["state"] == "serving"))
+        body["data"]
+            .as_array()
+            .is_some_and(|files| files.iter().any(|p| p["name"] == "hostile" && p["state"] == "serving"))
     })
     .await;
     assert!(loaded, "the hostile plugin loads: {}", gw.admin_json("/admin/plugins").await.1);
@@ -149,7 +151,10 @@ async fn a_redirect_is_a_provider_error_and_never_followed() {
     ))
     .await;
     let mut setup = Setup {
-        toml: format!("\n[providers.moved]\nplugin = \"openai\"\nbase_url = \"http://{}/v1\"\nmodels = [\"*\"]\n", redirecting.addr),
+        toml: format!(
+            "\n[providers.moved]\nplugin = \"openai\"\nbase_url = \"http://{}/v1\"\nmodels = [\"*\"]\n",
+            redirecting.addr
+        ),
         ..Default::default()
     };
     setup.env.insert("MOVED_API_KEY".to_owned(), KEY.to_owned());

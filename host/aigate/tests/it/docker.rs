@@ -21,7 +21,15 @@ fn compose_file_runs_gateway_postgres_and_redis_as_documented() {
     assert_eq!(gateway["build"]["dockerfile"].as_str(), Some("docker/Dockerfile"));
     let env = &gateway["environment"];
     let var = |k: &str| env[k].as_str().map(str::to_owned);
-    for k in ["DATABASE_URL", "REDIS_URL", "AIGATE_LISTEN", "AIGATE_PLUGINS_DIR", "AIGATE_DATA_DIR", "QWEN_API_KEY", "AIGATE_ADMIN_TOKEN"] {
+    for k in [
+        "DATABASE_URL",
+        "REDIS_URL",
+        "AIGATE_LISTEN",
+        "AIGATE_PLUGINS_DIR",
+        "AIGATE_DATA_DIR",
+        "QWEN_API_KEY",
+        "AIGATE_ADMIN_TOKEN",
+    ] {
         assert!(var(k).is_some(), "gateway environment lacks {k}");
     }
     assert!(var("DATABASE_URL").unwrap().starts_with("postgres://"), "points at the postgres service");

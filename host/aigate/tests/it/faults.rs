@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::harness::{JsonBody, TestGateway, assert_error, chat_body, start_with, stream_body, Setup};
+use crate::harness::{JsonBody, Setup, TestGateway, assert_error, chat_body, start_with, stream_body};
 
 async fn gateway() -> TestGateway {
     // Tight limits so the faults trip quickly.
@@ -54,12 +54,25 @@ async fn concurrent_faults_do_not_disturb_healthy_requests() {
     let gw = gateway().await;
     let mut tasks = Vec::new();
     for i in 0..12 {
-        let model = if i % 3 == 0 { "faulty:loop" } else if i % 3 == 1 { "faulty:trap" } else { "qwen:qwen-turbo" };
+        let model = if i % 3 == 0 {
+            "faulty:loop"
+        } else if i % 3 == 1 {
+            "faulty:trap"
+        } else {
+            "qwen:qwen-turbo"
+        };
         let http = gw.http.clone();
         let url = gw.url("/v1/chat/completions");
         let key = gw.key.clone();
         tasks.push(tokio::spawn(async move {
-            let r = http.post(url).bearer_auth(key).header("content-type", "application/json").body(serde_json::to_vec(&chat_body(model)).unwrap()).send().await.unwrap();
+            let r = http
+                .post(url)
+                .bearer_auth(key)
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&chat_body(model)).unwrap())
+                .send()
+                .await
+                .unwrap();
             (model, r.status().as_u16(), r.json_value().await)
         }));
     }

@@ -47,7 +47,11 @@ pub struct Setup {
 impl Default for Setup {
     fn default() -> Self {
         Setup {
-            plugins: vec![("qwen.wasm", "qwen.wasm"), ("openai.wasm", "openai.wasm"), ("test/faulty.wasm", "faulty.wasm")],
+            plugins: vec![
+                ("qwen.wasm", "qwen.wasm"),
+                ("openai.wasm", "openai.wasm"),
+                ("test/faulty.wasm", "faulty.wasm"),
+            ],
             toml: String::new(),
             plugin_limits: String::new(),
             env: BTreeMap::new(),
@@ -154,10 +158,13 @@ turbo = "qwen:qwen-turbo"
     env.extend(setup.env);
     let config = Config::from_raw(raw, &env).unwrap();
     let gateway = Gateway::start(config, Arc::new(env)).await.unwrap();
-    let key = aigate::admin::create_key(&gateway.state().store, &aigate::admin::CreateKey { org: "test".into(), ..Default::default() })
-        .await
-        .unwrap()
-        .key;
+    let key = aigate::admin::create_key(
+        &gateway.state().store,
+        &aigate::admin::CreateKey { org: "test".into(), ..Default::default() },
+    )
+    .await
+    .unwrap()
+    .key;
     let base = format!("http://{}", gateway.local_addr());
     TestGateway { gateway: Some(gateway), key, data_dir, base, http: reqwest::Client::new(), mock, plugins_dir }
 }
@@ -231,7 +238,8 @@ pub fn fresh_postgres() -> Option<String> {
         return None;
     };
     let db = format!("aigate_it_{}", uuid::Uuid::new_v4().simple());
-    let out = std::process::Command::new("psql").arg(&url).args(["-qc", &format!("CREATE DATABASE {db}")]).output().unwrap();
+    let out =
+        std::process::Command::new("psql").arg(&url).args(["-qc", &format!("CREATE DATABASE {db}")]).output().unwrap();
     assert!(out.status.success(), "CREATE DATABASE: {}", String::from_utf8_lossy(&out.stderr));
     let (base, _) = url.rsplit_once('/').unwrap();
     Some(format!("{base}/{db}"))

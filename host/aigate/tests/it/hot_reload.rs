@@ -42,7 +42,8 @@ async fn plugin_swaps_under_load_without_failing_a_request() {
                 let started = tokio::time::Instant::now();
                 let r = gw.chat(&chat_body("qwen:qwen-turbo")).await;
                 let status = r.status();
-                let plugin = r.headers().get("x-aigate-plugin").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+                let plugin =
+                    r.headers().get("x-aigate-plugin").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
                 let body = r.text().await.unwrap_or_default();
                 if status == 200 {
                     load.ok.fetch_add(1, Ordering::Relaxed);
@@ -108,7 +109,13 @@ async fn plugin_swaps_under_load_without_failing_a_request() {
 async fn removed_file_unloads_and_new_file_loads() {
     let gw = start_with(Setup { plugins: vec![("qwen.wasm", "qwen.wasm")], ..Default::default() }).await;
     std::fs::remove_file(gw.plugins_dir.path().join("qwen.wasm")).unwrap();
-    assert!(eventually(Duration::from_secs(3), async || gw.chat(&chat_body("qwen:qwen-turbo")).await.status() == 503).await, "a configured provider whose plugin is gone is unavailable");
+    assert!(
+        eventually(Duration::from_secs(3), async || gw.chat(&chat_body("qwen:qwen-turbo")).await.status() == 503).await,
+        "a configured provider whose plugin is gone is unavailable"
+    );
     std::fs::copy(artifact("openai.wasm"), gw.plugins_dir.path().join("openai.wasm")).unwrap();
-    assert!(eventually(Duration::from_secs(3), async || gw.chat(&chat_body("openai:qwen-plus")).await.status() == 200).await);
+    assert!(
+        eventually(Duration::from_secs(3), async || gw.chat(&chat_body("openai:qwen-plus")).await.status() == 200)
+            .await
+    );
 }

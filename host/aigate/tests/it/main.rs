@@ -1,4 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed setup must stop the test")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed setup must stop the test"
+)]
 
 //! Integration tests: the real gateway on an ephemeral port, real plugins
 //! built from plugins/ (`cargo xtask build-plugins`), and a mock DashScope
@@ -10,10 +15,10 @@ mod bad_input;
 mod billing;
 mod bounded;
 mod chat;
-mod docker;
-mod contract_versions;
 mod contract;
+mod contract_versions;
 mod credentials;
+mod docker;
 mod faults;
 mod harness;
 mod hot_reload;

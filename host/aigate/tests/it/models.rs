@@ -1,6 +1,6 @@
 //! `/v1/models`: the provider's live list, or the allowlist when it fails.
 
-use aigate_testkit::{ModelsBehaviour, MockDashScope};
+use aigate_testkit::{MockDashScope, ModelsBehaviour};
 
 use crate::harness::{Setup, start_with_mock};
 

@@ -71,7 +71,12 @@ async fn gemini_passes_its_fixtures() {
     // Written on the custom scaffold: no `stream` case, its streams are named by what they hold.
     let (output, report) = check("gemini.wasm").await;
     assert!(output.status.success(), "gemini should pass:\n{report}\n{}", String::from_utf8_lossy(&output.stderr));
-    for case in ["gemini/basic/build-request", "gemini/basic/parse-response", "gemini/stream-thoughts/stream", "gemini/stream-tool-call/stream"] {
+    for case in [
+        "gemini/basic/build-request",
+        "gemini/basic/parse-response",
+        "gemini/stream-thoughts/stream",
+        "gemini/stream-tool-call/stream",
+    ] {
         assert!(report.contains(&format!("PASS {case}")), "{case} missing:\n{report}");
     }
     assert!(!report.contains("FAIL"), "{report}");

@@ -9,10 +9,7 @@ use serde_json::{Value, json};
 use crate::harness::{assert_error, sse_payloads, start, stream_body};
 
 fn content_of(chunks: &[Value]) -> String {
-    chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect()
+    chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect()
 }
 
 #[tokio::test]
@@ -46,7 +43,10 @@ async fn usage_is_always_requested_upstream_but_only_shown_when_asked() {
     let events = sse_payloads(gw.chat(&stream_body("qwen:qwen-turbo", false)).await).await;
     assert_eq!(gw.mock.requests()[0].json()["stream_options"]["include_usage"], true, "the gateway meters every call");
     let chunks = &events[..events.len() - 1];
-    assert!(chunks.iter().all(|c| c.get("usage").is_none() && !c["choices"].as_array().unwrap().is_empty()), "{events:?}");
+    assert!(
+        chunks.iter().all(|c| c.get("usage").is_none() && !c["choices"].as_array().unwrap().is_empty()),
+        "{events:?}"
+    );
 }
 
 #[tokio::test]
@@ -64,7 +64,8 @@ async fn reasoning_and_tool_call_deltas_stream() {
     let gw = start().await;
     gw.mock.enqueue(Scenario::Reasoning);
     let events = sse_payloads(gw.chat(&stream_body("qwen:qwen-plus", true)).await).await;
-    let reasoning: String = events.iter().filter_map(|c| c["choices"][0]["delta"]["reasoning_content"].as_str()).collect();
+    let reasoning: String =
+        events.iter().filter_map(|c| c["choices"][0]["delta"]["reasoning_content"].as_str()).collect();
     assert_eq!(reasoning, aigate_testkit::answer::REASONING);
     let usage = &events[events.len() - 2]["usage"];
     assert!(usage["completion_tokens_details"]["reasoning_tokens"].as_u64().unwrap() > 0);

@@ -6,7 +6,9 @@ use aigate_testkit::Scenario;
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use crate::harness::{JsonBody, Setup, TestGateway, assert_error, chat_body, eventually, sse_payloads, start, start_with, stream_body};
+use crate::harness::{
+    JsonBody, Setup, TestGateway, assert_error, chat_body, eventually, sse_payloads, start, start_with, stream_body,
+};
 
 async fn post_with_auth(gw: &TestGateway, auth: Option<&str>) -> reqwest::Response {
     let mut req = gw
@@ -54,7 +56,9 @@ async fn revoked_and_expired_keys_stop_working() {
     let prefix = aigate::admin::list_keys(store, "test").await.unwrap()[0].prefix.clone();
     aigate::admin::revoke_key(store, &prefix).await.unwrap();
     // Within the cache TTL the revocation takes effect (no restart, any replica).
-    assert!(eventually(Duration::from_secs(3), async || gw.chat(&chat_body("qwen:qwen-turbo")).await.status() == 401).await);
+    assert!(
+        eventually(Duration::from_secs(3), async || gw.chat(&chat_body("qwen:qwen-turbo")).await.status() == 401).await
+    );
     let body = assert_error(gw.chat(&chat_body("qwen:qwen-turbo")).await, 401, "api_key_revoked").await;
     assert!(body["error"]["message"].as_str().unwrap().contains(&prefix));
 
@@ -105,7 +109,15 @@ async fn cli_key_calls_are_metered_and_billed_exactly() {
         String::from_utf8(out.stdout).unwrap()
     };
     cli(&["prices", "seed"]);
-    gw.gateway.as_ref().unwrap().state().billing.prices.reload(&gw.gateway.as_ref().unwrap().state().store).await.unwrap();
+    gw.gateway
+        .as_ref()
+        .unwrap()
+        .state()
+        .billing
+        .prices
+        .reload(&gw.gateway.as_ref().unwrap().state().store)
+        .await
+        .unwrap();
     let stdout = cli(&["keys", "create", "--org", "e2e"]);
     let key = stdout.lines().last().unwrap().trim().to_owned();
     assert!(key.starts_with("sk-aig-"), "{stdout}");
@@ -123,7 +135,8 @@ async fn cli_key_calls_are_metered_and_billed_exactly() {
     assert_eq!(r.status(), 200);
     let cost = r.headers()["x-aigate-cost"].to_str().unwrap().to_owned();
     let body = r.json_value().await;
-    let (p1, c1) = (body["usage"]["prompt_tokens"].as_u64().unwrap(), body["usage"]["completion_tokens"].as_u64().unwrap());
+    let (p1, c1) =
+        (body["usage"]["prompt_tokens"].as_u64().unwrap(), body["usage"]["completion_tokens"].as_u64().unwrap());
     let (amount, currency) = cost.split_once(' ').unwrap();
     assert_eq!(currency, "USD");
     assert_eq!(nanos(amount), qwen_turbo_nanos(p1, c1), "x-aigate-cost {cost}");
@@ -200,7 +213,8 @@ async fn admin_routes_need_the_admin_token() {
 
 #[tokio::test]
 async fn admin_routes_are_off_without_a_token() {
-    let gw = start_with(Setup { env: [("AIGATE_ADMIN_TOKEN".to_owned(), String::new())].into(), ..Default::default() }).await;
+    let gw = start_with(Setup { env: [("AIGATE_ADMIN_TOKEN".to_owned(), String::new())].into(), ..Default::default() })
+        .await;
     let (status, body) = gw.admin_json("/admin/plugins").await;
     assert_eq!(status, 404, "{body}");
 }
@@ -227,7 +241,8 @@ fn operator_commands_refuse_bad_input_with_clear_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid org name"));
     for (input, needle) in [("-1", "negative"), ("abc", "not a plain decimal"), ("0.1.2", "")] {
-        let out = aigate(&["prices", "set", "--provider", "qwen", "--model", "m", "--input", input, "--output", "1"], &env);
+        let out =
+            aigate(&["prices", "set", "--provider", "qwen", "--model", "m", "--input", input, "--output", "1"], &env);
         assert_eq!(out.status.code(), Some(1), "{input}");
         let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
         assert!(err.contains("input") && err.contains(needle), "{input}: {err}");
@@ -237,7 +252,14 @@ fn operator_commands_refuse_bad_input_with_clear_errors() {
     assert!(out.status.success());
 
     // An unreachable database at start: a clear error and exit code, no panic.
-    let out = aigate(&["serve"], &[("AIGATE_DATA_DIR", &data), ("DATABASE_URL", "postgres://aigate@127.0.0.1:1/none"), ("AIGATE_LISTEN", "127.0.0.1:0")]);
+    let out = aigate(
+        &["serve"],
+        &[
+            ("AIGATE_DATA_DIR", &data),
+            ("DATABASE_URL", "postgres://aigate@127.0.0.1:1/none"),
+            ("AIGATE_LISTEN", "127.0.0.1:0"),
+        ],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot connect to the database"), "{stderr}");

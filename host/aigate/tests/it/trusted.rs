@@ -14,7 +14,8 @@ fn sha256_of(relative: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_trusted_plugin_files_serve() {
-    let mut setup = Setup { plugins: vec![("qwen.wasm", "qwen.wasm"), ("openai.wasm", "openai.wasm")], ..Default::default() };
+    let mut setup =
+        Setup { plugins: vec![("qwen.wasm", "qwen.wasm"), ("openai.wasm", "openai.wasm")], ..Default::default() };
     setup.env.insert("AIGATE_TRUSTED_PLUGINS".to_owned(), sha256_of("qwen.wasm"));
     setup.env.insert("AIGATE_ADMIN_TOKEN".to_owned(), ADMIN_TOKEN.to_owned());
     let gw = start_with(setup).await;

@@ -48,8 +48,8 @@ pub fn usage(value: Option<&Value>) -> Option<Usage> {
     let usage = value.filter(|v| v.is_object())?;
     let prompt_tokens = u32_field(usage, "prompt_tokens").unwrap_or(0);
     let completion_tokens = u32_field(usage, "completion_tokens").unwrap_or(0);
-    let total_tokens = u32_field(usage, "total_tokens")
-        .unwrap_or_else(|| prompt_tokens.saturating_add(completion_tokens));
+    let total_tokens =
+        u32_field(usage, "total_tokens").unwrap_or_else(|| prompt_tokens.saturating_add(completion_tokens));
     let cached_tokens = usage
         .get("prompt_tokens_details")
         .and_then(|d| u32_field(d, "cached_tokens"))

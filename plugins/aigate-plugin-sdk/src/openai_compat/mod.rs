@@ -22,8 +22,8 @@ mod stream;
 pub use json::{finish_reason, tool_calls, usage};
 pub use stream::StreamDecoder;
 
-pub use crate::errors::same_code;
 use crate::errors::RetryRules;
+pub use crate::errors::same_code;
 use crate::types::ProviderError;
 
 /// One OpenAI-compatible provider's differences from OpenAI itself.
@@ -109,8 +109,18 @@ pub fn keep_error(_: &mut ProviderError) {}
 /// WebSocket rather than Chat Completions.
 pub fn openai_is_chat_model(id: &str) -> bool {
     const NOT_CHAT: &[&str] = &[
-        "embed", "tts", "whisper", "transcribe", "dall-e", "image", "moderation", "davinci",
-        "babbage", "realtime", "sora", "rerank",
+        "embed",
+        "tts",
+        "whisper",
+        "transcribe",
+        "dall-e",
+        "image",
+        "moderation",
+        "davinci",
+        "babbage",
+        "realtime",
+        "sora",
+        "rerank",
     ];
     let id = id.to_ascii_lowercase();
     !NOT_CHAT.iter().any(|marker| id.contains(marker))

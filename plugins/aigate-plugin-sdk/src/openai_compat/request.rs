@@ -3,12 +3,12 @@
 use serde_json::{Map, Value, json};
 
 use super::Dialect;
-use crate::types::{
-    ChatRequest, ContentPart, FunctionTool, HttpRequest, Message, MessageContent, ProviderError,
-    ResponseFormat, Role, ToolChoice,
-};
 use crate::join_url;
 use crate::json::{finite_number, merge_extra, parse_json_text};
+use crate::types::{
+    ChatRequest, ContentPart, FunctionTool, HttpRequest, Message, MessageContent, ProviderError, ResponseFormat, Role,
+    ToolChoice,
+};
 
 /// Keys the translation owns. `extra` may not set them, even where the
 /// canonical request left them out, because they are either always the
@@ -43,17 +43,13 @@ impl Dialect {
     /// number.
     pub fn build_chat_request(&self, base_url: &str, request: &ChatRequest) -> Result<HttpRequest, ProviderError> {
         let body = self.chat_body(request)?;
-        let body = serde_json::to_vec(&body).map_err(|e| ProviderError::invalid_request(format!("cannot encode the request: {e}")))?;
+        let body = serde_json::to_vec(&body)
+            .map_err(|e| ProviderError::invalid_request(format!("cannot encode the request: {e}")))?;
         let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
         if request.stream {
             headers.push(("accept".to_string(), "text/event-stream".to_string()));
         }
-        Ok(HttpRequest {
-            method: "POST".to_string(),
-            url: join_url(base_url, "chat/completions"),
-            headers,
-            body,
-        })
+        Ok(HttpRequest { method: "POST".to_string(), url: join_url(base_url, "chat/completions"), headers, body })
     }
 
     /// The JSON body of the Chat Completions request for `request`.

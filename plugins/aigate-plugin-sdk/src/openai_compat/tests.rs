@@ -109,10 +109,13 @@ fn full_request_body() {
     req.n = Some(1);
     req.presence_penalty = Some(0.5);
     req.frequency_penalty = Some(-0.5);
-    req.response_format = Some(ResponseFormat::JsonSchema(r#"{"name":"w","schema":{"type":"object"},"strict":true}"#.to_string()));
+    req.response_format =
+        Some(ResponseFormat::JsonSchema(r#"{"name":"w","schema":{"type":"object"},"strict":true}"#.to_string()));
     req.user = Some("u-1".to_string());
     req.stream = true;
-    req.extra = r#"{"enable_thinking": true, "model": "evil", "stream_options": {"include_usage": false}, "temperature": 2}"#.to_string();
+    req.extra =
+        r#"{"enable_thinking": true, "model": "evil", "stream_options": {"include_usage": false}, "temperature": 2}"#
+            .to_string();
 
     assert_eq!(
         body(&Dialect::OPENAI, &req),
@@ -202,7 +205,12 @@ fn build_chat_request_targets_chat_completions() {
 #[test]
 fn untranslatable_requests_are_400() {
     let bad_tool = ChatRequest {
-        tools: vec![FunctionTool { name: "f".into(), description: None, parameters: Some("{nope".into()), strict: None }],
+        tools: vec![FunctionTool {
+            name: "f".into(),
+            description: None,
+            parameters: Some("{nope".into()),
+            strict: None,
+        }],
         ..request()
     };
     let error = err(Dialect::OPENAI.chat_body(&bad_tool));
@@ -271,7 +279,13 @@ fn old_capture_without_details_and_missing_fields() {
     assert_eq!(parsed.choices[0].finish_reason, None);
     assert_eq!(
         parsed.usage,
-        Some(Usage { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7, cached_tokens: None, reasoning_tokens: None })
+        Some(Usage {
+            prompt_tokens: 3,
+            completion_tokens: 4,
+            total_tokens: 7,
+            cached_tokens: None,
+            reasoning_tokens: None
+        })
     );
 }
 
@@ -351,7 +365,8 @@ fn unknown_finish_reason_and_object_arguments() {
 fn non_json_success_is_a_provider_error() {
     let error = err(Dialect::OPENAI.parse_chat_response(&response(200, "<html>oops</html>")));
     assert_eq!((error.status, error.error_type.as_str()), (200, "invalid_response"));
-    let error = err(Dialect::OPENAI.parse_chat_response(&response(200, r#"{"error":{"message":"x","type":"server_error"}}"#)));
+    let error =
+        err(Dialect::OPENAI.parse_chat_response(&response(200, r#"{"error":{"message":"x","type":"server_error"}}"#)));
     assert_eq!((error.status, error.error_type.as_str(), error.retryable), (200, "server_error", true));
 }
 
@@ -415,13 +430,20 @@ fn sse_framed_error_body() {
         400,
         "event: error\r\ndata:{\"code\":\"invalid_model_error\",\"message\":\"Unsupported model \\\"\\\"\",\"request_id\":\"r\"}\r\n\r\n",
     );
-    assert_eq!((error.code.as_deref(), error.message.as_str()), (Some("invalid_model_error"), "Unsupported model \"\""));
+    assert_eq!(
+        (error.code.as_deref(), error.message.as_str()),
+        (Some("invalid_model_error"), "Unsupported model \"\"")
+    );
     assert_eq!(error.error_type, "invalid_request_error");
 }
 
 #[test]
 fn flat_and_odd_error_shapes() {
-    let flat = parse_error(&THROTTLE_QUOTA, 401, r#"{"code":"InvalidApiKey","message":"Invalid API-key provided.","request_id":"x"}"#);
+    let flat = parse_error(
+        &THROTTLE_QUOTA,
+        401,
+        r#"{"code":"InvalidApiKey","message":"Invalid API-key provided.","request_id":"x"}"#,
+    );
     assert_eq!(
         (flat.error_type.as_str(), flat.code.as_deref(), flat.message.as_str()),
         ("authentication_error", Some("InvalidApiKey"), "Invalid API-key provided.")
@@ -429,8 +451,15 @@ fn flat_and_odd_error_shapes() {
     let ollama = parse_error(&Dialect::OPENAI, 404, r#"{"error":"model \"llama9\" not found, try pulling it first"}"#);
     assert_eq!((ollama.error_type.as_str(), ollama.code.as_deref()), ("not_found_error", None));
     assert!(ollama.message.starts_with("model \"llama9\""));
-    let vllm = parse_error(&Dialect::OPENAI, 400, r#"{"object":"error","message":"too long","type":"BadRequestError","param":null,"code":400}"#);
-    assert_eq!((vllm.error_type.as_str(), vllm.code.as_deref(), vllm.message.as_str()), ("BadRequestError", Some("400"), "too long"));
+    let vllm = parse_error(
+        &Dialect::OPENAI,
+        400,
+        r#"{"object":"error","message":"too long","type":"BadRequestError","param":null,"code":400}"#,
+    );
+    assert_eq!(
+        (vllm.error_type.as_str(), vllm.code.as_deref(), vllm.message.as_str()),
+        ("BadRequestError", Some("400"), "too long")
+    );
     let fastapi = parse_error(&Dialect::OPENAI, 404, r#"{"detail":"Not Found"}"#);
     assert_eq!(fastapi.message, "Not Found");
 }
@@ -466,11 +495,34 @@ fn retry_classification_is_per_dialect() {
     let arrearage = r#"{"error":{"message":"Access denied, please make sure your account is in good standing.","type":"Arrearage","code":"Arrearage"}}"#;
     assert!(!parse_error(&THROTTLE_QUOTA, 400, arrearage).retryable);
 
-    assert!(parse_error(&THROTTLE_QUOTA, 500, r#"{"error":{"message":"An internal error has occured","type":"internal_error","code":"internal_error"}}"#).retryable);
-    assert!(parse_error(&THROTTLE_QUOTA, 503, r#"{"code":"ModelUnavailable","message":"Model is unavailable, try again later."}"#).retryable);
+    assert!(
+        parse_error(
+            &THROTTLE_QUOTA,
+            500,
+            r#"{"error":{"message":"An internal error has occured","type":"internal_error","code":"internal_error"}}"#
+        )
+        .retryable
+    );
+    assert!(
+        parse_error(
+            &THROTTLE_QUOTA,
+            503,
+            r#"{"code":"ModelUnavailable","message":"Model is unavailable, try again later."}"#
+        )
+        .retryable
+    );
     assert!(parse_error(&Dialect::OPENAI, 408, "").retryable);
-    assert!(!parse_error(&Dialect::OPENAI, 404, r#"{"error":{"message":"m","type":"invalid_request_error","code":"model_not_found"}}"#).retryable);
-    assert!(!parse_error(&Dialect::OPENAI, 403, r#"{"error":{"message":"region","type":"permission_error"}}"#).retryable);
+    assert!(
+        !parse_error(
+            &Dialect::OPENAI,
+            404,
+            r#"{"error":{"message":"m","type":"invalid_request_error","code":"model_not_found"}}"#
+        )
+        .retryable
+    );
+    assert!(
+        !parse_error(&Dialect::OPENAI, 403, r#"{"error":{"message":"region","type":"permission_error"}}"#).retryable
+    );
 }
 
 #[test]
@@ -545,7 +597,13 @@ fn dashscope_stream_with_usage_chunk() {
             chunk(vec![delta(Some(""), None, Some(FinishReason::Stop))], None),
             chunk(
                 vec![],
-                Some(Usage { prompt_tokens: 22, completion_tokens: 17, total_tokens: 39, cached_tokens: None, reasoning_tokens: None })
+                Some(Usage {
+                    prompt_tokens: 22,
+                    completion_tokens: 17,
+                    total_tokens: 39,
+                    cached_tokens: None,
+                    reasoning_tokens: None
+                })
             ),
         ]
     );
@@ -654,7 +712,8 @@ fn mid_stream_errors_have_status_200() {
     assert_eq!((error.status, error.code.as_deref()), (200, Some("invalid_model_error")));
     assert_eq!((error.error_type.as_str(), error.retryable), ("api_error", false));
 
-    let throttled = err(decoder.push(data(r#"{"error":{"message":"slow down","type":"limit_requests","code":"limit_requests"}}"#)));
+    let throttled =
+        err(decoder.push(data(r#"{"error":{"message":"slow down","type":"limit_requests","code":"limit_requests"}}"#)));
     assert!(throttled.retryable, "retryable codes apply inside streams");
     let not_json = err(decoder.push(data("{oops")));
     assert_eq!((not_json.status, not_json.error_type.as_str()), (200, "invalid_response"));
@@ -680,7 +739,10 @@ fn models_list_is_filtered_and_enriched() {
             ModelInfo { id: "my-llama".into(), context_window: Some(8192), max_output_tokens: None },
         ]
     );
-    let error = err(Dialect::OPENAI.parse_models(&response(401, r#"{"error":{"message":"bad key","type":"invalid_request_error","code":"invalid_api_key"}}"#), &known));
+    let error = err(Dialect::OPENAI.parse_models(
+        &response(401, r#"{"error":{"message":"bad key","type":"invalid_request_error","code":"invalid_api_key"}}"#),
+        &known,
+    ));
     assert_eq!((error.status, error.code.as_deref()), (401, Some("invalid_api_key")));
     let request = Dialect::OPENAI.build_models_request("http://localhost:11434/v1/");
     assert_eq!((request.method.as_str(), request.url.as_str()), ("GET", "http://localhost:11434/v1/models"));
