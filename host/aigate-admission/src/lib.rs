@@ -1,19 +1,21 @@
-//! Admission state that every gateway replica must share: rate limits and idempotency claims.
+//! Admission state that every gateway replica must share: rate limits, idempotency claims and
+//! the circuit breakers of provider deployments.
 //!
-//! Two concerns, one small trait each, two backends each:
+//! Three concerns, one small trait each, two backends each:
 //!
 //! | concern     | trait                 | in-process (embedded default) | Redis (`REDIS_URL` set)  |
 //! |-------------|-----------------------|-------------------------------|--------------------------|
 //! | rate limits | [`RateLimiter`]       | [`MemoryRateLimiter`]         | [`RedisRateLimiter`]     |
 //! | idempotency | [`IdempotencyStore`]  | [`MemoryIdempotencyStore`]    | [`RedisIdempotencyStore`]|
+//! | circuits    | [`CircuitBreaker`]    | [`MemoryCircuitBreaker`]      | [`RedisCircuitBreaker`]  |
 //!
-//! Both concerns follow "reserve before, settle after": the check hands out a `#[must_use]`
+//! Limits and idempotency follow "reserve before, settle after": the check hands out a `#[must_use]`
 //! guard ([`Reservation`], [`ClaimGuard`]) that the caller settles once the outcome is known.
 //! On Redis every check and every settle is one Lua script (no GET-then-SET), so any number of
 //! replicas behave like one gateway.
 //!
-//! Both traits return boxed futures so the server can hold `Arc<dyn RateLimiter>` and
-//! `Arc<dyn IdempotencyStore>` and pick the backend at start. The in-process futures complete
+//! The traits return boxed futures so the server can hold `Arc<dyn RateLimiter>`,
+//! `Arc<dyn IdempotencyStore>` and `Arc<dyn CircuitBreaker>` and pick the backend at start. The in-process futures complete
 //! on first poll (one mutex, no I/O), which keeps them cheap to call in a micro-benchmark loop;
 //! time is always passed in (`now`) or read from the backend's own clock, never slept on.
 //!
@@ -32,12 +34,16 @@
 //! persistent in our deployment: after a Redis restart, limits start from full buckets and
 //! in-flight or completed idempotency records are gone.
 
+mod circuit;
 mod error;
 mod expiry;
 mod idempotency;
 mod limits;
 mod redis_conn;
 
+pub use circuit::memory::MemoryCircuitBreaker;
+pub use circuit::redis::RedisCircuitBreaker;
+pub use circuit::{CircuitBreaker, CircuitPolicy, Gate};
 pub use error::{IdempotencyError, LimitError};
 pub use idempotency::key::{KeyError, fingerprint, parse_idempotency_key};
 pub use idempotency::memory::MemoryIdempotencyStore;

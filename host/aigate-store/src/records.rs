@@ -90,12 +90,19 @@ pub struct RawCost {
     pub currency: String,
 }
 
-/// One usage record: one call that reached a provider, whatever its outcome.
-/// `request_id` is unique: writing the same entry twice counts it once.
+/// One usage record: one attempt that reached a provider, whatever its outcome.
+/// `(request_id, attempt)` is unique: writing the same entry twice counts it once.
+/// A request the router retried or sent to a fallback has one entry per
+/// attempt; every attempt but the last has outcome [`RETRIED`] and is not
+/// counted as a request in the rollups (its tokens and cost are).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerEntry {
     /// The gateway's own id for the call: the ledger key.
     pub request_id: String,
+    /// 1 for the first provider call of the request, 2 for the next (a retry
+    /// or a fallback), and so on.
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
     /// The id the client sent, for correlation only (not unique). Stored
     /// when it is a [`client_request_id`]; anything else is dropped, never
     /// a reason to refuse the entry.
@@ -130,6 +137,13 @@ pub struct LedgerEntry {
 
 pub(crate) const MAX_REQUEST_ID_CHARS: usize = 200;
 
+/// The outcome of an attempt the router followed with another one.
+pub const RETRIED: &str = "retried";
+
+fn first_attempt() -> u32 {
+    1
+}
+
 /// The longest client-chosen request id kept.
 pub const MAX_CLIENT_REQUEST_ID_CHARS: usize = 128;
 
@@ -149,6 +163,9 @@ impl LedgerEntry {
         let invalid = |message: String| StoreError::invalid(format!("usage record {:?}", self.request_id), message);
         if self.request_id.is_empty() || self.request_id.chars().count() > MAX_REQUEST_ID_CHARS {
             return Err(invalid(format!("the request id must have 1 to {MAX_REQUEST_ID_CHARS} characters")));
+        }
+        if self.attempt == 0 || i32::try_from(self.attempt).is_err() {
+            return Err(invalid("the attempt number must be between 1 and 2^31-1".into()));
         }
         let texts = [
             Some(self.request_id.as_str()),

@@ -20,19 +20,19 @@ pub(crate) fn utc_micros(t: OffsetDateTime) -> OffsetDateTime {
     t.replace_nanosecond(t.nanosecond() / 1000 * 1000).unwrap_or(t)
 }
 
-/// The entries to insert: validated, first occurrence of each request id,
-/// sorted by request id (so concurrent writers lock rows in the same order).
+/// The entries to insert: validated, first occurrence of each (request id,
+/// attempt), sorted by them (so concurrent writers lock rows in the same order).
 pub(crate) fn prepare_batch(entries: &[LedgerEntry]) -> Result<(Vec<&LedgerEntry>, u64), StoreError> {
     let mut seen = HashSet::with_capacity(entries.len());
     let mut unique = Vec::with_capacity(entries.len());
     for e in entries {
         e.validate()?;
-        if seen.insert(e.request_id.as_str()) {
+        if seen.insert((e.request_id.as_str(), e.attempt)) {
             unique.push(e);
         }
     }
     let duplicates = (entries.len() - unique.len()) as u64;
-    unique.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+    unique.sort_by(|a, b| (&a.request_id, a.attempt).cmp(&(&b.request_id, b.attempt)));
     Ok((unique, duplicates))
 }
 
@@ -75,7 +75,8 @@ pub(crate) fn aggregate<'a>(
         };
         let s = groups.entry(key).or_default();
         let add = |acc: i64, v: u64| i64::try_from(v).ok().and_then(|v| acc.checked_add(v)).ok_or_else(overflow);
-        s.requests = add(s.requests, 1)?;
+        // An attempt the router followed with another is not a request of its own.
+        s.requests = add(s.requests, u64::from(e.outcome != crate::records::RETRIED))?;
         s.prompt_tokens = add(s.prompt_tokens, e.usage.prompt)?;
         s.completion_tokens = add(s.completion_tokens, e.usage.completion)?;
         s.cached_tokens = add(s.cached_tokens, e.usage.cached)?;

@@ -390,7 +390,7 @@ impl UsageRepo for SqliteStore {
                 "INSERT INTO usage_ledger (request_id, org_id, key_id, provider, model, stream, prompt_tokens,
                      completion_tokens, cached_tokens, reasoning_tokens, status, outcome, latency_ms, ttft_ms,
                      idempotency_key, raw_cost_amount, raw_cost_currency, billed_cost_nanos, currency, created_at,
-                     client_request_id, unpriced) ",
+                     client_request_id, unpriced, attempt) ",
             );
             let mut created = Vec::with_capacity(chunk.len());
             for e in chunk {
@@ -418,14 +418,18 @@ impl UsageRepo for SqliteStore {
                     .push_bind(&e.currency)
                     .push_bind(created_at)
                     .push_bind(e.stored_client_request_id())
-                    .push_bind(e.unpriced);
+                    .push_bind(e.unpriced)
+                    .push_bind(i64::from(e.attempt));
             });
-            q.push(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
-            let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+            q.push(" ON CONFLICT (request_id, attempt) DO NOTHING RETURNING request_id, attempt");
+            let ids: Vec<(String, i64)> = q.build_query_as().fetch_all(&mut *tx).await?;
             inserted_ids.extend(ids);
         }
-        let inserted: Vec<&LedgerEntry> =
-            unique.iter().copied().filter(|e| inserted_ids.contains(&e.request_id)).collect();
+        let inserted: Vec<&LedgerEntry> = unique
+            .iter()
+            .copied()
+            .filter(|e| inserted_ids.contains(&(e.request_id.clone(), i64::from(e.attempt))))
+            .collect();
         let groups = shared::aggregate(inserted.iter().copied())?;
         let group_list: Vec<_> = groups.into_iter().collect();
         for chunk in group_list.chunks(INSERT_CHUNK) {

@@ -58,6 +58,9 @@ pub enum Scenario {
     /// then the end of the body. The status of the real capture is unknown; 200 is the harder
     /// case for a gateway. A non-stream request gets the same flat JSON with status 400.
     FlatErrorEvent,
+    /// Answers as `then` with these headers added (e.g. `Retry-After` on a 429, which
+    /// DashScope does not document but a proxy or another provider may send).
+    WithHeaders { headers: Vec<(String, String)>, then: Box<Scenario> },
     /// Waits before sending the status line and headers, then answers as `then`.
     Delay { before_headers: Duration, then: Box<Scenario> },
     /// A long answer for client-disconnect tests: headers and the first chunk at once, then

@@ -307,8 +307,14 @@ async fn chat(shared: &Arc<Shared>, headers: &HeaderMap, body: &Bytes, request_i
     let reply = Reply { shared, ctx: &ctx, request_id: &request_id, stream, include_usage };
 
     let mut scenario = shared.script().queue.pop_front().unwrap_or(Scenario::Normal);
+    let mut extra_headers = Vec::new();
     loop {
-        return match scenario {
+        let mut response = match scenario {
+            Scenario::WithHeaders { headers, then } => {
+                extra_headers.extend(headers);
+                scenario = *then;
+                continue;
+            }
             Scenario::Delay { before_headers, then } => {
                 tokio::time::sleep(before_headers).await;
                 scenario = *then;
@@ -379,6 +385,14 @@ async fn chat(shared: &Arc<Shared>, headers: &HeaderMap, body: &Bytes, request_i
                 reply.sse_frames(frames.map(|f| (Duration::ZERO, f)))
             }
         };
+        for (name, value) in extra_headers {
+            if let (Ok(name), Ok(value)) =
+                (http::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value))
+            {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        return response;
     }
 }
 

@@ -272,6 +272,7 @@ async fn auth_and_metering() {
         let charge = billing.charge(&tenant, "qwen", "qwen-turbo", Some(&usage), None);
         sink.record(UsageRecord {
             request_id: format!("bench-{i}"),
+            attempt: 1,
             client_request_id: None,
             provider: "qwen".into(),
             model: "qwen-turbo".into(),

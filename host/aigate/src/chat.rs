@@ -1,12 +1,14 @@
 //! `POST /v1/chat/completions`, JSON and SSE.
 //!
-//! The path of one call: read the bounded body → parse and validate → route
-//! (provider, plugin version, credential) → fresh plugin instance →
-//! build-request → upstream → parse-response or the stream decoder →
-//! OpenAI-shaped answer → one usage record. The seams for auth, idempotency
-//! and limits sit between validation and routing; what they hand out (the
-//! claim, the reservation, a stream slot) lives in one
-//! [`crate::pipeline::CallGuard`] that follows the call to its end.
+//! The path of one call: read the bounded body → parse and validate → plan
+//! (the model's deployments and fallbacks, `routing.rs`) → pricing check →
+//! idempotency → limits → the attempt loop (`router.rs`), each attempt: fresh
+//! plugin instance → build-request → upstream → parse-response or the stream
+//! decoder up to the first content → OpenAI-shaped answer → one usage record
+//! per attempt. What idempotency and limits hand out (the claim, the
+//! reservation, a stream slot) lives in one [`crate::pipeline::CallGuard`]
+//! that follows the call to its end and is settled once, for the final
+//! outcome.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -34,9 +36,11 @@ use crate::idempotency;
 use crate::metering::{Outcome, UsageRecord};
 use crate::openai;
 use crate::pipeline::CallGuard;
-use crate::routing::Route;
+use crate::router::{self, AttemptFailure, Served};
+use crate::routing::{Candidate, Plan, Route};
 use crate::server::AppState;
 use crate::sse::SseDecoder;
+use crate::upstream;
 
 /// Maps a plugin fault to the client's error: 503 when out of instance
 /// slots (retry), 502 `plugin_error` otherwise.
@@ -68,14 +72,21 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     if essence.eq_ignore_ascii_case("application/json") { Ok(()) } else { Err(ApiError::unsupported_media_type(ct)) }
 }
 
-fn provider_headers(response: &mut Response, route: &Route) {
+/// Who answered: provider, plugin version, the model that served and how many provider calls
+/// it took.
+fn provider_headers(response: &mut Response, served: &Served) {
+    let route = &served.candidate.route;
     let h = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&route.provider) {
         h.insert("x-aigate-provider", v);
     }
+    if let Ok(v) = HeaderValue::from_str(&route.public_model(&route.upstream_model)) {
+        h.insert("x-aigate-model", v);
+    }
     if let Ok(v) = HeaderValue::from_str(&format!("{}@{}", route.plugin.name(), route.plugin.version())) {
         h.insert("x-aigate-plugin", v);
     }
+    h.insert("x-aigate-attempts", HeaderValue::from(served.attempts));
 }
 
 pub async fn chat_completions(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
@@ -98,9 +109,12 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
     })?;
     let request = openai::parse_request(text)?;
     let plugins = state.registry.plugins();
-    let route = state.providers.resolve(&plugins, &request.model)?;
-    let (canonical, options) = openai::to_canonical(&request, &route.upstream_model)?;
-    state.billing.check(&tenant, &route)?;
+    let fallbacks = request.fallbacks.as_deref().unwrap_or_default();
+    let mut plan = state.providers.plan(&plugins, &request.model, fallbacks, state.config.routing.retries)?;
+    // Every deployment that may be called is priced (or its provider allows unpriced calls).
+    plan.retain(|c| state.billing.check(&tenant, &c.route))?;
+    let first_model = plan.candidates().next().map(|c| c.route.upstream_model.as_str()).unwrap_or_default();
+    let (canonical, options) = openai::to_canonical(&request, first_model)?;
 
     // Everything above is validation: nothing was claimed, nothing is charged.
     // From here on the guard holds what the call takes, and gives it back on
@@ -130,7 +144,7 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
         client_request_id: crate::request_id::client_of(&headers),
         state,
         tenant,
-        route,
+        plan,
         canonical,
         options,
         prompt_estimate,
@@ -166,14 +180,14 @@ async fn admit(
     Ok(admitted.headers)
 }
 
-/// One admitted call: what was asked, for whom, and where it goes.
+/// One admitted call: what was asked, for whom, and where it may go.
 struct Call {
     state: Arc<AppState>,
     tenant: Arc<Tenant>,
     request_id: String,
     /// The client's own id, for correlation only (`request_id.rs`).
     client_request_id: Option<String>,
-    route: Route,
+    plan: Plan,
     canonical: ChatRequest,
     options: openai::ClientOptions,
     /// ~4 characters a token: metered for a stream that ends before the
@@ -182,6 +196,41 @@ struct Call {
     started: Instant,
     /// The end of `upstream.total_timeout`.
     deadline: Instant,
+}
+
+/// An attempt that failed, with its usage record still open: the attempt loop
+/// closes it as `retried` when another attempt follows.
+struct Failed {
+    error: ApiError,
+    meter: Option<Meter>,
+    outcome: Outcome,
+}
+
+impl Failed {
+    /// A failure before the provider was called: nothing to meter.
+    fn early(error: ApiError) -> Self {
+        Failed { error, meter: None, outcome: Outcome::Failed }
+    }
+}
+
+impl From<ApiError> for Failed {
+    fn from(error: ApiError) -> Self {
+        Failed::early(error)
+    }
+}
+
+impl AttemptFailure for Failed {
+    fn error(&self) -> &ApiError {
+        &self.error
+    }
+
+    fn close(mut self, retried: bool) -> ApiError {
+        if let Some(mut meter) = self.meter.take() {
+            let outcome = if retried { Outcome::Retried } else { self.outcome };
+            meter.finish(outcome, self.error.status.as_u16(), None, None);
+        }
+        self.error
+    }
 }
 
 /// How the provider answered a call.
@@ -197,15 +246,23 @@ impl Call {
     /// the idempotency key, anything else releases the key.
     async fn run(self, guard: CallGuard) -> Response {
         let key = guard.idempotency_key().map(str::to_owned);
-        match self.attempt(key).await {
-            Ok(Answer::Stream(mut response, relay)) => {
+        let state = &self.state;
+        let attempts = router::run(&self.plan, &state.health, &state.config.routing, self.deadline, |c, n| {
+            self.attempt(c, n, key.clone())
+        });
+        match attempts.await {
+            Ok((Answer::Stream(mut response, relay), served)) => {
+                provider_headers(&mut response, &served);
                 let rx = relay.spawn(guard, self.state.stop_calls.clone());
                 *response.body_mut() = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
                     rx.recv().await.map(|bytes| (Ok::<_, Infallible>(bytes), rx))
                 }));
                 response
             }
-            Ok(Answer::Whole(response, tokens)) => self.settle(guard, response, tokens, true).await,
+            Ok((Answer::Whole(mut response, tokens), served)) => {
+                provider_headers(&mut response, &served);
+                self.settle(guard, response, tokens, true).await
+            }
             Err(e) => {
                 let store = e.is_final();
                 self.settle(guard, e.into_response(), 0, store).await
@@ -233,18 +290,35 @@ impl Call {
         response
     }
 
-    /// Calls the provider: a whole answer, a stream ready to relay, or the
-    /// error (whose `from_provider` says whether the provider answered).
-    async fn attempt(&self, idempotency_key: Option<String>) -> Result<Answer, ApiError> {
+    /// One provider call (attempt `attempt` of the request) to `candidate`: a whole answer, a
+    /// stream whose first content is ready, or the failure (with its usage record open when
+    /// the provider was called).
+    async fn attempt(
+        &self,
+        candidate: Candidate,
+        attempt: u32,
+        idempotency_key: Option<String>,
+    ) -> Result<Answer, Failed> {
         let capture = idempotency_key.is_some();
-        let Call { state, route, options, .. } = self;
+        let Call { state, options, .. } = self;
+        let route = &candidate.route;
+        // The canonical request names the upstream model: another deployment gets a copy.
+        let canonical = if self.canonical.model == route.upstream_model {
+            std::borrow::Cow::Borrowed(&self.canonical)
+        } else {
+            let mut copy = self.canonical.clone();
+            copy.model.clone_from(&route.upstream_model);
+            std::borrow::Cow::Owned(copy)
+        };
         let mut instance = route.plugin.instantiate().await.map_err(|f| fault_error(&f))?;
-        let http_request = match instance.build_request(route.base_url.as_str(), &self.canonical).await {
+        let http_request = match instance.build_request(route.base_url.as_str(), &canonical).await {
             Ok(Ok(r)) => r,
             Ok(Err(provider_error)) => {
-                return Err(ApiError::from_provider(&route.provider, &route.settings.api_key_env, &provider_error));
+                return Err(
+                    ApiError::from_provider(&route.provider, &route.settings.api_key_env, &provider_error).into()
+                );
             }
-            Err(fault) => return Err(fault_error(&fault)),
+            Err(fault) => return Err(fault_error(&fault).into()),
         };
         let upstream_request = state.upstream.prepare(&route.target(), route.plugin.name(), http_request)?;
 
@@ -253,6 +327,7 @@ impl Call {
             tenant: self.tenant.clone(),
             record: Some(UsageRecord {
                 request_id: self.request_id.clone(),
+                attempt,
                 client_request_id: self.client_request_id.clone(),
                 provider: route.provider.to_string(),
                 model: route.upstream_model.clone(),
@@ -274,12 +349,23 @@ impl Call {
             started: self.started,
         };
 
-        let upstream_response = state.upstream.send(&route.provider, upstream_request, self.deadline).await?;
+        let failed = |error: ApiError, meter: Meter| Failed { error, meter: Some(meter), outcome: Outcome::Failed };
+        let upstream_response = match state.upstream.send(&route.provider, upstream_request, self.deadline).await {
+            Ok(r) => r,
+            Err(e) => return Err(failed(e, meter)),
+        };
         let status = upstream_response.status();
+        let retry_after = upstream::retry_after(upstream_response.headers());
 
         if !options.stream || !status.is_success() {
-            let http_response = state.upstream.read(&route.provider, upstream_response, self.deadline).await?;
-            let parsed = instance.parse_response(&http_response).await.map_err(|f| fault_error(&f))?;
+            let http_response = match state.upstream.read(&route.provider, upstream_response, self.deadline).await {
+                Ok(r) => r,
+                Err(e) => return Err(failed(e, meter)),
+            };
+            let parsed = match instance.parse_response(&http_response).await {
+                Ok(p) => p,
+                Err(f) => return Err(failed(fault_error(&f), meter)),
+            };
             return match parsed {
                 Ok(chat) if status.is_success() && !options.stream => {
                     // The model the provider says answered, or the one asked for.
@@ -294,22 +380,27 @@ impl Call {
                     {
                         response.headers_mut().insert("x-aigate-cost", v);
                     }
-                    provider_headers(&mut response, route);
                     Ok(Answer::Whole(response, chat.usage.map_or(0, |u| u.total_tokens)))
                 }
-                Ok(_) => Err(ApiError::plugin_fault(format!(
-                    "Plugin `{}` turned a failed provider response (HTTP {status}) into a success.",
-                    route.plugin.name()
-                ))),
+                Ok(_) => Err(failed(
+                    ApiError::plugin_fault(format!(
+                        "Plugin `{}` turned a failed provider response (HTTP {status}) into a success.",
+                        route.plugin.name()
+                    )),
+                    meter,
+                )),
                 Err(provider_error) => {
                     let err = ApiError::from_provider(&route.provider, &route.settings.api_key_env, &provider_error);
-                    meter.finish(Outcome::ProviderError, err.status.as_u16(), None, None);
-                    Err(err)
+                    let err = upstream::transient_by_status(err, status, retry_after);
+                    Err(Failed { error: err, meter: Some(meter), outcome: Outcome::ProviderError })
                 }
             };
         }
 
-        let decoder = instance.stream_decoder(&route.upstream_model).await.map_err(|f| fault_error(&f))?;
+        let decoder = match instance.stream_decoder(&route.upstream_model).await {
+            Ok(d) => d,
+            Err(f) => return Err(failed(fault_error(&f), meter)),
+        };
         let streams = &state.config.streams;
         let mut relay = Box::new(Relay {
             body: Box::pin(upstream_response.bytes_stream()),
@@ -324,9 +415,9 @@ impl Call {
             idle_timeout: streams.idle_timeout,
             route: route.clone(),
             meter,
+            early_error: None,
             usage: None,
             first_token: None,
-            error: None,
             store: false,
             emitted: false,
             prompt_estimate: self.prompt_estimate,
@@ -335,22 +426,21 @@ impl Call {
             captured: capture.then(Vec::new),
             capture_limit: state.config.idempotency.max_stored_bytes,
         });
-        // Decode until the first client-visible bytes before answering: an
-        // error that comes before any content (an error event, a plugin
-        // fault) then gets its real HTTP status instead of a 200 with an
-        // error event.
-        relay.fill().await;
-        if !relay.emitted
-            && let Some(err) = relay.error.take()
-        {
-            return Err(err);
+        // Decode up to the first content before answering, holding the
+        // lifecycle frames (role, empty deltas): a failure before any content
+        // (an error event, a plugin fault, a stalled provider) is then a
+        // failed attempt the router can retry or fall back from, and the
+        // client sees one clean stream, or a real HTTP error.
+        relay.fill_until_content().await;
+        if let Some((outcome, error)) = relay.early_error.take() {
+            let meter = relay.meter.detach();
+            return Err(Failed { error, meter: Some(meter), outcome });
         }
         let mut response = Response::new(Body::empty());
         let h = response.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-        provider_headers(&mut response, route);
         Ok(Answer::Stream(response, relay))
     }
 }
@@ -455,8 +545,9 @@ struct Relay {
     meter: Meter,
     usage: Option<Usage>,
     first_token: Option<Duration>,
-    /// The error that ended the stream, if one did.
-    error: Option<ApiError>,
+    /// A failure before any content reached the client: the attempt failed
+    /// (the router may retry); nothing was sent or metered yet.
+    early_error: Option<(Outcome, ApiError)>,
     /// The stream ended with a final answer, to store under the idempotency key.
     store: bool,
     /// Whether any chunk was queued for the client.
@@ -562,6 +653,14 @@ impl Relay {
             }
         }
         None
+    }
+
+    /// Pulls upstream events until the first content (what came before it stays queued) or
+    /// the end of the stream.
+    async fn fill_until_content(&mut self) {
+        while self.first_token.is_none() && !self.finished {
+            self.pull().await;
+        }
     }
 
     /// Pulls upstream events until something is queued for the client or the stream ended.
@@ -693,6 +792,13 @@ impl Relay {
     /// error into an HTTP error instead. An error the provider says is final
     /// is stored for idempotent replays; any other releases the key.
     fn end_with(&mut self, outcome: Outcome, err: &ApiError) {
+        if self.guard.is_none() && self.first_token.is_none() {
+            // Nothing reached the client: the attempt failed (see `Call::attempt`).
+            self.out.clear();
+            self.finished = true;
+            self.early_error = Some((outcome, err.clone()));
+            return;
+        }
         if self.emitted {
             // Mid-stream: the client got a 200, so the request log will not show this.
             tracing::warn!(provider = %self.route.provider, code = ?err.code, "stream failed: {}", err.message);
@@ -703,7 +809,6 @@ impl Relay {
         let usage = self.usage;
         let status = if self.emitted { 200 } else { err.status.as_u16() };
         self.meter.finish(outcome, status, usage, None);
-        self.error = Some(err.clone());
     }
 
     /// Settles the guard of a stream that ended: stores it when it is a final
@@ -750,6 +855,16 @@ const NOT_STORED_COMMENT: &[u8] =
     b": idempotent-stored: false (larger than idempotency.max_stored_bytes; a retry with this key calls the provider again)\n\n";
 
 impl Meter {
+    /// Moves the open record to a new meter (this one then records nothing).
+    fn detach(&mut self) -> Meter {
+        Meter {
+            state: self.state.clone(),
+            tenant: self.tenant.clone(),
+            record: self.record.take(),
+            started: self.started,
+        }
+    }
+
     fn time_to_first_token(&mut self, ttft: Option<Duration>) {
         if let Some(r) = self.record.as_mut() {
             r.time_to_first_token = ttft;

@@ -79,6 +79,12 @@ pub struct RawConfig {
     /// Bare model name → `provider:model`.
     #[serde(default)]
     pub aliases: BTreeMap<String, String>,
+    /// Public model name → deployments, fallbacks and balancing (`[routes.<name>]`).
+    #[serde(default)]
+    pub routes: BTreeMap<String, RawRoute>,
+    /// Retries, backoff and circuit breaking for every route.
+    #[serde(default)]
+    pub routing: RawRouting,
     #[serde(default)]
     pub auth: RawAuth,
     #[serde(default)]
@@ -186,6 +192,8 @@ pub struct RawUpstream {
     pub total_timeout_ms: Option<u64>,
     /// Time allowed for a provider's models list.
     pub models_timeout_ms: Option<u64>,
+    /// How long a provider's live model list is reused by `/v1/models`.
+    pub models_cache_ms: Option<u64>,
     /// Largest provider response body read into memory (non-stream), in bytes.
     pub max_response_bytes: Option<usize>,
 }
@@ -232,6 +240,67 @@ impl UnpricedPolicy {
     }
 }
 
+/// `[routes.<name>]`: a public model name served by several deployments.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// `"weighted"` (random by weight, the default) or `"least-latency"` (the faster of two
+    /// random picks, by a decaying average of each deployment's latency).
+    pub strategy: Option<Strategy>,
+    pub deployments: Vec<RawDeployment>,
+    /// Model names tried in order once every deployment of the route failed.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+    /// Rounds of retries (after a backoff) over the deployments of one priority; default
+    /// `routing.retries`.
+    pub retries: Option<u32>,
+}
+
+/// One place a route's model can be served: a configured provider (its plugin, key placement
+/// and pricing), an upstream model, and optionally another base URL or key of that provider.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeployment {
+    pub provider: String,
+    pub model: String,
+    /// Share of the traffic among the deployments of the same priority (default 1).
+    pub weight: Option<u32>,
+    /// Lower is tried first (default 0); a higher priority serves when every lower one failed.
+    pub priority: Option<u32>,
+    /// Another origin for this deployment (a region); the key goes there.
+    pub base_url: Option<String>,
+    /// Environment variable holding this deployment's key (another key of the provider).
+    pub api_key_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    Weighted,
+    LeastLatency,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouting {
+    /// Rounds of retries over a priority's deployments after transient failures (default 0: the
+    /// official SDKs already retry twice, and retries at both ends multiply).
+    pub retries: Option<u32>,
+    /// Provider calls one request may make, all retries and fallbacks included (default 6).
+    pub max_attempts: Option<u32>,
+    /// Exponential backoff with full jitter: base and cap (defaults 200 ms, 5 s).
+    pub backoff_base_ms: Option<u64>,
+    pub backoff_max_ms: Option<u64>,
+    /// A provider's `Retry-After` is honoured up to this (default 10 s); longer means fall back.
+    pub retry_after_max_ms: Option<u64>,
+    /// Consecutive failures that open a deployment's circuit (default 5).
+    pub circuit_failures: Option<u32>,
+    /// How long an open circuit is skipped before one probe may close it (default 30 s).
+    pub circuit_cooldown_ms: Option<u64>,
+    /// How often a replica reads circuits other replicas opened (Redis only; default 250 ms).
+    pub circuit_sync_ms: Option<u64>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawKeyPlacement {
@@ -266,6 +335,10 @@ pub struct Config {
     /// provider of its own name with defaults (see [`ProviderSettings::resolve`]).
     pub providers: BTreeMap<String, ProviderConfig>,
     pub aliases: BTreeMap<String, String>,
+    /// Routes with deployments (`[routes.*]`); aliases are one-deployment routes (see
+    /// `routing.rs`).
+    pub routes: BTreeMap<String, RouteConfig>,
+    pub routing: RoutingConfig,
     /// `DATABASE_URL`: Postgres (`postgres://…`) or SQLite (`sqlite:…`); unset
     /// means the SQLite file `<data_dir>/aigate.db`.
     pub database_url: Option<SecretString>,
@@ -280,6 +353,52 @@ pub struct Config {
     pub billing: BillingConfig,
     pub limits: LimitsConfig,
     pub idempotency: IdempotencyConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub strategy: Strategy,
+    pub deployments: Vec<DeploymentConfig>,
+    pub fallbacks: Vec<String>,
+    /// `None`: `routing.retries`.
+    pub retries: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeploymentConfig {
+    pub provider: String,
+    pub model: String,
+    pub weight: u32,
+    pub priority: u32,
+    /// The provider's settings with this deployment's base URL and key.
+    pub settings: std::sync::Arc<ProviderConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    pub retries: u32,
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    pub retry_after_max: Duration,
+    pub circuit_failures: u32,
+    pub circuit_cooldown: Duration,
+    pub circuit_sync: Duration,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            retries: 0,
+            max_attempts: 6,
+            backoff_base: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(5),
+            retry_after_max: Duration::from_secs(10),
+            circuit_failures: 5,
+            circuit_cooldown: Duration::from_secs(30),
+            circuit_sync: Duration::from_millis(250),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -336,6 +455,7 @@ pub struct UpstreamConfig {
     pub first_byte_timeout: Duration,
     pub total_timeout: Duration,
     pub models_timeout: Duration,
+    pub models_cache: Duration,
     pub max_response_bytes: usize,
 }
 
@@ -418,6 +538,109 @@ fn millis(field: &str, value: Option<u64>, default_ms: u64) -> Result<Duration, 
     }
 }
 
+/// A model name a route may fall back to: `provider:model` or a bare route or alias name.
+fn valid_model_name(name: &str) -> bool {
+    match name.split_once(':') {
+        Some((provider, model)) => valid_provider_name(provider) && !model.is_empty(),
+        None => !name.is_empty() && !name.chars().any(char::is_whitespace),
+    }
+}
+
+/// Validates `[routes.*]` against the configured providers: every deployment names an enabled
+/// `[providers.*]` entry (only an entry says where a key may go).
+fn routes(
+    raw: BTreeMap<String, RawRoute>,
+    aliases: &BTreeMap<String, String>,
+    providers: &BTreeMap<String, ProviderConfig>,
+    env: &dyn Env,
+) -> Result<BTreeMap<String, RouteConfig>, ConfigError> {
+    let mut routes = BTreeMap::new();
+    for (name, r) in raw {
+        let field = format!("routes.{name}");
+        if name.contains(':') || name.is_empty() {
+            return Err(invalid(field, "a route is a bare model name, without ':'"));
+        }
+        if aliases.contains_key(&name) {
+            return Err(invalid(field, format!("`{name}` is also an alias; a name is one or the other")));
+        }
+        if r.deployments.is_empty() {
+            return Err(invalid(format!("{field}.deployments"), "a route needs at least one deployment"));
+        }
+        let mut deployments = Vec::with_capacity(r.deployments.len());
+        for (i, d) in r.deployments.into_iter().enumerate() {
+            let field = format!("{field}.deployments[{i}]");
+            let Some(provider) = providers.get(&d.provider) else {
+                return Err(invalid(
+                    format!("{field}.provider"),
+                    format!("`{}` is not a provider of this config: add [providers.{}]", d.provider, d.provider),
+                ));
+            };
+            if !provider.enabled {
+                return Err(invalid(format!("{field}.provider"), format!("provider `{}` is disabled", d.provider)));
+            }
+            if d.model.trim().is_empty() {
+                return Err(invalid(format!("{field}.model"), "must not be empty"));
+            }
+            let mut settings = provider.clone();
+            if let Some(url) = &d.base_url {
+                settings.base_url = Some(parse_base_url(&format!("{field}.base_url"), url)?);
+            }
+            if let Some(var) = d.api_key_env {
+                if var.is_empty() {
+                    return Err(invalid(format!("{field}.api_key_env"), "must not be empty"));
+                }
+                settings.api_key = env.var(&var).map(SecretString::from);
+                settings.api_key_env = var;
+            }
+            deployments.push(DeploymentConfig {
+                provider: d.provider,
+                model: d.model,
+                weight: positive(&format!("{field}.weight"), d.weight, 1)?,
+                priority: d.priority.unwrap_or(0),
+                settings: std::sync::Arc::new(settings),
+            });
+        }
+        for fallback in &r.fallbacks {
+            if !valid_model_name(fallback) || *fallback == name {
+                return Err(invalid(
+                    format!("{field}.fallbacks"),
+                    format!("`{fallback}` must be `provider:model` or another route or alias"),
+                ));
+            }
+        }
+        routes.insert(
+            name,
+            RouteConfig {
+                strategy: r.strategy.unwrap_or(Strategy::Weighted),
+                deployments,
+                fallbacks: r.fallbacks,
+                retries: r.retries,
+            },
+        );
+    }
+    Ok(routes)
+}
+
+fn routing(raw: RawRouting) -> Result<RoutingConfig, ConfigError> {
+    let d = RoutingConfig::default();
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let backoff_base = millis("routing.backoff_base_ms", raw.backoff_base_ms, ms(d.backoff_base))?;
+    let backoff_max = millis("routing.backoff_max_ms", raw.backoff_max_ms, ms(d.backoff_max))?;
+    if backoff_max < backoff_base {
+        return Err(invalid("routing.backoff_max_ms", "must be at least routing.backoff_base_ms"));
+    }
+    Ok(RoutingConfig {
+        retries: raw.retries.unwrap_or(d.retries),
+        max_attempts: positive("routing.max_attempts", raw.max_attempts, d.max_attempts)?,
+        backoff_base,
+        backoff_max,
+        retry_after_max: millis("routing.retry_after_max_ms", raw.retry_after_max_ms, ms(d.retry_after_max))?,
+        circuit_failures: positive("routing.circuit_failures", raw.circuit_failures, d.circuit_failures)?,
+        circuit_cooldown: millis("routing.circuit_cooldown_ms", raw.circuit_cooldown_ms, ms(d.circuit_cooldown))?,
+        circuit_sync: millis("routing.circuit_sync_ms", raw.circuit_sync_ms, ms(d.circuit_sync))?,
+    })
+}
+
 impl Config {
     /// Reads the file named by `AIGATE_CONFIG` or `path` (a missing default file
     /// is fine; a missing named file is an error), then applies the environment.
@@ -497,6 +720,7 @@ impl Config {
             first_byte_timeout: millis("upstream.first_byte_timeout_ms", raw.upstream.first_byte_timeout_ms, 120_000)?,
             total_timeout: millis("upstream.total_timeout_ms", raw.upstream.total_timeout_ms, 600_000)?,
             models_timeout: millis("upstream.models_timeout_ms", raw.upstream.models_timeout_ms, 5_000)?,
+            models_cache: millis("upstream.models_cache_ms", raw.upstream.models_cache_ms, 60_000)?,
             max_response_bytes: match raw.upstream.max_response_bytes {
                 Some(0) => return Err(invalid("upstream.max_response_bytes", "must be greater than 0")),
                 Some(n) => n,
@@ -573,6 +797,9 @@ impl Config {
             }
         }
 
+        let routes = routes(raw.routes, &raw.aliases, &providers, env)?;
+        let routing = routing(raw.routing)?;
+
         let currency = raw.billing.currency.unwrap_or_else(|| "USD".to_owned());
         if !aigate_core::pricing::is_currency_code(&currency) {
             return Err(invalid("billing.currency", format!("`{currency}` is not an ISO 4217 code like USD")));
@@ -637,6 +864,8 @@ impl Config {
             streams,
             providers,
             aliases: raw.aliases,
+            routes,
+            routing,
             database_url,
             redis_url,
             redis_prefix,

@@ -34,7 +34,8 @@ pub struct ApiError {
     pub message: String,
     pub origin: ErrorSource,
     /// Whether the same request may succeed later (the upstream or gateway
-    /// was busy). Used by routing for fallbacks and by clients via Retry-After.
+    /// was busy): the router retries it after a backoff and falls back (see
+    /// [`ApiError::recovery`]); clients get `Retry-After` when it is known.
     pub retryable: bool,
     pub retry_after: Option<Duration>,
     /// The error came from the provider's answer (the provider was called):
@@ -42,6 +43,20 @@ pub struct ApiError {
     pub from_provider: bool,
     /// Extra response headers (e.g. `x-ratelimit-*` on a 429).
     pub headers: Vec<(&'static str, String)>,
+}
+
+/// What the router may do after an attempt failed (`router.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// The answer is about the request itself (a client's 4xx, a content filter, a billing or
+    /// limit refusal): any deployment would give it, so it goes to the client as is.
+    Final,
+    /// This deployment cannot serve the call (the provider refused the gateway's key, a plugin
+    /// fault, a redirect): try another one, never this one again in this call.
+    Elsewhere,
+    /// Transient (connect error, timeout, 429, 5xx, overload): try another deployment at once,
+    /// and this one again after a backoff.
+    Transient,
 }
 
 /// OpenAI's error types, plus ours where no OpenAI type fits.
@@ -272,6 +287,20 @@ impl ApiError {
         .retryable()
     }
 
+    /// No attempt could be made or finished before the request's deadline.
+    pub fn upstream_deadline(attempts: u32) -> Self {
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            kind::PROVIDER,
+            Some("upstream_timeout"),
+            format!(
+                "No provider answered before the request's deadline (upstream.total_timeout_ms), after {attempts} attempt(s). Try again later."
+            ),
+            ErrorSource::Upstream,
+        )
+        .retryable()
+    }
+
     pub fn upstream_unreachable(provider: &str, detail: impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::BAD_GATEWAY,
@@ -317,6 +346,27 @@ impl ApiError {
     /// did not come from the provider.
     pub fn is_final(&self) -> bool {
         self.from_provider && !self.retryable && self.code.as_deref() != Some("provider_auth_failed")
+    }
+
+    /// What the router may do after an attempt failed with this error.
+    pub fn recovery(&self) -> Recovery {
+        if self.retryable {
+            Recovery::Transient
+        } else if self.from_provider && self.status == StatusCode::TOO_MANY_REQUESTS {
+            // A 429 the provider says retrying will not fix (an account in arrears, a spent
+            // quota): this deployment's account, not the request; another key may serve it.
+            Recovery::Elsewhere
+        } else if self.is_final() || self.origin == ErrorSource::Client {
+            Recovery::Final
+        } else {
+            Recovery::Elsewhere
+        }
+    }
+
+    /// Whether the failure counts against the deployment's circuit: the provider (or the way
+    /// to it) failed, not the request and not the gateway itself.
+    pub fn counts_against_deployment(&self) -> bool {
+        self.recovery() != Recovery::Final && self.origin == ErrorSource::Upstream
     }
 
     pub fn internal(message: impl Into<String>) -> Self {

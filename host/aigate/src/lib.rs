@@ -25,6 +25,7 @@ pub mod models;
 pub mod openai;
 pub mod pipeline;
 pub mod request_id;
+pub mod router;
 pub mod routing;
 pub mod server;
 pub mod sse;

@@ -1,4 +1,5 @@
-//! Usage records: one per call that reached a provider, whatever its outcome.
+//! Usage records: one per provider call (attempt) that reached a provider,
+//! whatever its outcome.
 //!
 //! The request path hands each record to a [`UsageSink`] and moves on. The
 //! gateway's sink is [`LedgerSink`]: it logs the record at debug level
@@ -25,6 +26,9 @@ pub enum Outcome {
     Cancelled,
     /// The call failed in transport or in the plugin after the provider was called.
     Failed,
+    /// The attempt failed and the router made another one (a retry or a
+    /// fallback): not counted as a request of its own.
+    Retried,
 }
 
 impl Outcome {
@@ -34,6 +38,7 @@ impl Outcome {
             Outcome::ProviderError => "provider_error",
             Outcome::Cancelled => "cancelled",
             Outcome::Failed => "failed",
+            Outcome::Retried => aigate_store::RETRIED,
         }
     }
 }
@@ -42,6 +47,8 @@ impl Outcome {
 pub struct UsageRecord {
     /// The gateway's id (`request_id::generate`): the ledger key.
     pub request_id: String,
+    /// 1 for the request's first provider call, then one more per retry or fallback.
+    pub attempt: u32,
     /// The client's own id, well-formed, for correlation only.
     pub client_request_id: Option<String>,
     pub provider: String,
@@ -80,6 +87,7 @@ impl UsageSink for LedgerSink {
         log(&r);
         let entry = LedgerEntry {
             request_id: r.request_id,
+            attempt: r.attempt,
             client_request_id: r.client_request_id,
             org_id: r.org_id,
             key_id: r.key_id,
@@ -124,6 +132,7 @@ fn log(r: &UsageRecord) {
         tracing::debug!(
             target: "aigate::usage",
             request_id = %r.request_id,
+            attempt = r.attempt,
             client_request_id = r.client_request_id.as_deref(),
             provider = %r.provider,
             model = %r.model,

@@ -8,9 +8,15 @@
 //! providers. A plugin without a models endpoint (`build_models_request`
 //! returns none) is no failure: its allowlist is its list, with no header and
 //! no warning.
+//!
+//! Live lists are cached per provider ([`ModelsCache`]) for
+//! `upstream.models_cache_ms`, a failed one for at most 5 s, and refreshed by
+//! one request at a time: clients listing models do not call providers on
+//! every request.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use aigate_plugins::LoadedPlugin;
 use axum::extract::{Path, State};
@@ -43,6 +49,45 @@ struct ProviderModels {
     fallback: bool,
 }
 
+type Listed = Result<Option<Vec<String>>, String>;
+
+/// One provider's last live list and when it was fetched; the async lock is held by the one
+/// request refreshing it.
+type Slot = Arc<tokio::sync::Mutex<Option<(Instant, Listed)>>>;
+
+/// How long a failed list is kept at most, so a provider that recovers is seen soon.
+const FAILED_LIST_TTL: Duration = Duration::from_secs(5);
+
+/// Live model lists per provider; see the module docs.
+#[derive(Debug, Default)]
+pub struct ModelsCache {
+    slots: Mutex<HashMap<String, Slot>>,
+}
+
+impl ModelsCache {
+    fn slot(&self, provider: &str) -> Slot {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots.entry(provider.to_owned()).or_default().clone()
+    }
+}
+
+/// The provider's live list from the cache, fetching it when it is older than the TTL (one
+/// fetch at a time per provider: others wait for it and share its answer).
+async fn cached_models(state: &AppState, route: &Route) -> Listed {
+    let ttl = state.config.upstream.models_cache;
+    let slot = state.models.slot(&route.provider);
+    let mut held = slot.lock().await;
+    if let Some((at, listed)) = held.as_ref() {
+        let ttl = if listed.is_ok() { ttl } else { ttl.min(FAILED_LIST_TTL) };
+        if at.elapsed() < ttl {
+            return listed.clone();
+        }
+    }
+    let listed = live_models(state, route).await;
+    *held = Some((Instant::now(), listed.clone()));
+    listed
+}
+
 /// The provider's live list; `Ok(None)` when its plugin has no models endpoint.
 async fn live_models(state: &AppState, route: &Route) -> Result<Option<Vec<String>>, String> {
     let deadline = Instant::now() + state.upstream.config.models_timeout;
@@ -71,7 +116,7 @@ async fn provider_models(
     let allowed = state.providers.allowed_models(&route);
     let fallback_list =
         || allowed.clone().unwrap_or_else(|| route.plugin.info().models.iter().map(|m| m.id.clone()).collect());
-    let (models, fallback) = match live_models(state, &route).await {
+    let (models, fallback) = match cached_models(state, &route).await {
         Ok(None) => (fallback_list(), false),
         Ok(Some(live)) => {
             let models = match &allowed {
@@ -111,6 +156,12 @@ async fn all_models(state: &AppState) -> (Vec<ModelObject>, Vec<String>) {
         if let Some(t) = data.iter().find(|m| &m.id == target) {
             let owned_by = t.owned_by.clone();
             data.push(ModelObject { id: alias.clone(), object: "model", created: 0, owned_by });
+        }
+    }
+    // A route is listed when one of its deployments' providers is served here.
+    for (name, route) in &state.config.routes {
+        if route.deployments.iter().any(|d| data.iter().any(|m| m.owned_by == d.provider)) {
+            data.push(ModelObject { id: name.clone(), object: "model", created: 0, owned_by: "aigate".to_owned() });
         }
     }
     (data, fallbacks)

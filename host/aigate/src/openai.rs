@@ -47,6 +47,10 @@ pub struct ChatCompletionRequest {
     pub parallel_tool_calls: Option<bool>,
     #[serde(default)]
     pub user: Option<String>,
+    /// The gateway's own field (OpenAI SDKs send it through `extra_body`): models to try, in
+    /// order, when the requested one fails with a retryable error. Never sent to a provider.
+    #[serde(default)]
+    pub fallbacks: Option<Vec<String>>,
     /// Everything else: passed to the provider unchanged.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -180,6 +184,9 @@ pub fn parse_request(body: &str) -> Result<ChatCompletionRequest, ApiError> {
     Ok(request)
 }
 
+/// Model names a request's `fallbacks` may list.
+pub const MAX_FALLBACKS: usize = 8;
+
 fn range(param: &str, value: Option<f64>, lo: f64, hi: f64) -> Result<(), ApiError> {
     match value {
         Some(v) if !(lo..=hi).contains(&v) || !v.is_finite() => {
@@ -211,6 +218,17 @@ fn validate(r: &ChatCompletionRequest) -> Result<(), ApiError> {
         && stops.len() > 4
     {
         return Err(ApiError::invalid_param("stop", "`stop` takes at most 4 sequences."));
+    }
+    if let Some(fallbacks) = &r.fallbacks {
+        if fallbacks.len() > MAX_FALLBACKS {
+            return Err(ApiError::invalid_param(
+                "fallbacks",
+                format!("`fallbacks` takes at most {MAX_FALLBACKS} model names."),
+            ));
+        }
+        if fallbacks.iter().any(|m| m.trim().is_empty()) {
+            return Err(ApiError::invalid_param("fallbacks", "`fallbacks` must hold non-empty model names."));
+        }
     }
     if r.stream_options.is_some() && r.stream != Some(true) {
         return Err(ApiError::invalid_param(

@@ -1,10 +1,16 @@
-//! Model names to providers: `provider:model`, or a bare alias from config.
+//! Model names to providers: `provider:model`, a bare alias, or a route.
 //!
 //! A provider is a plugin plus the operator's settings for it (base URL,
 //! credential and where it goes, allowed models). Every loaded plugin is a
 //! provider of its own name, but only a provider named in config gets a key;
 //! config can add more providers on the same plugin (e.g. `deepseek` on the
 //! `openai` plugin) or disable one.
+//!
+//! A request's model becomes a [`Plan`]: tiers of [`Candidate`]s tried in
+//! order. A route (`[routes.<name>]`) gives one tier per priority of its
+//! deployments, then the tiers of its fallbacks; `provider:model` and an alias
+//! are one tier of one candidate; the request's own `fallbacks` add theirs at
+//! the end. The attempt loop (`router.rs`) picks within a tier.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -12,7 +18,7 @@ use std::sync::{Arc, RwLock};
 use aigate_plugins::LoadedPlugin;
 use aigate_plugins::canonical::AuthScheme;
 
-use crate::config::{Config, Env, ProviderConfig};
+use crate::config::{Config, DeploymentConfig, Env, ProviderConfig, Strategy};
 use crate::error::ApiError;
 use crate::upstream::Target;
 
@@ -43,6 +49,64 @@ impl Route {
             placement: &self.settings.placement,
         }
     }
+}
+
+/// One place the request can go: a route to a provider plus what balancing needs.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The deployment's identity across routes and replicas (circuit breaker, latency):
+    /// provider, upstream model, origin and key variable.
+    pub id: Arc<str>,
+    pub route: Route,
+    pub weight: u32,
+}
+
+/// Candidates of one priority, balanced by `strategy`, retried `retries` rounds.
+#[derive(Debug, Clone)]
+pub struct Tier {
+    /// The model name the client or a route's fallback list used for this tier.
+    pub model: Arc<str>,
+    pub strategy: Strategy,
+    pub retries: u32,
+    pub candidates: Vec<Candidate>,
+}
+
+/// Where a request may go, in order.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub tiers: Vec<Tier>,
+}
+
+impl Plan {
+    /// Every candidate of every tier.
+    pub fn candidates(&self) -> impl Iterator<Item = &Candidate> {
+        self.tiers.iter().flat_map(|t| t.candidates.iter())
+    }
+
+    /// Keeps the candidates `keep` accepts; tiers left empty are dropped. Returns the first
+    /// refusal when nothing is left.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Candidate) -> Result<(), ApiError>) -> Result<(), ApiError> {
+        let mut first_refusal = None;
+        for tier in &mut self.tiers {
+            tier.candidates.retain(|c| match keep(c) {
+                Ok(()) => true,
+                Err(e) => {
+                    first_refusal.get_or_insert(e);
+                    false
+                }
+            });
+        }
+        self.tiers.retain(|t| !t.candidates.is_empty());
+        match (self.tiers.is_empty(), first_refusal) {
+            (true, Some(e)) => Err(e),
+            (true, None) => Err(ApiError::provider_unavailable("No deployment can serve this model.")),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn deployment_id(provider: &str, model: &str, base_url: &url::Url, key_env: &str) -> Arc<str> {
+    Arc::from(format!("{provider}:{model}@{base_url}#{key_env}"))
 }
 
 /// Settings of every provider, explicit or implied by a plugin, computed once.
@@ -125,6 +189,110 @@ impl Providers {
             settings,
             plugin: plugin.clone(),
             upstream_model: upstream_model.to_owned(),
+            base_url,
+        })
+    }
+
+    /// The plan for `model` and then each of the request's own `fallbacks`. A route's
+    /// deployments whose plugin is not loaded or which lack a key are left out (logged); the
+    /// primary model's errors are the client's 404/503, a fallback's a 400 naming it.
+    pub fn plan(
+        &self,
+        plugins: &HashMap<String, Arc<LoadedPlugin>>,
+        model: &str,
+        request_fallbacks: &[String],
+        default_retries: u32,
+    ) -> Result<Plan, ApiError> {
+        let mut tiers = self.tiers(plugins, model, default_retries)?;
+        if let Some(route) = self.config.routes.get(model) {
+            for fallback in &route.fallbacks {
+                match self.tiers(plugins, fallback, default_retries) {
+                    Ok(more) => tiers.extend(more),
+                    Err(e) => tracing::warn!(route = model, fallback, "fallback skipped: {}", e.message),
+                }
+            }
+        }
+        for fallback in request_fallbacks {
+            let more = self.tiers(plugins, fallback, default_retries).map_err(|e| {
+                ApiError::invalid_param("fallbacks", format!("Fallback model `{fallback}`: {}", e.message))
+            })?;
+            tiers.extend(more);
+        }
+        // A deployment reached by two paths is tried in its first place only.
+        let mut seen = std::collections::HashSet::new();
+        for tier in &mut tiers {
+            tier.candidates.retain(|c| seen.insert(c.id.clone()));
+        }
+        tiers.retain(|t| !t.candidates.is_empty());
+        Ok(Plan { tiers })
+    }
+
+    /// The tiers of one model name (not following a route's fallbacks).
+    fn tiers(
+        &self,
+        plugins: &HashMap<String, Arc<LoadedPlugin>>,
+        model: &str,
+        default_retries: u32,
+    ) -> Result<Vec<Tier>, ApiError> {
+        let name: Arc<str> = Arc::from(model);
+        let Some(route) = self.config.routes.get(model) else {
+            let route = self.resolve(plugins, model)?;
+            let id =
+                deployment_id(&route.provider, &route.upstream_model, &route.base_url, &route.settings.api_key_env);
+            return Ok(vec![Tier {
+                model: name,
+                strategy: Strategy::Weighted,
+                retries: default_retries,
+                candidates: vec![Candidate { id, route, weight: 1 }],
+            }]);
+        };
+        let mut by_priority: std::collections::BTreeMap<u32, Vec<Candidate>> = std::collections::BTreeMap::new();
+        let mut first_error = None;
+        for d in &route.deployments {
+            match self.deployment_route(plugins, d) {
+                Ok(r) => {
+                    let id = deployment_id(&r.provider, &r.upstream_model, &r.base_url, &r.settings.api_key_env);
+                    by_priority.entry(d.priority).or_default().push(Candidate { id, route: r, weight: d.weight });
+                }
+                Err(e) => {
+                    tracing::warn!(route = model, provider = %d.provider, "deployment skipped: {}", e.message);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if by_priority.is_empty() {
+            return Err(first_error.unwrap_or_else(|| ApiError::provider_unavailable("The route has no deployment.")));
+        }
+        let retries = route.retries.unwrap_or(default_retries);
+        Ok(by_priority
+            .into_values()
+            .map(|candidates| Tier { model: name.clone(), strategy: route.strategy, retries, candidates })
+            .collect())
+    }
+
+    /// A route to one configured deployment: its provider's plugin, its own URL and key.
+    fn deployment_route(
+        &self,
+        plugins: &HashMap<String, Arc<LoadedPlugin>>,
+        d: &DeploymentConfig,
+    ) -> Result<Route, ApiError> {
+        let Some(plugin) = plugins.get(&d.settings.plugin) else {
+            return Err(ApiError::provider_unavailable(format!(
+                "Provider `{}` is configured but its plugin `{}` is not loaded; the operator must check the plugins folder.",
+                d.provider, d.settings.plugin
+            )));
+        };
+        let Some(base_url) = d.settings.base_url.clone() else {
+            return Err(ApiError::provider_unavailable(format!("Provider `{}` has no base URL.", d.provider)));
+        };
+        if d.settings.api_key.is_none() && !matches!(plugin.info().auth, AuthScheme::None) {
+            return Err(ApiError::provider_not_configured(&d.provider, &d.settings.api_key_env));
+        }
+        Ok(Route {
+            provider: Arc::from(d.provider.as_str()),
+            settings: d.settings.clone(),
+            plugin: plugin.clone(),
+            upstream_model: d.model.clone(),
             base_url,
         })
     }

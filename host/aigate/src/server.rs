@@ -34,12 +34,13 @@ use crate::config::{Config, Env};
 use crate::error::{ApiError, ErrorSource, LoggedError};
 use crate::limits::Limits;
 use crate::metering::{LedgerSink, UsageSink};
+use crate::router::Health;
 use crate::routing::Providers;
 use crate::upstream::Upstream;
 use crate::{admin, chat, models, request_id};
 use aigate_admission::{
-    IdempotencyStore, MemoryIdempotencyStore, MemoryRateLimiter, RateLimiter, RedisIdempotencyStore, RedisOptions,
-    RedisRateLimiter, connection_manager,
+    CircuitBreaker, IdempotencyStore, MemoryCircuitBreaker, MemoryIdempotencyStore, MemoryRateLimiter, RateLimiter,
+    RedisCircuitBreaker, RedisIdempotencyStore, RedisOptions, RedisRateLimiter, connection_manager,
 };
 use aigate_store::{PriceRepo, Store, UsageRepo, UsageWriter, WriterOptions};
 use secrecy::ExposeSecret;
@@ -56,6 +57,10 @@ pub struct AppState {
     pub usage: Arc<dyn UsageSink>,
     pub limits: Limits,
     pub idempotency: Arc<dyn IdempotencyStore>,
+    /// Circuits and latencies of deployments (`router.rs`).
+    pub health: Health,
+    /// Live model lists per provider (`models.rs`).
+    pub models: crate::models::ModelsCache,
     /// Cancelled when a stopping gateway's `shutdown_timeout_ms` has passed:
     /// calls still running end (metered) so the gateway can exit.
     pub stop_calls: CancellationToken,
@@ -135,15 +140,18 @@ pub struct Gateway {
     writer: Option<(UsageWriter, JoinHandle<()>)>,
 }
 
-/// In-process limits and idempotency, or Redis-backed ones shared by every
-/// replica when `REDIS_URL` is set (connected lazily: the gateway starts even
-/// while Redis is down, and reconnects when it returns).
-fn admission_backends(config: &Config) -> anyhow::Result<(Arc<dyn RateLimiter>, Arc<dyn IdempotencyStore>)> {
+/// The state replicas share: limits, idempotency and circuits.
+type Admission = (Arc<dyn RateLimiter>, Arc<dyn IdempotencyStore>, Arc<dyn CircuitBreaker>);
+
+/// In-process limits, idempotency and circuits, or Redis-backed ones shared by
+/// every replica when `REDIS_URL` is set (connected lazily: the gateway starts
+/// even while Redis is down, and reconnects when it returns).
+fn admission_backends(config: &Config) -> anyhow::Result<Admission> {
     match &config.redis_url {
         None => {
             let idem = &config.idempotency;
             let store = MemoryIdempotencyStore::with_limits(idem.memory_max_entries, idem.memory_max_bytes);
-            Ok((Arc::new(MemoryRateLimiter::new()), Arc::new(store)))
+            Ok((Arc::new(MemoryRateLimiter::new()), Arc::new(store), Arc::new(MemoryCircuitBreaker::new())))
         }
         Some(url) => {
             let options = RedisOptions::with_prefix(config.redis_prefix.clone());
@@ -151,7 +159,8 @@ fn admission_backends(config: &Config) -> anyhow::Result<(Arc<dyn RateLimiter>, 
                 .map_err(|e| anyhow::anyhow!("invalid REDIS_URL: {e}"))?;
             Ok((
                 Arc::new(RedisRateLimiter::new(conn.clone(), &options)),
-                Arc::new(RedisIdempotencyStore::new(conn, &options)),
+                Arc::new(RedisIdempotencyStore::new(conn.clone(), &options)),
+                Arc::new(RedisCircuitBreaker::new(conn, &options)),
             ))
         }
     }
@@ -235,11 +244,13 @@ impl Gateway {
         billing.prices.reload(&store).await?;
         billing.spawn_refresh(store.clone(), config.billing.price_refresh);
         spawn_retention(store.clone(), config.billing.ledger_retention_days);
-        let (limiter, idempotency) = admission_backends(&config)?;
+        let (limiter, idempotency, circuits) = admission_backends(&config)?;
         let limits = Limits::new(limiter, config.limits.clone(), store.clone(), config.billing.currency.clone());
         let state = Arc::new(AppState {
             limits,
             idempotency,
+            health: Health::new(circuits, &config.routing),
+            models: crate::models::ModelsCache::default(),
             providers: Providers::new(config.clone(), env),
             upstream: Upstream::new(config.upstream.clone())?,
             auth: Authenticator::new(store.clone(), config.key_cache_ttl),

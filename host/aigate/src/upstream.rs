@@ -172,6 +172,33 @@ impl Upstream {
     }
 }
 
+/// How long the provider asks us to wait: `retry-after-ms` (OpenAI's), else `Retry-After` in
+/// seconds or as an HTTP date.
+pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    if let Some(ms) = headers.get("retry-after-ms").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok()) {
+        return Some(Duration::from_millis(ms));
+    }
+    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+}
+
+/// A provider error seen with HTTP `status`: a 5xx is transient whatever the plugin said (the
+/// host decides what may be retried); a 429 is as the plugin says (a billing state is not
+/// retryable, reference 1.7). Either carries the provider's `Retry-After` when given.
+pub fn transient_by_status(mut err: ApiError, status: http::StatusCode, retry_after: Option<Duration>) -> ApiError {
+    if status.is_server_error() {
+        err.retryable = true;
+    }
+    if status == http::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        err.retry_after = retry_after.or(err.retry_after);
+    }
+    err
+}
+
 /// The error without its URL's query, where a key placed as a query parameter would be.
 fn without_query(mut e: reqwest::Error) -> reqwest::Error {
     if let Some(url) = e.url_mut() {

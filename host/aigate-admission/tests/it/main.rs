@@ -9,6 +9,7 @@
 // Helpers outside `#[test]` fns are not covered by clippy.toml's allow-*-in-tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod circuit;
 mod idempotency;
 mod limits;
 mod outage;
@@ -17,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aigate_admission::{
-    IdempotencyStore, MemoryIdempotencyStore, MemoryRateLimiter, RateLimiter, RedisIdempotencyStore, RedisOptions,
-    RedisRateLimiter, connection_manager,
+    CircuitBreaker, IdempotencyStore, MemoryCircuitBreaker, MemoryIdempotencyStore, MemoryRateLimiter, RateLimiter,
+    RedisCircuitBreaker, RedisIdempotencyStore, RedisOptions, RedisRateLimiter, connection_manager,
 };
 use redis::aio::ConnectionManager;
 
@@ -123,5 +124,19 @@ pub async fn redis_stores() -> Option<Replicas<dyn IdempotencyStore>> {
     Some(Replicas {
         a: Arc::new(RedisIdempotencyStore::new(a, &options)),
         b: Arc::new(RedisIdempotencyStore::new(b, &options)),
+    })
+}
+
+pub fn memory_breakers() -> Replicas<dyn CircuitBreaker> {
+    let breaker: Arc<dyn CircuitBreaker> = Arc::new(MemoryCircuitBreaker::new());
+    Replicas { a: breaker.clone(), b: breaker }
+}
+
+pub async fn redis_breakers() -> Option<Replicas<dyn CircuitBreaker>> {
+    let options = test_options();
+    let (a, b) = redis_connections(&options).await?;
+    Some(Replicas {
+        a: Arc::new(RedisCircuitBreaker::new(a, &options)),
+        b: Arc::new(RedisCircuitBreaker::new(b, &options)),
     })
 }

@@ -190,6 +190,7 @@ pub fn entry(rng: &mut Rng, org: OrgId, key: KeyId, request_id: String) -> Ledge
     let completion = rng.below(5_000);
     LedgerEntry {
         request_id,
+        attempt: 1,
         // Some ill-formed (too long, non-ASCII, spaces): stored as NULL, never refused.
         client_request_id: match rng.below(5) {
             0 => None,

@@ -235,7 +235,36 @@ async fn client_request_ids_are_not_unique_and_never_refuse_a_row(store: &Store)
     assert_eq!(stored.iter().filter(|c| c.is_none()).count(), 3, "ill-formed ids are stored as NULL: {stored:?}");
 }
 
+/// A request the router retried has one row per attempt: `(request_id,
+/// attempt)` is the key, so a second attempt is never dropped as a duplicate;
+/// a re-delivered attempt still is; an attempt marked `retried` adds its
+/// tokens and cost but is not a request.
+async fn each_attempt_is_a_row_and_retried_ones_are_not_requests(store: &Store) {
+    let (acme, keys) = org_with_keys(store, "acme", 1).await;
+    let mut rng = Rng::new(13);
+    let id = request_id();
+    let mut first = entry(&mut rng, acme, keys[0], id.clone());
+    first.outcome = aigate_store::RETRIED.to_owned();
+    first.currency = "USD".into();
+    let mut second = entry(&mut rng, acme, keys[0], id.clone());
+    second.attempt = 2;
+    second.outcome = "completed".into();
+    second.currency = "USD".into();
+    let outcome = store.insert_usage(&[first.clone(), second.clone()]).await.unwrap();
+    assert_eq!((outcome.inserted, outcome.duplicates), (2, 0), "two attempts, two rows");
+    let again = store.insert_usage(&[second.clone()]).await.unwrap();
+    assert_eq!((again.inserted, again.duplicates), (0, 1), "a re-delivered attempt counts once");
+    let totals = &store.usage_summary(acme, day(0), day(3)).await.unwrap().totals[0];
+    assert_eq!(totals.requests, 1, "one request");
+    assert_eq!(totals.prompt_tokens, first.usage.prompt + second.usage.prompt, "both attempts' tokens");
+    assert_eq!(totals.billed_cost, first.billed_cost.checked_add(second.billed_cost).unwrap());
+    let mut zero = second.clone();
+    zero.attempt = 0;
+    assert!(matches!(store.insert_usage(&[zero]).await.unwrap_err(), StoreError::Invalid { .. }));
+}
+
 store_suite!(
+    each_attempt_is_a_row_and_retried_ones_are_not_requests,
     usage_ranges_are_half_open,
     client_request_ids_are_not_unique_and_never_refuse_a_row,
     rollups_equal_ledger_sums_exactly,

@@ -309,6 +309,7 @@ async fn rows_at(store: &Store, name: &str, instants: &[&str]) {
     let entries: Vec<LedgerEntry> = instants
         .iter()
         .map(|t| LedgerEntry {
+            attempt: 1,
             request_id: aigate::request_id::generate(),
             client_request_id: None,
             org_id: org.id,

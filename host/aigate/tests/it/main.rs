@@ -24,6 +24,7 @@ mod harness;
 mod hot_reload;
 mod models;
 mod plugin_check;
+mod routing;
 mod sdk;
 mod streaming;
 mod tenancy;

@@ -75,3 +75,23 @@ async fn a_plugin_without_a_models_endpoint_is_no_fallback() {
     }
     assert!(gemini.requests().is_empty(), "nothing to ask Gemini for");
 }
+
+/// Ten listings, some at once, fetch the provider's list once per `models_cache_ms`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_listings_fetch_the_providers_list_once_per_ttl() {
+    let mut setup = qwen_only();
+    setup.toml.push_str("models_cache_ms = 800\n");
+    let gw = start_with_mock(setup, MockDashScope::start().await).await;
+    let fetched = || gw.mock.requests().iter().filter(|r| r.path.ends_with("/models")).count();
+    let listings = (0..10).map(|_| gw.get_json("/v1/models"));
+    for (status, body) in futures_util::future::join_all(listings).await {
+        assert_eq!(status, 200);
+        assert!(ids(&body).contains(&"qwen:qwen-max".to_owned()));
+    }
+    assert_eq!(fetched(), 1, "ten concurrent listings, one fetch");
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    for _ in 0..3 {
+        assert_eq!(gw.get_json("/v1/models").await.0, 200);
+    }
+    assert_eq!(fetched(), 2, "refreshed once after the TTL");
+}

@@ -10,7 +10,7 @@ use aigate_testkit::{AnthropicScenario, GeminiScenario, Scenario};
 
 use crate::harness::{Setup, TestGateway, start, start_with_anthropic, start_with_gemini};
 
-fn sdk_available() -> bool {
+pub(crate) fn sdk_available() -> bool {
     std::process::Command::new("python3").args(["-c", "import openai"]).status().is_ok_and(|s| s.success())
 }
 
