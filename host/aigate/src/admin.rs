@@ -454,6 +454,38 @@ pub async fn plugins(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     Ok(Json(json!({"object": "list", "data": state.registry.statuses()})).into_response())
 }
 
+/// `GET /admin/routes`: the serving routes and aliases, and whether the last reload of the
+/// config file was refused (the last good routes then keep serving).
+pub async fn routes(State(state): State<Arc<AppState>>, headers: HeaderMap) -> AdminResult {
+    guard(&state, &headers)?;
+    let table = state.providers.table();
+    let routes: Vec<Value> = table
+        .routes
+        .iter()
+        .map(|(name, r)| {
+            json!({
+                "name": name,
+                "strategy": match r.strategy {
+                    crate::config::Strategy::Weighted => "weighted",
+                    crate::config::Strategy::LeastLatency => "least-latency",
+                },
+                "fallbacks": r.fallbacks,
+                "retries": r.retries.unwrap_or(state.config.routing.retries),
+                "deployments": r.deployments.iter().map(|d| json!({
+                    "provider": d.provider,
+                    "model": d.model,
+                    "weight": d.weight,
+                    "priority": d.priority,
+                    "base_url": d.settings.base_url.as_ref().map(url::Url::as_str),
+                    "api_key_env": d.settings.api_key_env,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let status = state.providers.reload_status().clone();
+    Ok(Json(json!({"object": "list", "data": routes, "aliases": table.aliases, "reload": status})).into_response())
+}
+
 pub async fn post_key(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> AdminResult {
     guard(&state, &headers)?;
     let req: CreateKey = parse_body(&body)?;

@@ -339,6 +339,8 @@ pub struct Config {
     /// `routing.rs`).
     pub routes: BTreeMap<String, RouteConfig>,
     pub routing: RoutingConfig,
+    /// The file this was read from (`None`: no file); watched for route changes (`reload.rs`).
+    pub source: Option<PathBuf>,
     /// `DATABASE_URL`: Postgres (`postgres://…`) or SQLite (`sqlite:…`); unset
     /// means the SQLite file `<data_dir>/aigate.db`.
     pub database_url: Option<SecretString>,
@@ -646,18 +648,20 @@ impl Config {
     /// is fine; a missing named file is an error), then applies the environment.
     pub fn load(path: Option<&Path>, env: &dyn Env) -> Result<Config, ConfigError> {
         let named = env.var("AIGATE_CONFIG").map(PathBuf::from).or_else(|| path.map(Path::to_path_buf));
-        let raw = match named {
+        let (raw, source) = match named {
             Some(path) => {
                 let text = std::fs::read_to_string(&path)
                     .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-                Self::parse_toml(&path, &text)?
+                (Self::parse_toml(&path, &text)?, Some(path))
             }
             None => match std::fs::read_to_string("aigate.toml") {
-                Ok(text) => Self::parse_toml(Path::new("aigate.toml"), &text)?,
-                Err(_) => RawConfig::without_file(),
+                Ok(text) => (Self::parse_toml(Path::new("aigate.toml"), &text)?, Some(PathBuf::from("aigate.toml"))),
+                Err(_) => (RawConfig::without_file(), None),
             },
         };
-        Self::from_raw(raw, env)
+        let mut config = Self::from_raw(raw, env)?;
+        config.source = source;
+        Ok(config)
     }
 
     pub fn parse_toml(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
@@ -866,6 +870,7 @@ impl Config {
             aliases: raw.aliases,
             routes,
             routing,
+            source: None,
             database_url,
             redis_url,
             redis_prefix,

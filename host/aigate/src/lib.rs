@@ -24,6 +24,7 @@ pub mod metering;
 pub mod models;
 pub mod openai;
 pub mod pipeline;
+pub mod reload;
 pub mod request_id;
 pub mod router;
 pub mod routing;

@@ -152,14 +152,15 @@ async fn all_models(state: &AppState) -> (Vec<ModelObject>, Vec<String>) {
             });
         }
     }
-    for (alias, target) in &state.config.aliases {
+    let table = state.providers.table();
+    for (alias, target) in &table.aliases {
         if let Some(t) = data.iter().find(|m| &m.id == target) {
             let owned_by = t.owned_by.clone();
             data.push(ModelObject { id: alias.clone(), object: "model", created: 0, owned_by });
         }
     }
     // A route is listed when one of its deployments' providers is served here.
-    for (name, route) in &state.config.routes {
+    for (name, route) in &table.routes {
         if route.deployments.iter().any(|d| data.iter().any(|m| m.owned_by == d.provider)) {
             data.push(ModelObject { id: name.clone(), object: "model", created: 0, owned_by: "aigate".to_owned() });
         }

@@ -15,11 +15,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use arc_swap::ArcSwap;
+
 use aigate_plugins::LoadedPlugin;
 use aigate_plugins::canonical::AuthScheme;
 
 use crate::config::{Config, DeploymentConfig, Env, ProviderConfig, Strategy};
 use crate::error::ApiError;
+use crate::reload::{self, ReloadStatus, RouteTable};
 use crate::upstream::Target;
 
 /// Where one request goes. Holds its plugin version for the whole call, so a
@@ -113,6 +116,9 @@ fn deployment_id(provider: &str, model: &str, base_url: &url::Url, key_env: &str
 pub struct Providers {
     config: Arc<Config>,
     env: Arc<dyn Env + Send + Sync>,
+    /// Routes and aliases: swapped whole when the config file changes (`reload.rs`).
+    table: ArcSwap<RouteTable>,
+    reload: reload::StatusCell,
     implied: RwLock<HashMap<String, Arc<ProviderConfig>>>,
     explicit: HashMap<String, Arc<ProviderConfig>>,
 }
@@ -120,7 +126,23 @@ pub struct Providers {
 impl Providers {
     pub fn new(config: Arc<Config>, env: Arc<dyn Env + Send + Sync>) -> Self {
         let explicit = config.providers.iter().map(|(k, v)| (k.clone(), Arc::new(v.clone()))).collect();
-        Providers { config, env, implied: RwLock::new(HashMap::new()), explicit }
+        let table = ArcSwap::from_pointee(RouteTable::of(&config));
+        let reload = std::sync::Mutex::new(ReloadStatus::new(config.source.as_deref()));
+        Providers { config, env, table, reload, implied: RwLock::new(HashMap::new()), explicit }
+    }
+
+    /// The serving routes and aliases.
+    pub fn table(&self) -> arc_swap::Guard<Arc<RouteTable>> {
+        self.table.load()
+    }
+
+    /// Serves `table` from the next request on.
+    pub fn set_routes(&self, table: RouteTable) {
+        self.table.store(Arc::new(table));
+    }
+
+    pub fn reload_status(&self) -> std::sync::MutexGuard<'_, ReloadStatus> {
+        reload::lock(&self.reload)
     }
 
     pub fn settings(&self, provider: &str) -> Arc<ProviderConfig> {
@@ -203,17 +225,18 @@ impl Providers {
         request_fallbacks: &[String],
         default_retries: u32,
     ) -> Result<Plan, ApiError> {
-        let mut tiers = self.tiers(plugins, model, default_retries)?;
-        if let Some(route) = self.config.routes.get(model) {
+        let table = self.table();
+        let mut tiers = self.tiers(&table, plugins, model, default_retries)?;
+        if let Some(route) = table.routes.get(model) {
             for fallback in &route.fallbacks {
-                match self.tiers(plugins, fallback, default_retries) {
+                match self.tiers(&table, plugins, fallback, default_retries) {
                     Ok(more) => tiers.extend(more),
                     Err(e) => tracing::warn!(route = model, fallback, "fallback skipped: {}", e.message),
                 }
             }
         }
         for fallback in request_fallbacks {
-            let more = self.tiers(plugins, fallback, default_retries).map_err(|e| {
+            let more = self.tiers(&table, plugins, fallback, default_retries).map_err(|e| {
                 ApiError::invalid_param("fallbacks", format!("Fallback model `{fallback}`: {}", e.message))
             })?;
             tiers.extend(more);
@@ -230,13 +253,14 @@ impl Providers {
     /// The tiers of one model name (not following a route's fallbacks).
     fn tiers(
         &self,
+        table: &RouteTable,
         plugins: &HashMap<String, Arc<LoadedPlugin>>,
         model: &str,
         default_retries: u32,
     ) -> Result<Vec<Tier>, ApiError> {
         let name: Arc<str> = Arc::from(model);
-        let Some(route) = self.config.routes.get(model) else {
-            let route = self.resolve(plugins, model)?;
+        let Some(route) = table.routes.get(model) else {
+            let route = self.resolve_in(table, plugins, model)?;
             let id =
                 deployment_id(&route.provider, &route.upstream_model, &route.base_url, &route.settings.api_key_env);
             return Ok(vec![Tier {
@@ -308,9 +332,18 @@ impl Providers {
 
     /// Resolves a client's model name to a route, or a 404 that says what to use.
     pub fn resolve(&self, plugins: &HashMap<String, Arc<LoadedPlugin>>, model: &str) -> Result<Route, ApiError> {
+        self.resolve_in(&self.table(), plugins, model)
+    }
+
+    fn resolve_in(
+        &self,
+        table: &RouteTable,
+        plugins: &HashMap<String, Arc<LoadedPlugin>>,
+        model: &str,
+    ) -> Result<Route, ApiError> {
         let target = match model.split_once(':') {
             Some(_) => model,
-            None => self.config.aliases.get(model).map(String::as_str).ok_or_else(|| {
+            None => table.aliases.get(model).map(String::as_str).ok_or_else(|| {
                 ApiError::model_not_found(format!(
                     "Unknown model `{model}`. Use `provider:model` (e.g. `qwen:qwen-turbo`) or a configured alias; GET /v1/models lists them."
                 ))

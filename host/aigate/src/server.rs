@@ -73,6 +73,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models/{*id}", get(models::get))
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/admin/plugins", get(admin::plugins))
+        .route("/admin/routes", get(admin::routes))
         .route("/admin/keys", get(admin::get_keys).post(admin::post_key))
         .route("/admin/keys/{prefix}/revoke", post(admin::post_revoke))
         .route("/admin/prices", get(admin::get_prices).post(admin::post_price))
@@ -137,6 +138,8 @@ pub struct Gateway {
     stop: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
     _watch: Option<WatchGuard>,
+    /// Watches the config file for route changes (`reload.rs`).
+    _config_watch: Option<crate::reload::ConfigWatch>,
     writer: Option<(UsageWriter, JoinHandle<()>)>,
 }
 
@@ -251,7 +254,7 @@ impl Gateway {
             idempotency,
             health: Health::new(circuits, &config.routing),
             models: crate::models::ModelsCache::default(),
-            providers: Providers::new(config.clone(), env),
+            providers: Providers::new(config.clone(), env.clone()),
             upstream: Upstream::new(config.upstream.clone())?,
             auth: Authenticator::new(store.clone(), config.key_cache_ttl),
             billing,
@@ -278,8 +281,18 @@ impl Gateway {
                 })
                 .await
         });
+        let config_watch = match (&config.source, config.plugins.watch) {
+            (Some(file), true) => match crate::reload::watch(&state, file, env) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!(file = %file.display(), "cannot watch the config file, routes reload at restart only: {e}");
+                    None
+                }
+            },
+            _ => None,
+        };
         tracing::info!(%addr, plugins = loaded, store = state.store.backend(), "AIGate listening");
-        Ok(Gateway { addr, state, stop, task, _watch: watch_guard, writer: None })
+        Ok(Gateway { addr, state, stop, task, _watch: watch_guard, _config_watch: config_watch, writer: None })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

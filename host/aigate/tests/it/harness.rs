@@ -42,6 +42,9 @@ pub struct Setup {
     /// Extra lines of the `[plugins]` table.
     pub plugin_limits: String,
     pub env: BTreeMap<String, String>,
+    /// Start from a config file (`<data dir>/aigate.toml`, watched for route changes) instead
+    /// of the parsed text.
+    pub config_file: bool,
 }
 
 impl Default for Setup {
@@ -55,6 +58,7 @@ impl Default for Setup {
             toml: String::new(),
             plugin_limits: String::new(),
             env: BTreeMap::new(),
+            config_file: false,
         }
     }
 }
@@ -145,7 +149,6 @@ turbo = "qwen:qwen-turbo"
         base = mock.base_url(),
         extra = setup.toml,
     );
-    let raw = Config::parse_toml(Path::new("test.toml"), &toml_text).unwrap();
     let mut env: BTreeMap<String, String> = [
         ("QWEN_API_KEY", MockDashScope::API_KEY),
         ("OPENAI_API_KEY", MockDashScope::API_KEY),
@@ -156,7 +159,13 @@ turbo = "qwen:qwen-turbo"
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     env.extend(setup.env);
-    let config = Config::from_raw(raw, &env).unwrap();
+    let config = if setup.config_file {
+        let path = data_dir.path().join("aigate.toml");
+        std::fs::write(&path, &toml_text).unwrap();
+        Config::load(Some(&path), &env).unwrap()
+    } else {
+        Config::from_raw(Config::parse_toml(Path::new("test.toml"), &toml_text).unwrap(), &env).unwrap()
+    };
     let gateway = Gateway::start(config, Arc::new(env)).await.unwrap();
     let key = aigate::admin::create_key(
         &gateway.state().store,

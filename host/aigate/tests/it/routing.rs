@@ -28,8 +28,12 @@ async fn gateway_with(
     extra: &str,
     primary: MockDashScope,
     backup: &MockDashScope,
-    mut env: BTreeMap<String, String>,
+    env: BTreeMap<String, String>,
 ) -> TestGateway {
+    start_with_mock(setup(routing, extra, backup, env), primary).await
+}
+
+fn setup(routing: &str, extra: &str, backup: &MockDashScope, mut env: BTreeMap<String, String>) -> Setup {
     let toml = format!(
         r#"
 [providers.backup]
@@ -57,7 +61,7 @@ deployments = [
     );
     env.insert("BACKUP_API_KEY".into(), MockDashScope::API_KEY.into());
     env.insert("GONE_API_KEY".into(), MockDashScope::API_KEY.into());
-    start_with_mock(Setup { toml, env, ..Default::default() }, primary).await
+    Setup { toml, env, ..Default::default() }
 }
 
 fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
@@ -395,4 +399,85 @@ async fn a_stream_failing_after_content_ends_with_an_error_event_and_is_metered(
     let rows = usage_rows(&gw).await;
     assert_eq!(rows[0]["provider"], "qwen");
     assert_eq!(rows[0]["requests"], 1);
+}
+
+const LIVE_ON_PRIMARY: &str = "[routes.live]\ndeployments = [{ provider = \"qwen\", model = \"qwen-turbo\" }]\n";
+const LIVE_ON_BACKUP: &str = "[routes.live]\ndeployments = [{ provider = \"backup\", model = \"qwen-plus\" }]\n";
+const LIVE_BROKEN: &str = "[routes.live]\ndeployments = [{ provider = \"nobody\", model = \"x\" }]\n";
+
+/// Replaces the config file the way deploy tools do: a new file renamed over the old one.
+fn rewrite(gw: &TestGateway, from: &str, to: &str) {
+    let path = gw.data_dir.path().join("aigate.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from));
+    let next = gw.data_dir.path().join("aigate.toml.new");
+    std::fs::write(&next, text.replace(from, to)).unwrap();
+    std::fs::rename(&next, &path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_reload_under_load_without_a_failed_request() {
+    let backup = MockDashScope::start().await;
+    let mut setup = setup("", LIVE_ON_PRIMARY, &backup, BTreeMap::new());
+    setup.config_file = true;
+    let gw = start_with_mock(setup, MockDashScope::start().await).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (http, url, key, stop) = (gw.http.clone(), gw.url("/v1/chat/completions"), gw.key.clone(), stop.clone());
+        load.spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = http
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .header("content-type", "application/json")
+                    .body(serde_json::to_vec(&chat_body("live")).unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+                if r.status() == 200 {
+                    ok += 1;
+                } else {
+                    failed.push(r.text().await.unwrap_or_default());
+                }
+            }
+            (ok, failed)
+        });
+    }
+    assert!(eventually(Duration::from_secs(5), async || gw.mock.chat_requests() > 20).await);
+    rewrite(&gw, LIVE_ON_PRIMARY, LIVE_ON_BACKUP);
+    assert!(eventually(Duration::from_secs(10), async || backup.chat_requests() > 20).await, "the new route serves");
+    let on_primary = gw.mock.chat_requests();
+    assert!(eventually(Duration::from_secs(5), async || backup.chat_requests() > 60).await);
+    assert!(gw.mock.chat_requests() <= on_primary + 4, "only calls planned before the swap went to the old route");
+
+    // A broken file is refused: the last good routes keep serving, and the operator is told.
+    rewrite(&gw, LIVE_ON_BACKUP, LIVE_BROKEN);
+    let refused = eventually(Duration::from_secs(10), async || {
+        let (_, body) = gw.admin_json("/admin/routes").await;
+        body["reload"]["last_error"].as_str().is_some_and(|e| e.contains("nobody"))
+    })
+    .await;
+    assert!(refused, "{:?}", gw.admin_json("/admin/routes").await.1);
+    let served = backup.chat_requests();
+    assert!(eventually(Duration::from_secs(5), async || backup.chat_requests() > served + 20).await);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, Vec::new());
+    while let Some(done) = load.join_next().await {
+        let (o, f) = done.unwrap();
+        ok += o;
+        failed.extend(f);
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        ok as usize + failed.len(),
+        failed.first()
+    );
+    let (_, body) = gw.admin_json("/admin/routes").await;
+    let live = body["data"].as_array().unwrap().iter().find(|r| r["name"] == "live").unwrap().clone();
+    assert_eq!(live["deployments"][0]["provider"], "backup", "{body}");
+    assert!(body["reload"]["reloads"].as_u64().unwrap() >= 1);
 }
