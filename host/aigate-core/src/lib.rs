@@ -9,8 +9,10 @@ pub mod ids;
 pub mod keys;
 pub mod money;
 pub mod pricing;
+pub mod scope;
 
 pub use ids::{KeyId, OrgId, OrgName, OrgNameError};
 pub use keys::{ApiKey, KeyHash, RandomError};
 pub use money::{Money, MoneyError};
 pub use pricing::{PriceRule, PriceRuleError, TokenUsage, apply_markup};
+pub use scope::{ModelScope, ScopeError};

@@ -95,18 +95,19 @@ fn org_from_row(row: &PgRow) -> Result<Org, StoreError> {
             .map(|n| shared::db_money("monthly budget", n))
             .transpose()?,
         monthly_budget_currency: row.try_get("monthly_budget_currency")?,
+        allowed_models: shared::db_scope(row.try_get("allowed_models")?)?,
         created_at: row.try_get("created_at")?,
     })
 }
 
 const ORG_COLUMNS: &str =
-    "SELECT id, name, markup_bps, monthly_budget_nanos, monthly_budget_currency, created_at FROM orgs";
+    "SELECT id, name, markup_bps, monthly_budget_nanos, monthly_budget_currency, allowed_models, created_at FROM orgs";
 
 impl OrgRepo for PgStore {
     async fn create_org(&self, name: &OrgName) -> Result<Org, StoreError> {
         let row = sqlx::query(
             "INSERT INTO orgs (name, created_at) VALUES ($1, $2)
-             RETURNING id, name, markup_bps, monthly_budget_nanos, monthly_budget_currency, created_at",
+             RETURNING id, name, markup_bps, monthly_budget_nanos, monthly_budget_currency, allowed_models, created_at",
         )
         .bind(name.as_str())
         .bind(utc_micros(OffsetDateTime::now_utc()))
@@ -167,6 +168,18 @@ impl OrgRepo for PgStore {
         Ok(())
     }
 
+    async fn set_allowed_models(&self, id: OrgId, scope: Option<&aigate_core::ModelScope>) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE orgs SET allowed_models = $1 WHERE id = $2")
+            .bind(scope.map(aigate_core::ModelScope::to_text))
+            .bind(id.0)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound { what: format!("organisation {id}") });
+        }
+        Ok(())
+    }
+
     async fn list_orgs(&self) -> Result<Vec<Org>, StoreError> {
         let rows =
             sqlx::query(sqlx::AssertSqlSafe(format!("{ORG_COLUMNS} ORDER BY name"))).fetch_all(&self.pool).await?;
@@ -175,7 +188,7 @@ impl OrgRepo for PgStore {
 }
 
 const KEY_COLUMNS: &str = "SELECT k.id, k.org_id, o.name AS org_name, k.name, k.prefix, k.created_at, k.expires_at,
-            k.revoked_at, k.rpm_limit, k.tpm_limit
+            k.revoked_at, k.rpm_limit, k.tpm_limit, k.allowed_models, o.allowed_models AS org_allowed_models
      FROM api_keys k JOIN orgs o ON o.id = k.org_id";
 
 fn key_from_row(row: &PgRow) -> Result<KeyRecord, StoreError> {
@@ -196,6 +209,8 @@ fn key_from_row(row: &PgRow) -> Result<KeyRecord, StoreError> {
             .try_get::<Option<i64>, _>("tpm_limit")?
             .map(|v| shared::db_to_u64("tpm limit", v))
             .transpose()?,
+        allowed_models: shared::db_scope(row.try_get("allowed_models")?)?,
+        org_allowed_models: shared::db_scope(row.try_get("org_allowed_models")?)?,
     })
 }
 
@@ -203,8 +218,9 @@ impl KeyRepo for PgStore {
     async fn insert_key(&self, key: &NewKey) -> Result<KeyRecord, StoreError> {
         shared::validate_new_key(key)?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO api_keys (org_id, name, prefix, hash, created_at, expires_at, rpm_limit, tpm_limit)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            "INSERT INTO api_keys (org_id, name, prefix, hash, created_at, expires_at, rpm_limit, tpm_limit,
+                 allowed_models)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         )
         .bind(key.org_id.0)
         .bind(&key.name)
@@ -214,6 +230,7 @@ impl KeyRepo for PgStore {
         .bind(key.expires_at.map(utc_micros))
         .bind(key.rpm_limit.map(i64::from))
         .bind(key.tpm_limit.map(shared::u64_to_db))
+        .bind(key.allowed_models.as_ref().map(aigate_core::ModelScope::to_text))
         .fetch_one(&self.pool)
         .await
         .map_err(shared::conflict_as(&format!("key with prefix `{}`", key.prefix)))?;

@@ -1,6 +1,6 @@
 //! What the repositories take and return.
 
-use aigate_core::{KeyHash, KeyId, Money, OrgId, OrgName, TokenUsage};
+use aigate_core::{KeyHash, KeyId, ModelScope, Money, OrgId, OrgName, TokenUsage};
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 
@@ -18,6 +18,8 @@ pub struct Org {
     /// The currency `monthly_budget` counts; `None` for budgets set before
     /// budgets had one: the gateway's billing currency.
     pub monthly_budget_currency: Option<String>,
+    /// The models every key of the org may call (`None`: all).
+    pub allowed_models: Option<ModelScope>,
     pub created_at: OffsetDateTime,
 }
 
@@ -42,6 +44,8 @@ pub struct NewKey {
     pub rpm_limit: Option<u32>,
     /// Tokens per minute allowed for this key (`None`: no key-level limit).
     pub tpm_limit: Option<u64>,
+    /// The models this key may call (`None`: all).
+    pub allowed_models: Option<ModelScope>,
 }
 
 /// A stored key, with its org's name so authentication needs one lookup.
@@ -57,6 +61,10 @@ pub struct KeyRecord {
     pub revoked_at: Option<OffsetDateTime>,
     pub rpm_limit: Option<u32>,
     pub tpm_limit: Option<u64>,
+    /// The models this key may call (`None`: all).
+    pub allowed_models: Option<ModelScope>,
+    /// The models every key of its org may call (`None`: all).
+    pub org_allowed_models: Option<ModelScope>,
 }
 
 /// Whether a key may be used at a given moment, and if not, why.

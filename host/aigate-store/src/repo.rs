@@ -22,7 +22,7 @@
 use std::future::Future;
 use std::path::Path;
 
-use aigate_core::{KeyHash, Money, OrgId, OrgName, PriceRule};
+use aigate_core::{KeyHash, ModelScope, Money, OrgId, OrgName, PriceRule};
 use time::{Date, OffsetDateTime};
 
 use crate::StoreError;
@@ -59,6 +59,14 @@ pub trait OrgRepo: Send + Sync {
         &self,
         id: OrgId,
         budget: Option<&Budget>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Sets (or with `None` removes) the models every key of the org may call.
+    /// [`StoreError::NotFound`] for an unknown org.
+    fn set_allowed_models(
+        &self,
+        id: OrgId,
+        scope: Option<&ModelScope>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// All organisations, by name.

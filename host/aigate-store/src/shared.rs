@@ -13,6 +13,14 @@ use crate::records::{Budget, LedgerEntry, MAX_KEY_NAME_CHARS, NewKey};
 /// SQLite's (32766) and Postgres' (65535) limits on bound parameters.
 pub(crate) const INSERT_CHUNK: usize = 500;
 
+/// A stored model scope (`None`: every model); text the gateway did not write is refused.
+pub(crate) fn db_scope(text: Option<String>) -> Result<Option<aigate_core::ModelScope>, StoreError> {
+    match text {
+        None => Ok(None),
+        Some(t) => aigate_core::ModelScope::parse(&t).map_err(|e| StoreError::invalid("stored model scope", e)),
+    }
+}
+
 /// UTC, truncated to microseconds: what both databases keep.
 pub(crate) fn utc_micros(t: OffsetDateTime) -> OffsetDateTime {
     let t = t.to_offset(UtcOffset::UTC);

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use aigate_core::{ApiKey, KeyHash, Money, OrgId, OrgName, PriceRule};
+use aigate_core::{ApiKey, KeyHash, ModelScope, Money, OrgId, OrgName, PriceRule};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 use time::{Date, OffsetDateTime};
@@ -130,6 +130,7 @@ pub struct KeySettings {
     pub expires_at: Option<OffsetDateTime>,
     pub rpm_limit: Option<u32>,
     pub tpm_limit: Option<u64>,
+    pub allowed_models: Option<ModelScope>,
 }
 
 /// Generates a key for `org` and stores it, generating again in the rare case
@@ -147,6 +148,7 @@ pub async fn issue_key<R: KeyRepo>(repo: &R, org: OrgId, settings: &KeySettings)
             expires_at: settings.expires_at,
             rpm_limit: settings.rpm_limit,
             tpm_limit: settings.tpm_limit,
+            allowed_models: settings.allowed_models.clone(),
         };
         match repo.insert_key(&new).await {
             Ok(record) => return Ok(IssuedKey { key, record }),
@@ -183,6 +185,9 @@ impl OrgRepo for Store {
     }
     async fn set_monthly_budget(&self, id: OrgId, budget: Option<&Budget>) -> Result<(), StoreError> {
         forward!(self, s => s.set_monthly_budget(id, budget))
+    }
+    async fn set_allowed_models(&self, id: OrgId, scope: Option<&ModelScope>) -> Result<(), StoreError> {
+        forward!(self, s => s.set_allowed_models(id, scope))
     }
     async fn list_orgs(&self) -> Result<Vec<Org>, StoreError> {
         forward!(self, s => s.list_orgs())

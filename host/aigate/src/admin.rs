@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use aigate_core::{Money, OrgName, PriceRule};
+use aigate_core::{ModelScope, Money, OrgName, PriceRule};
 use aigate_store::{Budget, KeyRepo, KeySettings, OrgRepo, PriceRepo, Seeded, Store, UsageRepo, UsageSummary};
 use axum::Json;
 use axum::extract::{Path as UrlPath, RawQuery, State};
@@ -79,6 +79,73 @@ pub struct CreateKey {
     pub rpm: Option<u32>,
     #[serde(default)]
     pub tpm: Option<u64>,
+    /// The models the key may call: names or patterns, comma-separated (`qwen:*,smart`);
+    /// unset or blank: every model.
+    #[serde(default)]
+    pub models: Option<String>,
+}
+
+/// The model names a scope pattern can match on this gateway: routes, aliases and the listed
+/// models of configured providers; a provider that takes any model (no list, or `"*"`)
+/// matches any `provider:…`. A pattern that matches none of them is a typo, refused when the
+/// scope is set.
+#[derive(Debug, Default)]
+pub struct KnownModels {
+    names: Vec<String>,
+    open_providers: Vec<String>,
+    /// Checks syntax only (callers with no config at hand: tests, the dev key).
+    any: bool,
+}
+
+impl KnownModels {
+    /// Accepts every well-formed pattern.
+    pub fn any() -> Self {
+        KnownModels { any: true, ..KnownModels::default() }
+    }
+
+    pub fn of(config: &crate::config::Config, table: &crate::reload::RouteTable) -> Self {
+        let mut known = KnownModels::default();
+        known.names.extend(table.routes.keys().cloned());
+        known.names.extend(table.aliases.keys().cloned());
+        for (name, p) in config.providers.iter().filter(|(_, p)| p.enabled) {
+            match &p.models {
+                Some(list) if !list.iter().any(|m| m == "*") => {
+                    known.names.extend(list.iter().map(|m| format!("{name}:{m}")));
+                }
+                _ => known.open_providers.push(name.clone()),
+            }
+        }
+        known
+    }
+
+    fn matches_something(&self, pattern: &str) -> bool {
+        use aigate_core::scope::glob;
+        if self.any || self.names.iter().any(|n| glob(pattern, n)) {
+            return true;
+        }
+        match pattern.split_once(':') {
+            Some((provider, _)) => self.open_providers.iter().any(|p| glob(provider, p)),
+            None => pattern.contains('*') && self.open_providers.iter().any(|p| glob(pattern, &format!("{p}:"))),
+        }
+    }
+
+    /// Parses `text` as a scope (blank: none) and refuses patterns that match no model here.
+    pub fn scope(&self, field: &str, text: Option<&str>) -> Result<Option<ModelScope>, AdminError> {
+        let Some(text) = text else { return Ok(None) };
+        let scope = ModelScope::parse(text).map_err(|e| AdminError::Invalid(format!("`{field}`: {e}")))?;
+        if let Some(scope) = &scope {
+            let unmatched: Vec<&str> =
+                scope.patterns().iter().map(String::as_str).filter(|p| !self.matches_something(p)).collect();
+            if !unmatched.is_empty() {
+                return Err(AdminError::Invalid(format!(
+                    "`{field}`: {} match(es) no model of this gateway (its routes, aliases and providers' models); \
+                     check the spelling, e.g. `qwen:*` or a route name",
+                    unmatched.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        Ok(scope)
+    }
 }
 
 /// Creates the org if needed, then a key. The plaintext is returned once.
@@ -99,7 +166,13 @@ fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
 }
 
 pub async fn create_key(store: &Store, req: &CreateKey) -> Result<CreatedKey, AdminError> {
+    create_key_in(store, req, &KnownModels::any()).await
+}
+
+/// [`create_key`], refusing scope patterns that match nothing in `known`.
+pub async fn create_key_in(store: &Store, req: &CreateKey, known: &KnownModels) -> Result<CreatedKey, AdminError> {
     let name = org_name(&req.org)?;
+    let allowed_models = known.scope("models", req.models.as_deref())?;
     let days = in_range("expires_in_days", req.expires_in_days, 0..=MAX_EXPIRES_IN_DAYS)?;
     in_range("rpm", req.rpm, 1..=u32::MAX)?;
     // Stored as a signed 64-bit integer.
@@ -111,6 +184,7 @@ pub async fn create_key(store: &Store, req: &CreateKey) -> Result<CreatedKey, Ad
         expires_at,
         rpm_limit: req.rpm,
         tpm_limit: req.tpm,
+        allowed_models,
     };
     let issued = aigate_store::issue_key(store, org.id, &settings).await?;
     Ok(CreatedKey {
@@ -131,6 +205,8 @@ pub struct KeyInfo {
     pub revoked_at: Option<String>,
     pub rpm: Option<u32>,
     pub tpm: Option<u64>,
+    /// The key's model scope (`null`: every model).
+    pub models: Option<String>,
 }
 
 pub async fn list_keys(store: &Store, org: &str) -> Result<Vec<KeyInfo>, AdminError> {
@@ -148,6 +224,7 @@ pub async fn list_keys(store: &Store, org: &str) -> Result<Vec<KeyInfo>, AdminEr
             revoked_at: k.revoked_at.map(rfc3339),
             rpm: k.rpm_limit,
             tpm: k.tpm_limit,
+            models: k.allowed_models.as_ref().map(ModelScope::to_text),
         })
         .collect())
 }
@@ -322,6 +399,9 @@ pub struct OrgSettings {
     /// The currency the budget counts (ISO 4217); default `[billing] currency`.
     #[serde(default)]
     pub budget_currency: Option<String>,
+    /// The models every key of the org may call (`qwen:*,smart`); "" allows every model.
+    #[serde(default)]
+    pub models: Option<String>,
 }
 
 /// Changes an org's markup and budget (creating the org if needed).
@@ -336,7 +416,22 @@ pub async fn update_org(
     s: &OrgSettings,
     default_currency: &str,
 ) -> Result<Value, AdminError> {
+    update_org_in(store, org, s, default_currency, &KnownModels::any()).await
+}
+
+/// [`update_org`], refusing scope patterns that match nothing in `known`.
+pub async fn update_org_in(
+    store: &Store,
+    org: &str,
+    s: &OrgSettings,
+    default_currency: &str,
+    known: &KnownModels,
+) -> Result<Value, AdminError> {
     let name = org_name(org)?;
+    let models = match s.models.as_deref() {
+        None => None,
+        Some(text) => Some(known.scope("models", Some(text))?),
+    };
     in_range("markup_bps", s.markup_bps, 0..=MAX_MARKUP_BPS)?;
     let budget = match s.monthly_budget.as_deref() {
         None => None,
@@ -364,6 +459,9 @@ pub async fn update_org(
     if let Some(b) = &budget {
         store.set_monthly_budget(org.id, b.as_ref()).await?;
     }
+    if let Some(scope) = &models {
+        store.set_allowed_models(org.id, scope.as_ref()).await?;
+    }
     let org = store.org_by_id(org.id).await?.ok_or_else(|| AdminError::NotFound("org vanished".into()))?;
     let currency = org.monthly_budget.map(|_| org.monthly_budget_currency.as_deref().unwrap_or(default_currency));
     Ok(json!({
@@ -371,6 +469,7 @@ pub async fn update_org(
         "markup_bps": org.markup_bps,
         "monthly_budget": org.monthly_budget.map(|m| m.to_string()),
         "budget_currency": currency,
+        "models": org.allowed_models.as_ref().map(ModelScope::to_text),
     }))
 }
 
@@ -489,7 +588,8 @@ pub async fn routes(State(state): State<Arc<AppState>>, headers: HeaderMap) -> A
 pub async fn post_key(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> AdminResult {
     guard(&state, &headers)?;
     let req: CreateKey = parse_body(&body)?;
-    let key = create_key(&state.store, &req).await?;
+    let known = KnownModels::of(&state.config, &state.providers.table());
+    let key = create_key_in(&state.store, &req, &known).await?;
     Ok((StatusCode::CREATED, Json(key)).into_response())
 }
 
@@ -550,7 +650,8 @@ pub async fn post_org(
 ) -> AdminResult {
     guard(&state, &headers)?;
     let s: OrgSettings = parse_body(&body)?;
-    let invalidate = update_org(&state.store, &org, &s, &state.config.billing.currency).await?;
+    let known = KnownModels::of(&state.config, &state.providers.table());
+    let invalidate = update_org_in(&state.store, &org, &s, &state.config.billing.currency, &known).await?;
     state.auth.forget_all();
     Ok(Json(invalidate).into_response())
 }

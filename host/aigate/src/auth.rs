@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aigate_core::{KeyHash, KeyId, Money, OrgId};
+use aigate_core::{KeyHash, KeyId, ModelScope, Money, OrgId};
 use aigate_store::{KeyRepo, OrgRepo, Store};
 use axum::http::{HeaderMap, StatusCode, header};
 use moka::sync::Cache;
@@ -32,6 +32,10 @@ pub struct Tenant {
     pub monthly_budget: Option<Money>,
     /// The currency the budget counts; `None`: the billing currency.
     pub monthly_budget_currency: Option<String>,
+    /// The models this key may call (`None`: all).
+    pub key_models: Option<ModelScope>,
+    /// The models every key of the org may call (`None`: all).
+    pub org_models: Option<ModelScope>,
 }
 
 impl Tenant {
@@ -40,6 +44,20 @@ impl Tenant {
     pub fn budget<'a>(&'a self, default_currency: &'a str) -> Option<(Money, &'a str)> {
         let currency = self.monthly_budget_currency.as_deref().unwrap_or(default_currency);
         self.monthly_budget.map(|b| (b, currency))
+    }
+
+    /// Whether this key may call `model` (the name as the client or a route's fallback list
+    /// writes it): allowed by the key's scope and by its org's.
+    pub fn may_call(&self, model: &str) -> bool {
+        self.key_models.as_ref().is_none_or(|s| s.allows(model))
+            && self.org_models.as_ref().is_none_or(|s| s.allows(model))
+    }
+
+    /// The 403 for a model outside the scope.
+    pub fn not_allowed(&self, model: &str) -> ApiError {
+        let scopes: Vec<String> =
+            [&self.key_models, &self.org_models].into_iter().flatten().map(ModelScope::to_text).collect();
+        ApiError::model_not_allowed(model, &scopes.join(" and "))
     }
 }
 
@@ -147,6 +165,8 @@ impl Authenticator {
             markup_bps,
             monthly_budget,
             monthly_budget_currency,
+            key_models: key.allowed_models,
+            org_models: key.org_allowed_models,
         })))
     }
 }

@@ -108,9 +108,19 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
         ))
     })?;
     let request = openai::parse_request(text)?;
-    let plugins = state.registry.plugins();
     let fallbacks = request.fallbacks.as_deref().unwrap_or_default();
+    // The key's scope: the model asked for and every fallback it names.
+    if let Some(model) = std::iter::once(&request.model).chain(fallbacks).find(|m| !tenant.may_call(m)) {
+        let mut err = tenant.not_allowed(model);
+        if *model != request.model {
+            err.param = Some("fallbacks".to_owned());
+        }
+        return Err(err);
+    }
+    let plugins = state.registry.plugins();
     let mut plan = state.providers.plan(&plugins, &request.model, fallbacks, state.config.routing.retries)?;
+    // A route's own fallbacks are dispatched only into models the key may call.
+    plan.tiers.retain(|t| tenant.may_call(&t.model));
     // Every deployment that may be called is priced (or its provider allows unpriced calls).
     plan.retain(|c| state.billing.check(&tenant, &c.route))?;
     let first_model = plan.candidates().next().map(|c| c.route.upstream_model.as_str()).unwrap_or_default();

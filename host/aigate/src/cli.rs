@@ -27,6 +27,10 @@ pub enum KeysCommand {
         /// Tokens per minute allowed for this key.
         #[arg(long, allow_hyphen_values = true)]
         tpm: Option<u64>,
+        /// Models the key may call, comma-separated names or patterns (`qwen:*,smart`);
+        /// default: every model. A pattern matching no model here is refused.
+        #[arg(long)]
+        models: Option<String>,
     },
     /// List an org's keys (prefixes only: keys are stored hashed).
     List {
@@ -86,6 +90,9 @@ pub enum OrgsCommand {
         /// The one currency the budget counts (default: [billing] currency).
         #[arg(long, requires = "monthly_budget")]
         budget_currency: Option<String>,
+        /// Models every key of the org may call (`qwen:*,smart`); "" allows every model.
+        #[arg(long)]
+        models: Option<String>,
     },
 }
 
@@ -129,8 +136,10 @@ async fn run_on(config: &Config, store: &aigate_store::Store, command: AdminComm
                 seeded.kept
             ));
         }
-        AdminCommand::Keys(KeysCommand::Create { org, name, expires_in_days, rpm, tpm }) => {
-            let key = admin::create_key(store, &CreateKey { org, name, expires_in_days, rpm, tpm }).await?;
+        AdminCommand::Keys(KeysCommand::Create { org, name, expires_in_days, rpm, tpm, models }) => {
+            let known = admin::KnownModels::of(config, &crate::reload::RouteTable::of(config));
+            let request = CreateKey { org, name, expires_in_days, rpm, tpm, models };
+            let key = admin::create_key_in(store, &request, &known).await?;
             eprintln!(
                 "org {}: key {} created (prefix {}). Store it now: it is not shown again.",
                 key.org, key.name, key.prefix
@@ -187,9 +196,10 @@ async fn run_on(config: &Config, store: &aigate_store::Store, command: AdminComm
             }
             print_json(&report)?;
         }
-        AdminCommand::Orgs(OrgsCommand::Set { org, markup_bps, monthly_budget, budget_currency }) => {
-            let settings = OrgSettings { markup_bps, monthly_budget, budget_currency };
-            print_json(&admin::update_org(store, &org, &settings, &config.billing.currency).await?)?;
+        AdminCommand::Orgs(OrgsCommand::Set { org, markup_bps, monthly_budget, budget_currency, models }) => {
+            let known = admin::KnownModels::of(config, &crate::reload::RouteTable::of(config));
+            let settings = OrgSettings { markup_bps, monthly_budget, budget_currency, models };
+            print_json(&admin::update_org_in(store, &org, &settings, &config.billing.currency, &known).await?)?;
         }
     }
     Ok(())

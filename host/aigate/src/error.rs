@@ -64,6 +64,8 @@ pub mod kind {
     pub const INVALID_REQUEST: &str = "invalid_request_error";
     pub const AUTHENTICATION: &str = "authentication_error";
     pub const NOT_FOUND: &str = "not_found_error";
+    /// The key may not do this (OpenAI's SDKs raise `PermissionDeniedError` on the 403).
+    pub const PERMISSION: &str = "permission_error";
     pub const SERVER: &str = "server_error";
     /// An error the provider returned, passed on (with its own `code`).
     pub const PROVIDER: &str = "provider_error";
@@ -196,6 +198,21 @@ impl ApiError {
             "This method is not allowed on this path.",
             ErrorSource::Client,
         )
+    }
+
+    /// 403 `model_not_allowed`: the key (or its org) may not call this model.
+    pub fn model_not_allowed(model: &str, scopes: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            kind::PERMISSION,
+            Some("model_not_allowed"),
+            format!(
+                "This API key may not call model `{model}`: it is limited to `{scopes}`. Use one of those models, \
+                 or ask the gateway operator for a key whose scope includes it (`aigate keys create --models`)."
+            ),
+            ErrorSource::Client,
+        )
+        .with_param("model")
     }
 
     /// A provider the operator has not given a credential.

@@ -169,10 +169,13 @@ async fn all_models(state: &AppState) -> (Vec<ModelObject>, Vec<String>) {
 }
 
 pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(e) = state.auth.authenticate(&headers).await {
-        return e.into_response();
-    }
-    let (data, fallbacks) = all_models(&state).await;
+    let tenant = match state.auth.authenticate(&headers).await {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let (mut data, fallbacks) = all_models(&state).await;
+    // Only what this key may call.
+    data.retain(|m| tenant.may_call(&m.id));
     let mut response = Json(ModelList { object: "list", data }).into_response();
     if !fallbacks.is_empty()
         && let Ok(v) = HeaderValue::from_str(&fallbacks.join(","))
@@ -183,11 +186,12 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
 }
 
 pub async fn get(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(e) = state.auth.authenticate(&headers).await {
-        return e.into_response();
-    }
+    let tenant = match state.auth.authenticate(&headers).await {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
     let (data, _) = all_models(&state).await;
-    match data.into_iter().find(|m| m.id == id) {
+    match data.into_iter().find(|m| m.id == id && tenant.may_call(&m.id)) {
         Some(m) => Json(m).into_response(),
         None => ApiError::model_not_found(format!("Model `{id}` is not served here; GET /v1/models lists the models."))
             .into_response(),

@@ -1,6 +1,6 @@
 //! API keys: create, find, list, revoke, expire; hostile lookups.
 
-use aigate_core::{ApiKey, KeyHash, OrgId};
+use aigate_core::{ApiKey, KeyHash, ModelScope, OrgId};
 use aigate_store::{KeyRepo, KeySettings, KeyStatus, NewKey, OrgRepo, Store, StoreError, issue_key};
 use time::{Duration, OffsetDateTime};
 
@@ -79,6 +79,7 @@ async fn duplicate_prefix_is_a_conflict_and_bad_limits_are_refused(store: &Store
         expires_at: None,
         rpm_limit: None,
         tpm_limit: None,
+        allowed_models: None,
     };
     let err = store.insert_key(&clash).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
@@ -90,7 +91,29 @@ async fn duplicate_prefix_is_a_conflict_and_bad_limits_are_refused(store: &Store
     assert!(!err.is_retryable(), "{err:?}");
 }
 
+/// A key's model scope and its org's are stored and come back with the key (one lookup).
+async fn model_scopes_of_keys_and_orgs(store: &Store) {
+    let org = store.get_or_create_org(&org_name("acme")).await.unwrap();
+    let scope = ModelScope::parse("qwen:*,smart").unwrap();
+    let settings = KeySettings { allowed_models: scope.clone(), ..Default::default() };
+    let issued = issue_key(store, org.id, &settings).await.unwrap();
+    let hash = KeyHash::of(issued.key.plaintext());
+    let found = store.find_key_by_hash(&hash).await.unwrap().unwrap();
+    assert_eq!(found.allowed_models, scope);
+    assert_eq!(found.org_allowed_models, None, "the org allows every model");
+    let org_scope = ModelScope::parse("qwen:qwen-turbo").unwrap();
+    store.set_allowed_models(org.id, org_scope.as_ref()).await.unwrap();
+    let found = store.find_key_by_hash(&hash).await.unwrap().unwrap();
+    assert_eq!(found.org_allowed_models, org_scope);
+    assert_eq!(store.org_by_id(org.id).await.unwrap().unwrap().allowed_models, org_scope);
+    store.set_allowed_models(org.id, None).await.unwrap();
+    assert_eq!(store.org_by_id(org.id).await.unwrap().unwrap().allowed_models, None);
+    let err = store.set_allowed_models(OrgId(777_777), None).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+}
+
 store_suite!(
+    model_scopes_of_keys_and_orgs,
     create_find_list_revoke,
     expired_keys_are_returned_with_their_expiry,
     unknown_and_sql_looking_keys_find_nothing,

@@ -225,6 +225,20 @@ impl TestGateway {
         let status = r.status().as_u16();
         (status, r.json_value().await)
     }
+
+    pub async fn admin_post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(body).unwrap())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json_value().await)
+    }
 }
 
 pub trait JsonBody {

@@ -481,3 +481,75 @@ async fn routes_reload_under_load_without_a_failed_request() {
     assert_eq!(live["deployments"][0]["provider"], "backup", "{body}");
     assert!(body["reload"]["reloads"].as_u64().unwrap() >= 1);
 }
+
+/// A key created with a model scope (through the admin API, as an operator would).
+async fn scoped_key(gw: &TestGateway, models: &str) -> String {
+    let (status, body) = gw.admin_post("/admin/keys", &json!({"org": "test", "models": models})).await;
+    assert_eq!(status, 201, "{body}");
+    body["key"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_keys_model_scope_is_enforced_on_every_model_dispatched() {
+    let (gw, backup) = gateway(
+        "retries = 0",
+        r#"
+[routes.guarded]
+fallbacks = ["backup:qwen-plus"]
+deployments = [{ provider = "qwen", model = "qwen-turbo" }]
+"#,
+    )
+    .await;
+    let key = scoped_key(&gw, "qwen:*, guarded").await;
+    assert_eq!(gw.post_as(&key, &chat_body("qwen:qwen-plus"), None).await.status(), 200);
+    let err =
+        assert_error(gw.post_as(&key, &chat_body("backup:qwen-plus"), None).await, 403, "model_not_allowed").await;
+    assert_eq!(err["error"]["type"], "permission_error");
+    assert!(err["error"]["message"].as_str().unwrap().contains("qwen:*,guarded"), "{err}");
+
+    // A fallback the client names outside the scope is refused before anything is sent.
+    let mut body = chat_body("qwen:qwen-turbo");
+    body["fallbacks"] = json!(["backup:qwen-plus"]);
+    let err = assert_error(gw.post_as(&key, &body, None).await, 403, "model_not_allowed").await;
+    assert_eq!(err["error"]["param"], "fallbacks");
+
+    // A route's own fallback into a model outside the scope is never dispatched.
+    gw.mock.enqueue(errors::internal());
+    let r = gw.post_as(&key, &chat_body("guarded"), None).await;
+    assert_eq!(r.status(), 502, "the primary's failure, not the forbidden fallback's answer");
+    assert_eq!(backup.chat_requests(), 0);
+    // The same route serves its fallback to a key allowed to call it.
+    gw.mock.enqueue(errors::internal());
+    assert_fell_back(gw.chat(&chat_body("guarded")).await, "unscoped key").await;
+
+    // /v1/models lists only what the key may call.
+    let r = gw.http.get(gw.url("/v1/models")).bearer_auth(&key).send().await.unwrap();
+    let listed: Vec<String> =
+        r.json_value().await["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
+    assert!(listed.contains(&"qwen:qwen-max".to_owned()) && listed.contains(&"guarded".to_owned()), "{listed:?}");
+    assert!(listed.iter().all(|m| m.starts_with("qwen:") || m == "guarded"), "{listed:?}");
+    let (status, _) = gw.get_json("/v1/models").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_scope_pattern_matching_nothing_is_refused_and_an_orgs_scope_binds_its_keys() {
+    let (gw, _backup) = gateway("", "").await;
+    for typo in ["qwne:*", "smrat", "openai-*"] {
+        let (status, body) = gw.admin_post("/admin/keys", &json!({"org": "test", "models": typo})).await;
+        assert_eq!(status, 400, "{typo}: {body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(typo), "{body}");
+    }
+    let (status, body) = gw.admin_post("/admin/keys", &json!({"org": "test", "models": "qwen:*;drop"})).await;
+    assert_eq!(status, 400, "{body}");
+    // The org's scope binds every key of the org, the unscoped harness key included.
+    assert_eq!(gw.chat(&chat_body("qwen:qwen-turbo")).await.status(), 200);
+    let (status, body) = gw.admin_post("/admin/orgs/test", &json!({"models": "smart"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["models"], "smart");
+    assert_error(gw.chat(&chat_body("qwen:qwen-turbo")).await, 403, "model_not_allowed").await;
+    assert_eq!(gw.chat(&chat_body("smart")).await.status(), 200);
+    let (status, _) = gw.admin_post("/admin/orgs/test", &json!({"models": ""})).await;
+    assert_eq!(status, 200);
+    assert_eq!(gw.chat(&chat_body("qwen:qwen-turbo")).await.status(), 200, "\"\" allows every model again");
+}
