@@ -1,3 +1,5 @@
+//! The scripted answers of [`crate::MockDashScope`]: what the next chat request gets.
+
 use std::time::Duration;
 
 use serde_json::Value;

@@ -15,6 +15,7 @@ mod bad_input;
 mod billing;
 mod bounded;
 mod chat;
+mod codemap;
 mod contract;
 mod contract_versions;
 mod credentials;
