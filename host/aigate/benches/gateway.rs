@@ -8,7 +8,9 @@
 //!    mock DashScope upstream and through the gateway (p50/p99 of each and the
 //!    difference). Both paths include the mock's own time; the difference is
 //!    what the gateway adds (HTTP parse, validation, routing, plugin, upstream
-//!    pool, response serialisation).
+//!    pool, response serialisation). At concurrency 1 also through a route of
+//!    two deployments (weighted, both on the mock), which adds the plan, the
+//!    pick and the circuit checks of the attempt loop.
 //!
 //! Numbers, not assertions: record them in docs/benchmarks.md.
 
@@ -163,12 +165,19 @@ async fn added_latency(dist: &Path) {
     std::fs::copy(dist.join("qwen.wasm"), plugins.path().join("qwen.wasm")).expect("copy qwen.wasm");
     let data = tempfile::tempdir().expect("tempdir");
     let toml_text = format!(
-        "listen = \"127.0.0.1:0\"\nplugins_dir = \"{}\"\ndata_dir = \"{}\"\n[providers.qwen]\nbase_url = \"{}\"\n",
+        "listen = \"127.0.0.1:0\"\nplugins_dir = \"{}\"\ndata_dir = \"{}\"\n[providers.qwen]\nbase_url = \"{base}\"\n\
+         [providers.qwen2]\nplugin = \"qwen\"\nbase_url = \"{base}\"\n\
+         [routes.pair]\ndeployments = [{{ provider = \"qwen\", model = \"qwen-turbo\" }}, \
+         {{ provider = \"qwen2\", model = \"qwen-turbo\" }}]\n",
         plugins.path().display(),
         data.path().display(),
-        mock.base_url()
+        base = mock.base_url()
     );
-    let env: BTreeMap<String, String> = [("QWEN_API_KEY".to_owned(), MockDashScope::API_KEY.to_owned())].into();
+    let env: BTreeMap<String, String> = [
+        ("QWEN_API_KEY".to_owned(), MockDashScope::API_KEY.to_owned()),
+        ("QWEN2_API_KEY".to_owned(), MockDashScope::API_KEY.to_owned()),
+    ]
+    .into();
     let config =
         Config::from_raw(Config::parse_toml(Path::new("bench.toml"), &toml_text).expect("toml"), &env).expect("config");
     let store = aigate::server::open_store(&config).await.expect("store");
@@ -210,6 +219,22 @@ async fn added_latency(dist: &Path) {
             (g50.as_secs_f64() - d50.as_secs_f64()) * 1e6,
             (g99.as_secs_f64() - d99.as_secs_f64()) * 1e6
         );
+        if concurrency == 1 {
+            let pair = load(
+                format!("http://{}/v1/chat/completions", gateway.local_addr()),
+                body("pair"),
+                format!("Bearer {key}"),
+                concurrency,
+            )
+            .await;
+            let (r50, r99) = report("through the gateway, route of two deployments", pair);
+            println!(
+                "{:<44} p50={:>8.1} µs  p99={:>8.1} µs",
+                "added by the gateway (route)",
+                (r50.as_secs_f64() - d50.as_secs_f64()) * 1e6,
+                (r99.as_secs_f64() - d99.as_secs_f64()) * 1e6
+            );
+        }
     }
     gateway.shutdown().await.expect("shutdown");
 }
