@@ -506,6 +506,19 @@ pub async fn ensure_dev_key(config: &crate::Config, store: &Store) -> Result<Opt
 
 /// Checks `Authorization: Bearer <AIGATE_ADMIN_TOKEN>`. Admin routes answer
 /// 404 when no token is configured, as if they did not exist.
+/// The route layer in front of every `/admin/*` route (`server::router`): no handler runs
+/// without the admin token.
+pub async fn require_admin(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match guard(&state, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
 fn guard(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &state.config.admin_token else {
         return Err(ApiError::not_found(
@@ -548,15 +561,13 @@ fn parse_query<T: serde::de::DeserializeOwned>(query: Option<&str>) -> Result<T,
         .map_err(|e| ApiError::invalid_request(format!("Invalid query: {e}.")))
 }
 
-pub async fn plugins(State(state): State<Arc<AppState>>, headers: HeaderMap) -> AdminResult {
-    guard(&state, &headers)?;
+pub async fn plugins(State(state): State<Arc<AppState>>) -> AdminResult {
     Ok(Json(json!({"object": "list", "data": state.registry.statuses()})).into_response())
 }
 
 /// `GET /admin/routes`: the serving routes and aliases, and whether the last reload of the
 /// config file was refused (the last good routes then keep serving).
-pub async fn routes(State(state): State<Arc<AppState>>, headers: HeaderMap) -> AdminResult {
-    guard(&state, &headers)?;
+pub async fn routes(State(state): State<Arc<AppState>>) -> AdminResult {
     let table = state.providers.table();
     let routes: Vec<Value> = table
         .routes
@@ -585,8 +596,7 @@ pub async fn routes(State(state): State<Arc<AppState>>, headers: HeaderMap) -> A
     Ok(Json(json!({"object": "list", "data": routes, "aliases": table.aliases, "reload": status})).into_response())
 }
 
-pub async fn post_key(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> AdminResult {
-    guard(&state, &headers)?;
+pub async fn post_key(State(state): State<Arc<AppState>>, body: Bytes) -> AdminResult {
     let req: CreateKey = parse_body(&body)?;
     let known = KnownModels::of(&state.config, &state.providers.table());
     let key = create_key_in(&state.store, &req, &known).await?;
@@ -598,29 +608,21 @@ pub struct OrgQuery {
     pub org: String,
 }
 
-pub async fn get_keys(State(state): State<Arc<AppState>>, headers: HeaderMap, RawQuery(q): RawQuery) -> AdminResult {
-    guard(&state, &headers)?;
+pub async fn get_keys(State(state): State<Arc<AppState>>, RawQuery(q): RawQuery) -> AdminResult {
     let q: OrgQuery = parse_query(q.as_deref())?;
     Ok(Json(json!({"object": "list", "data": list_keys(&state.store, &q.org).await?})).into_response())
 }
 
-pub async fn post_revoke(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    UrlPath(prefix): UrlPath<String>,
-) -> AdminResult {
-    guard(&state, &headers)?;
+pub async fn post_revoke(State(state): State<Arc<AppState>>, UrlPath(prefix): UrlPath<String>) -> AdminResult {
     revoke_key(&state.store, &prefix).await?;
     Ok(Json(json!({"revoked": prefix})).into_response())
 }
 
-pub async fn get_prices(State(state): State<Arc<AppState>>, headers: HeaderMap) -> AdminResult {
-    guard(&state, &headers)?;
+pub async fn get_prices(State(state): State<Arc<AppState>>) -> AdminResult {
     Ok(Json(json!({"object": "list", "data": list_prices(&state.store).await?})).into_response())
 }
 
-pub async fn post_price(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> AdminResult {
-    guard(&state, &headers)?;
+pub async fn post_price(State(state): State<Arc<AppState>>, body: Bytes) -> AdminResult {
     let req: SetPrice = parse_body(&body)?;
     let rule = set_price(&state.store, &req, &state.config.billing.currency).await?;
     if let Err(e) = state.billing.prices.reload(&state.store).await {
@@ -629,26 +631,18 @@ pub async fn post_price(State(state): State<Arc<AppState>>, headers: HeaderMap, 
     Ok((StatusCode::CREATED, Json(rule)).into_response())
 }
 
-pub async fn post_seed(State(state): State<Arc<AppState>>, headers: HeaderMap) -> AdminResult {
-    guard(&state, &headers)?;
+pub async fn post_seed(State(state): State<Arc<AppState>>) -> AdminResult {
     let seeded = seed_prices(&state.store, None).await?;
     let _ = state.billing.prices.reload(&state.store).await;
     Ok(Json(seeded).into_response())
 }
 
-pub async fn get_usage(State(state): State<Arc<AppState>>, headers: HeaderMap, RawQuery(q): RawQuery) -> AdminResult {
-    guard(&state, &headers)?;
+pub async fn get_usage(State(state): State<Arc<AppState>>, RawQuery(q): RawQuery) -> AdminResult {
     let q: UsageQuery = parse_query(q.as_deref())?;
     Ok(Json(usage(&state.store, &q).await?).into_response())
 }
 
-pub async fn post_org(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    UrlPath(org): UrlPath<String>,
-    body: Bytes,
-) -> AdminResult {
-    guard(&state, &headers)?;
+pub async fn post_org(State(state): State<Arc<AppState>>, UrlPath(org): UrlPath<String>, body: Bytes) -> AdminResult {
     let s: OrgSettings = parse_body(&body)?;
     let known = KnownModels::of(&state.config, &state.providers.table());
     let invalidate = update_org_in(&state.store, &org, &s, &state.config.billing.currency, &known).await?;

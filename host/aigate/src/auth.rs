@@ -61,6 +61,22 @@ impl Tenant {
     }
 }
 
+/// The caller of a `/v1/*` route, authenticated from its `Authorization` header. As an
+/// extractor it runs before the handler, which cannot be reached without it (a 401 otherwise).
+#[derive(Debug, Clone)]
+pub struct Authed(pub Arc<Tenant>);
+
+impl axum::extract::FromRequestParts<Arc<crate::server::AppState>> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<crate::server::AppState>,
+    ) -> Result<Self, ApiError> {
+        state.auth.authenticate(&parts.headers).await.map(Authed)
+    }
+}
+
 /// Resolves API keys, with a TTL cache in front of the store.
 pub struct Authenticator {
     store: Store,

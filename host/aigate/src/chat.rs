@@ -29,8 +29,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
-use crate::auth::Tenant;
+use crate::auth::{Authed, Tenant};
 use crate::billing::Charge;
+use crate::codec::{Codec, Decoded, OpenAiChat};
 use crate::error::ApiError;
 use crate::idempotency;
 use crate::metering::{Outcome, UsageRecord};
@@ -89,16 +90,27 @@ fn provider_headers(response: &mut Response, served: &Served) {
     h.insert("x-aigate-attempts", HeaderValue::from(served.attempts));
 }
 
-pub async fn chat_completions(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    match handle(state, headers, body).await {
+pub async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    Authed(tenant): Authed,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match handle(state, &OpenAiChat, tenant, headers, body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
 }
 
-async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+/// The pipeline of every inbound API: `codec` is the client's wire format.
+async fn handle(
+    state: Arc<AppState>,
+    codec: &'static dyn Codec,
+    tenant: Arc<Tenant>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let tenant = state.auth.authenticate(&headers).await?;
     require_json(&headers)?;
     let bytes = read_body(&headers, body, state.config.max_body_bytes).await?;
     let text = std::str::from_utf8(&bytes).map_err(|e| {
@@ -107,34 +119,43 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
             e.valid_up_to()
         ))
     })?;
-    let request = openai::parse_request(text)?;
-    let fallbacks = request.fallbacks.as_deref().unwrap_or_default();
+    let Decoded { model: asked, fallbacks, mut canonical, options } = codec.decode(text)?;
     // The key's scope: the model asked for and every fallback it names.
-    if let Some(model) = std::iter::once(&request.model).chain(fallbacks).find(|m| !tenant.may_call(m)) {
+    if let Some(model) = std::iter::once(&asked).chain(&fallbacks).find(|m| !tenant.may_call(m)) {
         let mut err = tenant.not_allowed(model);
-        if *model != request.model {
+        if *model != asked {
             err.param = Some("fallbacks".to_owned());
         }
         return Err(err);
     }
     let plugins = state.registry.plugins();
-    let mut plan = state.providers.plan(&plugins, &request.model, fallbacks, state.config.routing.retries)?;
+    let mut plan = state.providers.plan(&plugins, &asked, &fallbacks, state.config.routing.retries)?;
     // A route's own fallbacks are dispatched only into models the key may call.
     plan.tiers.retain(|t| tenant.may_call(&t.model));
     // Every deployment that may be called is priced (or its provider allows unpriced calls).
     plan.retain(|c| state.billing.check(&tenant, &c.route))?;
-    let first_model = plan.candidates().next().map(|c| c.route.upstream_model.as_str()).unwrap_or_default();
-    let (canonical, options) = openai::to_canonical(&request, first_model)?;
+    if let Some(first) = plan.candidates().next() {
+        canonical.model.clone_from(&first.route.upstream_model);
+    }
 
     // Everything above is validation: nothing was claimed, nothing is charged.
     // From here on the guard holds what the call takes, and gives it back on
     // every early return.
     let cfg = &state.config.idempotency;
-    let claim =
-        match idempotency::begin(state.idempotency.as_ref(), &tenant, &headers, text, cfg.lease, cfg.ttl).await? {
-            idempotency::Begin::Replay(response) => return Ok(response),
-            idempotency::Begin::Proceed(claim) => claim,
-        };
+    let claim = match idempotency::begin(
+        state.idempotency.as_ref(),
+        &tenant,
+        &headers,
+        codec.endpoint(),
+        text,
+        cfg.lease,
+        cfg.ttl,
+    )
+    .await?
+    {
+        idempotency::Begin::Replay(response) => return Ok(response),
+        idempotency::Begin::Proceed(claim) => claim,
+    };
     let mut guard = CallGuard::new(claim, cfg.lease);
     let prompt_estimate = estimate_prompt_tokens(&canonical);
     let estimate = state.limits.estimate(prompt_estimate, canonical.max_tokens);
@@ -154,6 +175,7 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<
         client_request_id: crate::request_id::client_of(&headers),
         state,
         tenant,
+        codec,
         plan,
         canonical,
         options,
@@ -197,6 +219,8 @@ struct Call {
     request_id: String,
     /// The client's own id, for correlation only (`request_id.rs`).
     client_request_id: Option<String>,
+    /// The client's wire format.
+    codec: &'static dyn Codec,
     plan: Plan,
     canonical: ChatRequest,
     options: openai::ClientOptions,
@@ -383,7 +407,7 @@ impl Call {
                         if chat.model.is_empty() { route.upstream_model.as_str() } else { chat.model.as_str() };
                     let model = route.public_model(answered);
                     let charge = meter.finish(Outcome::Completed, 200, chat.usage, chat.raw_cost.clone());
-                    let mut response = (StatusCode::OK, openai::response_json(&chat, &model)).into_response();
+                    let mut response = (StatusCode::OK, self.codec.response(&chat, &model)).into_response();
                     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
                     if let Some(charge) = charge
                         && let Ok(v) = HeaderValue::from_str(&format!("{} {}", charge.billed, charge.currency))
@@ -420,6 +444,7 @@ impl Call {
             out: VecDeque::with_capacity(4),
             finished: false,
             model: route.public_model(&route.upstream_model),
+            codec: self.codec,
             include_usage: options.include_usage,
             deadline: self.deadline,
             idle_timeout: streams.idle_timeout,
@@ -548,6 +573,8 @@ struct Relay {
     /// The stream ended: nothing more comes from upstream.
     finished: bool,
     model: String,
+    /// The client's wire format.
+    codec: &'static dyn Codec,
     include_usage: bool,
     deadline: Instant,
     idle_timeout: Duration,
@@ -732,7 +759,7 @@ impl Relay {
             }
             Err(fault) => return self.end_with(Outcome::Failed, &fault_error(&fault)),
         }
-        self.push(Bytes::from_static(openai::DONE_EVENT));
+        self.push(Bytes::from_static(self.codec.stream_end()));
         self.finished = true;
         self.store = true;
         let usage = self.usage;
@@ -771,7 +798,7 @@ impl Relay {
                 self.first_token = Some(self.meter.started.elapsed());
                 self.meter.time_to_first_token(self.first_token);
             }
-            if let Some(bytes) = openai::chunk_event(&chunk, &self.model, self.include_usage) {
+            if let Some(bytes) = self.codec.chunk(&chunk, &self.model, self.include_usage) {
                 self.push(Bytes::from(bytes));
                 self.emitted = true;
             }
@@ -813,7 +840,7 @@ impl Relay {
             // Mid-stream: the client got a 200, so the request log will not show this.
             tracing::warn!(provider = %self.route.provider, code = ?err.code, "stream failed: {}", err.message);
         }
-        self.push(Bytes::from(openai::error_event(err)));
+        self.push(Bytes::from(self.codec.stream_error(err)));
         self.finished = true;
         self.store = err.is_final();
         let usage = self.usage;

@@ -69,6 +69,7 @@ pub async fn begin(
     store: &dyn IdempotencyStore,
     tenant: &Tenant,
     headers: &HeaderMap,
+    (method, path): (&str, &str),
     body: &str,
     lease: Duration,
     ttl: Duration,
@@ -83,7 +84,7 @@ pub async fn begin(
         )
     })?;
     let value: serde_json::Value = serde_json::from_str(body).map_err(|e| ApiError::invalid_json(e.to_string()))?;
-    let fp = fingerprint("POST", "/v1/chat/completions", &value);
+    let fp = fingerprint(method, path, &value);
     let org = tenant.org_id.0.to_string();
     let claim = store.claim(&org, &key, &fp, lease, ttl).await.map_err(|e| {
         ApiError::store_unavailable(format!(

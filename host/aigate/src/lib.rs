@@ -14,6 +14,7 @@ pub mod auth;
 pub mod billing;
 pub mod chat;
 pub mod cli;
+pub mod codec;
 pub mod config;
 pub mod credentials;
 pub mod error;

@@ -20,11 +20,12 @@ use std::time::Duration;
 
 use aigate_plugins::LoadedPlugin;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Json, Response};
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::auth::Authed;
 use crate::error::ApiError;
 use crate::routing::Route;
 use crate::server::AppState;
@@ -168,11 +169,7 @@ async fn all_models(state: &AppState) -> (Vec<ModelObject>, Vec<String>) {
     (data, fallbacks)
 }
 
-pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let tenant = match state.auth.authenticate(&headers).await {
-        Ok(t) => t,
-        Err(e) => return e.into_response(),
-    };
+pub async fn list(State(state): State<Arc<AppState>>, Authed(tenant): Authed) -> Response {
     let (mut data, fallbacks) = all_models(&state).await;
     // Only what this key may call.
     data.retain(|m| tenant.may_call(&m.id));
@@ -185,11 +182,7 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
     response
 }
 
-pub async fn get(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let tenant = match state.auth.authenticate(&headers).await {
-        Ok(t) => t,
-        Err(e) => return e.into_response(),
-    };
+pub async fn get(State(state): State<Arc<AppState>>, Authed(tenant): Authed, Path(id): Path<String>) -> Response {
     let (data, _) = all_models(&state).await;
     match data.into_iter().find(|m| m.id == id && tenant.may_call(&m.id)) {
         Some(m) => Json(m).into_response(),

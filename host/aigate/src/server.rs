@@ -72,14 +72,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::get))
         .route("/v1/chat/completions", post(chat::chat_completions))
-        .route("/admin/plugins", get(admin::plugins))
-        .route("/admin/routes", get(admin::routes))
-        .route("/admin/keys", get(admin::get_keys).post(admin::post_key))
-        .route("/admin/keys/{prefix}/revoke", post(admin::post_revoke))
-        .route("/admin/prices", get(admin::get_prices).post(admin::post_price))
-        .route("/admin/prices/seed", post(admin::post_seed))
-        .route("/admin/usage", get(admin::get_usage))
-        .route("/admin/orgs/{org}", post(admin::post_org))
+        .merge(admin_routes(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -88,6 +81,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         }))
         .layer(middleware::from_fn(log_requests))
         .layer(middleware::from_fn(request_id::assign))
+}
+
+/// `/admin/*`, every route behind the admin token (`admin::require_admin`).
+fn admin_routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/admin/plugins", get(admin::plugins))
+        .route("/admin/routes", get(admin::routes))
+        .route("/admin/keys", get(admin::get_keys).post(admin::post_key))
+        .route("/admin/keys/{prefix}/revoke", post(admin::post_revoke))
+        .route("/admin/prices", get(admin::get_prices).post(admin::post_price))
+        .route("/admin/prices/seed", post(admin::post_seed))
+        .route("/admin/usage", get(admin::get_usage))
+        .route("/admin/orgs/{org}", post(admin::post_org))
+        .route_layer(middleware::from_fn_with_state(state, admin::require_admin))
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
