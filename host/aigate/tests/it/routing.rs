@@ -382,6 +382,15 @@ async fn a_stream_failing_before_content_falls_back_into_one_clean_stream() {
         assert_eq!(roles, 1, "one stream, one role frame: {payloads:?}");
     }
     assert_eq!(backup.chat_requests(), 2);
+    // Both attempts of both calls are metered: the failed ones as attempts, not requests.
+    let requests =
+        |rows: &[Value], p: &str| rows.iter().find(|r| r["provider"] == p).map(|r| r["requests"].as_u64().unwrap());
+    let metered = eventually(Duration::from_secs(5), async || {
+        let rows = usage_rows(&gw).await;
+        requests(&rows, "qwen") == Some(0) && requests(&rows, "backup") == Some(2)
+    })
+    .await;
+    assert!(metered, "{:?}", usage_rows(&gw).await);
 }
 
 #[tokio::test]
