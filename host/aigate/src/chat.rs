@@ -31,7 +31,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::auth::{Authed, Tenant};
 use crate::billing::Charge;
-use crate::codec::{Codec, Decoded, OpenAiChat};
+use crate::codec::{Codec, Decoded, OpenAiChat, StreamEncoder};
 use crate::error::ApiError;
 use crate::idempotency;
 use crate::metering::{Outcome, UsageRecord};
@@ -96,9 +96,20 @@ pub async fn chat_completions(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match handle(state, &OpenAiChat, tenant, headers, body).await {
+    serve(state, &OpenAiChat, tenant, headers, body).await
+}
+
+/// Runs the pipeline for an authenticated request in `codec`'s wire format.
+pub async fn serve(
+    state: Arc<AppState>,
+    codec: &'static dyn Codec,
+    tenant: Arc<Tenant>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match handle(state, codec, tenant, headers, body).await {
         Ok(response) => response,
-        Err(e) => e.into_response(),
+        Err(e) => codec.error_response(e),
     }
 }
 
@@ -185,7 +196,7 @@ async fn handle(
     let mut response = tokio::select! {
         response = call.run(guard) => response,
         // Past the shutdown deadline: dropping the call meters and releases it.
-        _ = stop_calls.cancelled() => ApiError::shutting_down().into_response(),
+        _ = stop_calls.cancelled() => codec.error_response(ApiError::shutting_down()),
     };
     for (name, value) in admitted {
         if let Ok(v) = HeaderValue::from_str(&value) {
@@ -299,7 +310,7 @@ impl Call {
             }
             Err(e) => {
                 let store = e.is_final();
-                self.settle(guard, e.into_response(), 0, store).await
+                self.settle(guard, self.codec.error_response(e), 0, store).await
             }
         }
     }
@@ -443,9 +454,7 @@ impl Call {
             decoder,
             out: VecDeque::with_capacity(4),
             finished: false,
-            model: route.public_model(&route.upstream_model),
-            codec: self.codec,
-            include_usage: options.include_usage,
+            encoder: self.codec.stream(route.public_model(&route.upstream_model), options.include_usage),
             deadline: self.deadline,
             idle_timeout: streams.idle_timeout,
             route: route.clone(),
@@ -482,7 +491,7 @@ impl Call {
 
 /// ~4 characters a token over the messages' text: only used when a stream
 /// ends before the provider reported its own count.
-fn estimate_prompt_tokens(request: &ChatRequest) -> u32 {
+pub(crate) fn estimate_prompt_tokens(request: &ChatRequest) -> u32 {
     use aigate_plugins::canonical::{ContentPart, MessageContent};
     let chars: usize = request
         .messages
@@ -572,10 +581,8 @@ struct Relay {
     out: VecDeque<Bytes>,
     /// The stream ended: nothing more comes from upstream.
     finished: bool,
-    model: String,
-    /// The client's wire format.
-    codec: &'static dyn Codec,
-    include_usage: bool,
+    /// The client's wire format, for this stream.
+    encoder: Box<dyn StreamEncoder>,
     deadline: Instant,
     idle_timeout: Duration,
     route: Route,
@@ -759,7 +766,8 @@ impl Relay {
             }
             Err(fault) => return self.end_with(Outcome::Failed, &fault_error(&fault)),
         }
-        self.push(Bytes::from_static(self.codec.stream_end()));
+        let end = self.encoder.end();
+        self.push(Bytes::from(end));
         self.finished = true;
         self.store = true;
         let usage = self.usage;
@@ -798,7 +806,7 @@ impl Relay {
                 self.first_token = Some(self.meter.started.elapsed());
                 self.meter.time_to_first_token(self.first_token);
             }
-            if let Some(bytes) = self.codec.chunk(&chunk, &self.model, self.include_usage) {
+            if let Some(bytes) = self.encoder.chunk(&chunk) {
                 self.push(Bytes::from(bytes));
                 self.emitted = true;
             }
@@ -840,7 +848,8 @@ impl Relay {
             // Mid-stream: the client got a 200, so the request log will not show this.
             tracing::warn!(provider = %self.route.provider, code = ?err.code, "stream failed: {}", err.message);
         }
-        self.push(Bytes::from(self.codec.stream_error(err)));
+        let event = self.encoder.error(err);
+        self.push(Bytes::from(event));
         self.finished = true;
         self.store = err.is_final();
         let usage = self.usage;

@@ -4,10 +4,12 @@
 //! idempotency → limits → attempts → encode → meter, `chat.rs` and `router.rs`) whatever API
 //! the client speaks. What differs per API is only its wire format: a [`Codec`] turns the
 //! client's body into the canonical request and the canonical answer (a whole response, stream
-//! chunks, an error inside a stream, the end of a stream) back into the client's format.
-//! [`OpenAiChat`] (OpenAI Chat Completions, `openai.rs`) is the first.
+//! chunks, an error inside a stream, the end of a stream, an error response) back into the
+//! client's format. [`OpenAiChat`] (OpenAI Chat Completions, `openai.rs`) is the first;
+//! `messages.rs` (Anthropic Messages) the second.
 
 use aigate_plugins::canonical::{ChatRequest, ChatResponse, StreamChunk};
+use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
 use crate::openai::{self, ClientOptions};
@@ -36,14 +38,24 @@ pub trait Codec: Send + Sync + std::fmt::Debug {
     /// A whole answer's body; `model` is the model that served (`provider:model`).
     fn response(&self, answer: &ChatResponse, model: &str) -> Vec<u8>;
 
-    /// One stream chunk as the API's SSE event(s); `None` when it has nothing for this client.
-    fn chunk(&self, chunk: &StreamChunk, model: &str, include_usage: bool) -> Option<Vec<u8>>;
+    /// The encoder of one stream (some formats keep state: which block is open, usage).
+    /// `model` is the model that serves (`provider:model`).
+    fn stream(&self, model: String, include_usage: bool) -> Box<dyn StreamEncoder>;
 
+    /// An error as this API's clients expect it (shape and status).
+    fn error_response(&self, err: ApiError) -> Response {
+        err.into_response()
+    }
+}
+
+/// One stream's events in a codec's format.
+pub trait StreamEncoder: Send {
+    /// The event(s) for one canonical chunk; `None` when there is nothing for this client.
+    fn chunk(&mut self, chunk: &StreamChunk) -> Option<Vec<u8>>;
     /// The event that ends a stream with an error, once content was sent.
-    fn stream_error(&self, err: &ApiError) -> Vec<u8>;
-
-    /// The event that ends a stream that finished.
-    fn stream_end(&self) -> &'static [u8];
+    fn error(&mut self, err: &ApiError) -> Vec<u8>;
+    /// The event(s) that end a stream that finished.
+    fn end(&mut self) -> Vec<u8>;
 }
 
 /// `POST /v1/chat/completions`.
@@ -65,15 +77,27 @@ impl Codec for OpenAiChat {
         openai::response_json(answer, model)
     }
 
-    fn chunk(&self, chunk: &StreamChunk, model: &str, include_usage: bool) -> Option<Vec<u8>> {
-        openai::chunk_event(chunk, model, include_usage)
+    fn stream(&self, model: String, include_usage: bool) -> Box<dyn StreamEncoder> {
+        Box::new(OpenAiChunks { model, include_usage })
+    }
+}
+
+/// OpenAI's chunks: stateless, one `data:` line per chunk, `[DONE]` at the end.
+struct OpenAiChunks {
+    model: String,
+    include_usage: bool,
+}
+
+impl StreamEncoder for OpenAiChunks {
+    fn chunk(&mut self, chunk: &StreamChunk) -> Option<Vec<u8>> {
+        openai::chunk_event(chunk, &self.model, self.include_usage)
     }
 
-    fn stream_error(&self, err: &ApiError) -> Vec<u8> {
+    fn error(&mut self, err: &ApiError) -> Vec<u8> {
         openai::error_event(err)
     }
 
-    fn stream_end(&self) -> &'static [u8] {
-        openai::DONE_EVENT
+    fn end(&mut self) -> Vec<u8> {
+        openai::DONE_EVENT.to_vec()
     }
 }

@@ -503,7 +503,16 @@ pub struct ErrorObject<'a> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, self.to_json()).into_response();
+        let (status, body) = (self.status, self.to_json());
+        self.into_response_with(status, body)
+    }
+}
+
+impl ApiError {
+    /// The error response with another API's body and status (`codec.rs`), with the same
+    /// headers (`Retry-After`, limits) and logging.
+    pub fn into_response_with(self, status: StatusCode, body: String) -> Response {
+        let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(after) = self.retry_after {

@@ -21,6 +21,7 @@ pub mod error;
 pub mod idempotency;
 pub mod limits;
 pub mod logging;
+pub mod messages;
 pub mod metering;
 pub mod models;
 pub mod openai;

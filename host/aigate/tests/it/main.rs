@@ -23,6 +23,7 @@ mod docker;
 mod faults;
 mod harness;
 mod hot_reload;
+mod messages;
 mod models;
 mod plugin_check;
 mod routing;
