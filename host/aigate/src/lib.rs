@@ -28,6 +28,7 @@ pub mod openai;
 pub mod pipeline;
 pub mod reload;
 pub mod request_id;
+pub mod responses;
 pub mod router;
 pub mod routing;
 pub mod server;

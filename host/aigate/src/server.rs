@@ -73,6 +73,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models/{*id}", get(models::get))
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/messages", post(crate::messages::messages))
+        .route("/v1/responses", post(crate::responses::responses))
         .route("/v1/messages/count_tokens", post(crate::messages::count_tokens))
         .merge(admin_routes(state.clone()))
         .fallback(not_found)

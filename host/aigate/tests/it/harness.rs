@@ -183,6 +183,18 @@ impl TestGateway {
         format!("{}{path}", self.base)
     }
 
+    /// POSTs `body` as JSON to `path` with the test key.
+    pub async fn chat_at(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(&self.key)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(body).unwrap())
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn chat(&self, body: &Value) -> reqwest::Response {
         self.post_raw(serde_json::to_vec(body).unwrap(), "application/json").await
     }

@@ -26,6 +26,7 @@ mod hot_reload;
 mod messages;
 mod models;
 mod plugin_check;
+mod responses;
 mod routing;
 mod sdk;
 mod streaming;
