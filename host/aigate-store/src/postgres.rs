@@ -13,7 +13,9 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use time::{Date, OffsetDateTime};
 
 use crate::StoreError;
-use crate::records::{Budget, InsertOutcome, KeyRecord, LedgerEntry, NewKey, Org, UsageRow, UsageSummary, UsageTotals};
+use crate::records::{
+    AttemptRow, Budget, InsertOutcome, KeyRecord, LedgerEntry, NewKey, Org, UsageRow, UsageSummary, UsageTotals,
+};
 use crate::repo::{KeyRepo, OrgRepo, PriceRepo, UsageRepo};
 use crate::shared::{self, INSERT_CHUNK, utc_micros};
 
@@ -383,7 +385,7 @@ impl UsageRepo for PgStore {
                 "INSERT INTO usage_ledger (request_id, org_id, key_id, provider, model, stream, prompt_tokens,
                      completion_tokens, cached_tokens, reasoning_tokens, status, outcome, latency_ms, ttft_ms,
                      idempotency_key, raw_cost_amount, raw_cost_currency, billed_cost_nanos, currency, created_at,
-                     client_request_id, unpriced, attempt) ",
+                     client_request_id, unpriced, attempt, api) ",
             );
             q.push_values(chunk, |mut b, e| {
                 b.push_bind(&e.request_id)
@@ -408,7 +410,8 @@ impl UsageRepo for PgStore {
                     .push_bind(utc_micros(e.created_at))
                     .push_bind(e.stored_client_request_id())
                     .push_bind(e.unpriced)
-                    .push_bind(i32::try_from(e.attempt).unwrap_or(i32::MAX));
+                    .push_bind(i32::try_from(e.attempt).unwrap_or(i32::MAX))
+                    .push_bind(&e.api);
             });
             q.push(" ON CONFLICT (request_id, attempt) DO NOTHING RETURNING request_id, attempt");
             let ids: Vec<(String, i32)> = q.build_query_as().fetch_all(&mut *tx).await?;
@@ -495,7 +498,7 @@ impl UsageRepo for PgStore {
         to: OffsetDateTime,
     ) -> Result<Vec<UsageTotals>, StoreError> {
         let rows = sqlx::query(
-            "SELECT currency, COUNT(*) AS requests, SUM(prompt_tokens)::BIGINT AS prompt_tokens,
+            "SELECT currency, SUM(CASE WHEN outcome = 'retried' THEN 0 ELSE 1 END)::BIGINT AS requests, SUM(prompt_tokens)::BIGINT AS prompt_tokens,
                     SUM(completion_tokens)::BIGINT AS completion_tokens, SUM(cached_tokens)::BIGINT AS cached_tokens,
                     SUM(reasoning_tokens)::BIGINT AS reasoning_tokens,
                     SUM(billed_cost_nanos)::BIGINT AS billed_cost_nanos,
@@ -509,6 +512,39 @@ impl UsageRepo for PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(totals_from_row).collect()
+    }
+
+    async fn request_attempts(&self, org: OrgId, request_id: &str) -> Result<Vec<AttemptRow>, StoreError> {
+        if shared::has_nul(request_id) {
+            return Ok(Vec::new()); // no stored id has one
+        }
+        let rows = sqlx::query(
+            "SELECT attempt, api, provider, model, outcome, status, prompt_tokens, completion_tokens,
+                    billed_cost_nanos, currency, latency_ms
+             FROM usage_ledger WHERE org_id = $1 AND request_id = $2 ORDER BY attempt",
+        )
+        .bind(org.0)
+        .bind(request_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AttemptRow {
+                    attempt: shared::db_to_u32("attempt", i64::from(row.try_get::<i32, _>("attempt")?))?,
+                    api: row.try_get("api")?,
+                    provider: row.try_get("provider")?,
+                    model: row.try_get("model")?,
+                    outcome: row.try_get("outcome")?,
+                    status: u16::try_from(shared::db_to_u32("status", i64::from(row.try_get::<i32, _>("status")?))?)
+                        .unwrap_or(u16::MAX),
+                    prompt_tokens: shared::db_to_u64("prompt tokens", row.try_get("prompt_tokens")?)?,
+                    completion_tokens: shared::db_to_u64("completion tokens", row.try_get("completion_tokens")?)?,
+                    billed_cost: shared::db_money("billed cost", row.try_get("billed_cost_nanos")?)?,
+                    currency: row.try_get("currency")?,
+                    latency_ms: shared::db_to_u64("latency", row.try_get("latency_ms")?)?,
+                })
+            })
+            .collect()
     }
 
     async fn prune_ledger(&self, older_than: OffsetDateTime, batch_size: u32) -> Result<u64, StoreError> {

@@ -111,6 +111,10 @@ pub struct LedgerEntry {
     /// or a fallback), and so on.
     #[serde(default = "first_attempt")]
     pub attempt: u32,
+    /// The inbound API the request came in through (`chat_completions`, `messages`,
+    /// `responses`).
+    #[serde(default = "chat_completions")]
+    pub api: String,
     /// The id the client sent, for correlation only (not unique). Stored
     /// when it is a [`client_request_id`]; anything else is dropped, never
     /// a reason to refuse the entry.
@@ -152,6 +156,26 @@ fn first_attempt() -> u32 {
     1
 }
 
+fn chat_completions() -> String {
+    "chat_completions".to_owned()
+}
+
+/// One ledger row of a request, as `UsageRepo::request_attempts` reads it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttemptRow {
+    pub attempt: u32,
+    pub api: String,
+    pub provider: String,
+    pub model: String,
+    pub outcome: String,
+    pub status: u16,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub billed_cost: Money,
+    pub currency: String,
+    pub latency_ms: u64,
+}
+
 /// The longest client-chosen request id kept.
 pub const MAX_CLIENT_REQUEST_ID_CHARS: usize = 128;
 
@@ -180,6 +204,7 @@ impl LedgerEntry {
             Some(self.provider.as_str()),
             Some(self.model.as_str()),
             Some(self.outcome.as_str()),
+            Some(self.api.as_str()),
             self.idempotency_key.as_deref(),
             self.raw_cost.as_ref().map(|c| c.amount.as_str()),
             self.raw_cost.as_ref().map(|c| c.currency.as_str()),

@@ -26,7 +26,9 @@ use aigate_core::{KeyHash, ModelScope, Money, OrgId, OrgName, PriceRule};
 use time::{Date, OffsetDateTime};
 
 use crate::StoreError;
-use crate::records::{Budget, InsertOutcome, KeyRecord, LedgerEntry, NewKey, Org, UsageSummary, UsageTotals};
+use crate::records::{
+    AttemptRow, Budget, InsertOutcome, KeyRecord, LedgerEntry, NewKey, Org, UsageSummary, UsageTotals,
+};
 use crate::seed::Seeded;
 
 /// Organisations (tenants).
@@ -203,6 +205,13 @@ pub trait UsageRepo: Send + Sync {
         from: OffsetDateTime,
         to: OffsetDateTime,
     ) -> impl Future<Output = Result<Vec<UsageTotals>, StoreError>> + Send;
+
+    /// The ledger rows of one request of `org`, by attempt (empty when unknown or pruned).
+    fn request_attempts(
+        &self,
+        org: OrgId,
+        request_id: &str,
+    ) -> impl Future<Output = Result<Vec<AttemptRow>, StoreError>> + Send;
 
     /// Deletes ledger rows created before `older_than`, at most `batch_size`
     /// rows per statement (so no long lock and no huge transaction), until

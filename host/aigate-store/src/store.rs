@@ -10,7 +10,9 @@ use time::{Date, OffsetDateTime};
 
 use crate::StoreError;
 use crate::postgres::{PgSettings, PgStore};
-use crate::records::{Budget, InsertOutcome, KeyRecord, LedgerEntry, NewKey, Org, UsageSummary, UsageTotals};
+use crate::records::{
+    AttemptRow, Budget, InsertOutcome, KeyRecord, LedgerEntry, NewKey, Org, UsageSummary, UsageTotals,
+};
 use crate::repo::{KeyRepo, OrgRepo, PriceRepo, UsageRepo};
 use crate::sqlite::{SqliteSettings, SqliteStore};
 
@@ -241,6 +243,9 @@ impl UsageRepo for Store {
         to: OffsetDateTime,
     ) -> Result<Vec<UsageTotals>, StoreError> {
         forward!(self, s => s.ledger_totals(org, from, to))
+    }
+    async fn request_attempts(&self, org: OrgId, request_id: &str) -> Result<Vec<AttemptRow>, StoreError> {
+        forward!(self, s => s.request_attempts(org, request_id))
     }
     async fn prune_ledger(&self, older_than: OffsetDateTime, batch_size: u32) -> Result<u64, StoreError> {
         forward!(self, s => s.prune_ledger(older_than, batch_size))

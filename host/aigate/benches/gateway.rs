@@ -298,6 +298,7 @@ async fn auth_and_metering() {
         sink.record(UsageRecord {
             request_id: format!("bench-{i}"),
             attempt: 1,
+            api: "chat_completions",
             client_request_id: None,
             provider: "qwen".into(),
             model: "qwen-turbo".into(),

@@ -565,6 +565,28 @@ pub async fn plugins(State(state): State<Arc<AppState>>) -> AdminResult {
     Ok(Json(json!({"object": "list", "data": state.registry.statuses()})).into_response())
 }
 
+/// `GET /admin/requests/{id}?org=NAME`: the ledger rows of one request (its `x-request-id`),
+/// one per attempt: where each went, how it ended, what it cost, and the inbound API.
+pub async fn get_request(
+    State(state): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+    RawQuery(q): RawQuery,
+) -> AdminResult {
+    let q: OrgQuery = parse_query(q.as_deref())?;
+    let name = org_name(&q.org)?;
+    let org = state.store.org_by_name(&name).await.map_err(AdminError::from)?;
+    let org = org.ok_or_else(|| AdminError::NotFound(format!("no org named `{}`", q.org)))?;
+    let attempts = state.store.request_attempts(org.id, &id).await.map_err(AdminError::from)?;
+    if attempts.is_empty() {
+        return Err(AdminError::NotFound(format!(
+            "no ledger row for request `{id}` of org `{}` (unknown, not written yet, or pruned)",
+            q.org
+        ))
+        .into());
+    }
+    Ok(Json(json!({"request_id": id, "attempts": attempts})).into_response())
+}
+
 /// `GET /admin/routes`: the serving routes and aliases, and whether the last reload of the
 /// config file was refused (the last good routes then keep serving).
 pub async fn routes(State(state): State<Arc<AppState>>) -> AdminResult {

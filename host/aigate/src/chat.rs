@@ -373,6 +373,7 @@ impl Call {
             record: Some(UsageRecord {
                 request_id: self.request_id.clone(),
                 attempt,
+                api: self.codec.name(),
                 client_request_id: self.client_request_id.clone(),
                 provider: route.provider.to_string(),
                 model: route.upstream_model.clone(),

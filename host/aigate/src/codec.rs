@@ -28,6 +28,9 @@ pub struct Decoded {
 
 /// One inbound API's wire format; see the module docs.
 pub trait Codec: Send + Sync + std::fmt::Debug {
+    /// The API's name in the ledger (`chat_completions`, `messages`, `responses`).
+    fn name(&self) -> &'static str;
+
     /// The method and path clients call (part of the idempotency fingerprint, so a key
     /// reused on another API is another request).
     fn endpoint(&self) -> (&'static str, &'static str);
@@ -63,6 +66,10 @@ pub trait StreamEncoder: Send {
 pub struct OpenAiChat;
 
 impl Codec for OpenAiChat {
+    fn name(&self) -> &'static str {
+        "chat_completions"
+    }
+
     fn endpoint(&self) -> (&'static str, &'static str) {
         ("POST", "/v1/chat/completions")
     }

@@ -75,6 +75,10 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<crate
 pub struct AnthropicMessages;
 
 impl Codec for AnthropicMessages {
+    fn name(&self) -> &'static str {
+        "messages"
+    }
+
     fn endpoint(&self) -> (&'static str, &'static str) {
         ("POST", "/v1/messages")
     }

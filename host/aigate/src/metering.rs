@@ -49,6 +49,8 @@ pub struct UsageRecord {
     pub request_id: String,
     /// 1 for the request's first provider call, then one more per retry or fallback.
     pub attempt: u32,
+    /// The inbound API (`Codec::name`).
+    pub api: &'static str,
     /// The client's own id, well-formed, for correlation only.
     pub client_request_id: Option<String>,
     pub provider: String,
@@ -88,6 +90,7 @@ impl UsageSink for LedgerSink {
         let entry = LedgerEntry {
             request_id: r.request_id,
             attempt: r.attempt,
+            api: r.api.to_owned(),
             client_request_id: r.client_request_id,
             org_id: r.org_id,
             key_id: r.key_id,
@@ -133,6 +136,7 @@ fn log(r: &UsageRecord) {
             target: "aigate::usage",
             request_id = %r.request_id,
             attempt = r.attempt,
+            api = r.api,
             client_request_id = r.client_request_id.as_deref(),
             provider = %r.provider,
             model = %r.model,

@@ -43,6 +43,10 @@ pub async fn responses(
 pub struct OpenAiResponses;
 
 impl Codec for OpenAiResponses {
+    fn name(&self) -> &'static str {
+        "responses"
+    }
+
     fn endpoint(&self) -> (&'static str, &'static str) {
         ("POST", "/v1/responses")
     }

@@ -191,6 +191,7 @@ pub fn entry(rng: &mut Rng, org: OrgId, key: KeyId, request_id: String) -> Ledge
     LedgerEntry {
         request_id,
         attempt: 1,
+        api: "chat_completions".into(),
         // Some ill-formed (too long, non-ASCII, spaces): stored as NULL, never refused.
         client_request_id: match rng.below(5) {
             0 => None,

@@ -256,6 +256,8 @@ async fn each_attempt_is_a_row_and_retried_ones_are_not_requests(store: &Store) 
     assert_eq!((again.inserted, again.duplicates), (0, 1), "a re-delivered attempt counts once");
     let totals = &store.usage_summary(acme, day(0), day(3)).await.unwrap().totals[0];
     assert_eq!(totals.requests, 1, "one request");
+    let audited = store.ledger_totals(acme, DAY0, DAY0 + Duration::days(3)).await.unwrap();
+    assert_eq!(&audited[0], totals, "the ledger audit counts requests as the rollups do");
     assert_eq!(totals.prompt_tokens, first.usage.prompt + second.usage.prompt, "both attempts' tokens");
     assert_eq!(totals.billed_cost, first.billed_cost.checked_add(second.billed_cost).unwrap());
     let mut zero = second.clone();

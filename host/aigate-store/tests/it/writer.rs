@@ -151,6 +151,13 @@ impl UsageRepo for Flaky {
     ) -> Result<Vec<UsageTotals>, StoreError> {
         self.store.ledger_totals(org, from, to).await
     }
+    async fn request_attempts(
+        &self,
+        org: OrgId,
+        request_id: &str,
+    ) -> Result<Vec<aigate_store::AttemptRow>, StoreError> {
+        self.store.request_attempts(org, request_id).await
+    }
     async fn prune_ledger(&self, older_than: OffsetDateTime, batch_size: u32) -> Result<u64, StoreError> {
         self.store.prune_ledger(older_than, batch_size).await
     }

@@ -310,6 +310,7 @@ async fn rows_at(store: &Store, name: &str, instants: &[&str]) {
         .iter()
         .map(|t| LedgerEntry {
             attempt: 1,
+            api: "chat_completions".into(),
             request_id: aigate::request_id::generate(),
             client_request_id: None,
             org_id: org.id,

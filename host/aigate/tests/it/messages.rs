@@ -77,6 +77,7 @@ async fn a_message_has_anthropics_shape_and_errors_theirs() {
     assert_eq!(r.status(), 200);
     assert!(r.headers().contains_key("x-request-id"));
     assert_eq!(r.headers()["x-aigate-model"], "qwen:qwen-turbo");
+    let request_id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
     let body = r.json_value().await;
     assert_eq!(body["type"], "message");
     assert_eq!(body["role"], "assistant");
@@ -84,6 +85,12 @@ async fn a_message_has_anthropics_shape_and_errors_theirs() {
     assert_eq!(body["content"][0]["type"], "text");
     assert_eq!(body["stop_reason"], "end_turn");
     assert!(body["usage"]["output_tokens"].as_u64().unwrap() > 0, "{body}");
+    // The ledger records the inbound API.
+    let path = format!("/admin/requests/{request_id}?org=test");
+    let recorded =
+        crate::harness::eventually(std::time::Duration::from_secs(5), async || gw.admin_json(&path).await.0 == 200);
+    assert!(recorded.await);
+    assert_eq!(gw.admin_json(&path).await.1["attempts"][0]["api"], "messages");
 
     // Errors: Anthropic's body and statuses, on this route only.
     let missing = json!({"model": "qwen:qwen-turbo", "messages": [{"role": "user", "content": "x"}]});

@@ -131,7 +131,9 @@ async fn never_falls_back_on_the_clients_400_or_404() {
 async fn a_fallback_is_metered_per_attempt_and_counted_as_one_request() {
     let (gw, _backup) = gateway("retries = 0", "").await;
     gw.mock.enqueue(errors::internal());
-    assert_fell_back(gw.chat(&chat_body("smart")).await, "500").await;
+    let r = gw.chat(&chat_body("smart")).await;
+    let request_id = header(&r, "x-request-id").to_owned();
+    assert_fell_back(r, "500").await;
     let ok = eventually(Duration::from_secs(5), async || {
         let rows = usage_rows(&gw).await;
         rows.len() == 2
@@ -145,6 +147,24 @@ async fn a_fallback_is_metered_per_attempt_and_counted_as_one_request() {
     assert_eq!(row("backup")["requests"], 1);
     let (_, body) = gw.admin_json("/admin/usage?org=test").await;
     assert_eq!(body["totals"][0]["requests"], 1, "{body}");
+    // The request's own rows, by its id: one per attempt, where it went and how it ended.
+    let (status, body) = gw.admin_json(&format!("/admin/requests/{request_id}?org=test")).await;
+    assert_eq!(status, 200, "{body}");
+    let attempts = body["attempts"].as_array().unwrap();
+    let summary: Vec<(u64, &str, &str, &str)> = attempts
+        .iter()
+        .map(|a| {
+            let s = |k: &str| a[k].as_str().unwrap();
+            (a["attempt"].as_u64().unwrap(), s("provider"), s("outcome"), s("api"))
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [(1, "qwen", "retried", "chat_completions"), (2, "backup", "completed", "chat_completions")],
+        "{body}"
+    );
+    let (status, _) = gw.admin_json("/admin/requests/req_nobody?org=test").await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test]
