@@ -10,7 +10,8 @@
 //!    what the gateway adds (HTTP parse, validation, routing, plugin, upstream
 //!    pool, response serialisation). At concurrency 1 also through a route of
 //!    two deployments (weighted, both on the mock), which adds the plan, the
-//!    pick and the circuit checks of the attempt loop.
+//!    pick and the circuit checks of the attempt loop, and in Anthropic's
+//!    Messages format (`/v1/messages`, the same call through another codec).
 //!
 //! Numbers, not assertions: record them in docs/benchmarks.md.
 
@@ -233,6 +234,30 @@ async fn added_latency(dist: &Path) {
                 "added by the gateway (route)",
                 (r50.as_secs_f64() - d50.as_secs_f64()) * 1e6,
                 (r99.as_secs_f64() - d99.as_secs_f64()) * 1e6
+            );
+            // The same call in Anthropic's Messages format (`/v1/messages` → qwen).
+            let anthropic = Arc::new(
+                serde_json::to_vec(&serde_json::json!({
+                    "model": "qwen:qwen-turbo",
+                    "max_tokens": 64,
+                    "system": "You are a helpful assistant.",
+                    "messages": [{"role": "user", "content": "Who are you?"}]
+                }))
+                .expect("json"),
+            );
+            let messages = load(
+                format!("http://{}/v1/messages", gateway.local_addr()),
+                anthropic,
+                format!("Bearer {key}"),
+                concurrency,
+            )
+            .await;
+            let (m50, m99) = report("through the gateway, /v1/messages", messages);
+            println!(
+                "{:<44} p50={:>8.1} µs  p99={:>8.1} µs",
+                "added by the gateway (/v1/messages)",
+                (m50.as_secs_f64() - d50.as_secs_f64()) * 1e6,
+                (m99.as_secs_f64() - d99.as_secs_f64()) * 1e6
             );
         }
     }
