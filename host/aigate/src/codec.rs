@@ -10,6 +10,7 @@
 
 use aigate_plugins::canonical::{ChatRequest, ChatResponse, StreamChunk};
 use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 use crate::openai::{self, ClientOptions};
@@ -59,6 +60,67 @@ pub trait StreamEncoder: Send {
     fn error(&mut self, err: &ApiError) -> Vec<u8>;
     /// The event(s) that end a stream that finished.
     fn end(&mut self) -> Vec<u8>;
+}
+
+/// Readers the codecs of JSON APIs share: each error is a 400 naming the field.
+pub mod json {
+    use super::{ApiError, Map, Value};
+
+    /// The body as a JSON object.
+    pub fn object(body: &str) -> Result<Map<String, Value>, ApiError> {
+        let value: Value = serde_json::from_str(body).map_err(|e| {
+            ApiError::invalid_json(format!("The request body is not valid JSON ({e}). Send a JSON object."))
+        })?;
+        match value {
+            Value::Object(map) => Ok(map),
+            _ => Err(ApiError::invalid_json("The request body must be a JSON object.")),
+        }
+    }
+
+    /// The required `model`.
+    pub fn model(map: &Map<String, Value>) -> Result<String, ApiError> {
+        match map.get("model") {
+            Some(Value::String(m)) if !m.trim().is_empty() => Ok(m.clone()),
+            _ => Err(ApiError::invalid_param("model", "`model` is required: a model name such as `qwen:qwen-plus`.")),
+        }
+    }
+
+    /// An optional number within `lo..=hi`.
+    pub fn number(map: &Map<String, Value>, key: &str, lo: f64, hi: f64) -> Result<Option<f64>, ApiError> {
+        match map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(n) => match n.as_f64() {
+                Some(x) if (lo..=hi).contains(&x) => Ok(Some(x)),
+                _ => Err(ApiError::invalid_param(key, format!("`{key}` must be a number between {lo} and {hi}."))),
+            },
+        }
+    }
+
+    /// An optional whole number of at least 1 that fits 32 bits; `required` makes it required.
+    pub fn count(map: &Map<String, Value>, key: &str, required: bool) -> Result<Option<u32>, ApiError> {
+        match map.get(key).filter(|v| !v.is_null()) {
+            None if required => Err(ApiError::invalid_param(key, format!("`{key}` is required."))),
+            None => Ok(None),
+            Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+                Some(n) if n >= 1 => Ok(Some(n)),
+                _ => Err(ApiError::invalid_param(key, format!("`{key}` must be a whole number of at least 1."))),
+            },
+        }
+    }
+
+    /// The gateway's own `fallbacks` field: at most `MAX_FALLBACKS` model names.
+    pub fn fallbacks(map: &Map<String, Value>) -> Result<Vec<String>, ApiError> {
+        match map.get("fallbacks") {
+            None | Some(Value::Null) => Ok(vec![]),
+            Some(Value::Array(a)) if a.len() <= crate::openai::MAX_FALLBACKS && a.iter().all(Value::is_string) => {
+                Ok(a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            }
+            Some(_) => Err(ApiError::invalid_param(
+                "fallbacks",
+                format!("`fallbacks` is a list of at most {} model names.", crate::openai::MAX_FALLBACKS),
+            )),
+        }
+    }
 }
 
 /// `POST /v1/chat/completions`.

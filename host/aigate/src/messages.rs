@@ -21,9 +21,9 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use crate::codec::{Codec, Decoded, StreamEncoder};
+use crate::codec::{Codec, Decoded, StreamEncoder, json};
 use crate::error::ApiError;
 use crate::openai::ClientOptions;
 use crate::server::AppState;
@@ -331,16 +331,6 @@ fn convert_message(i: usize, m: &Value, out: &mut Vec<c::Message>) -> Result<(),
     Ok(())
 }
 
-fn number(v: &Map<String, Value>, key: &str, lo: f64, hi: f64) -> Result<Option<f64>, ApiError> {
-    match v.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(n) => match n.as_f64() {
-            Some(x) if (lo..=hi).contains(&x) => Ok(Some(x)),
-            _ => Err(invalid(key, format!("`{key}` must be a number between {lo} and {hi}."))),
-        },
-    }
-}
-
 /// Parses a Messages body; `max_tokens` is required on `/v1/messages`, not on `count_tokens`.
 fn decode(body: &str, require_max_tokens: bool) -> Result<Decoded, ApiError> {
     let value: Value = serde_json::from_str(body).map_err(|e| {
@@ -349,18 +339,8 @@ fn decode(body: &str, require_max_tokens: bool) -> Result<Decoded, ApiError> {
     let Value::Object(map) = value else {
         return Err(ApiError::invalid_json("The request body must be a JSON object."));
     };
-    let model = match map.get("model") {
-        Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
-        _ => return Err(invalid("model", "`model` is required: a model name such as `qwen:qwen-plus`.")),
-    };
-    let max_tokens = match map.get("max_tokens").filter(|v| !v.is_null()) {
-        None if require_max_tokens => return Err(invalid("max_tokens", "`max_tokens` is required.")),
-        None => None,
-        Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
-            Some(n) if n >= 1 => Some(n),
-            _ => return Err(invalid("max_tokens", "`max_tokens` must be a whole number of at least 1.")),
-        },
-    };
+    let model = json::model(&map)?;
+    let max_tokens = json::count(&map, "max_tokens", require_max_tokens)?;
     let mut messages = Vec::new();
     match map.get("system") {
         None | Some(Value::Null) => {}
@@ -415,21 +395,15 @@ fn decode(body: &str, require_max_tokens: bool) -> Result<Decoded, ApiError> {
         }
     };
     let stream = map.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let fallbacks = match map.get("fallbacks") {
-        None | Some(Value::Null) => vec![],
-        Some(Value::Array(a)) if a.len() <= crate::openai::MAX_FALLBACKS && a.iter().all(Value::is_string) => {
-            a.iter().filter_map(Value::as_str).map(str::to_owned).collect()
-        }
-        Some(_) => return Err(invalid("fallbacks", "`fallbacks` is a list of at most 8 model names.")),
-    };
+    let fallbacks = json::fallbacks(&map)?;
     let canonical = c::ChatRequest {
         model: String::new(),
         messages,
         tools,
         tool_choice,
         parallel_tool_calls,
-        temperature: number(&map, "temperature", 0.0, 1.0)?,
-        top_p: number(&map, "top_p", 0.0, 1.0)?,
+        temperature: json::number(&map, "temperature", 0.0, 1.0)?,
+        top_p: json::number(&map, "top_p", 0.0, 1.0)?,
         max_tokens,
         stop,
         seed: None,

@@ -20,10 +20,10 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::auth::Authed;
-use crate::codec::{Codec, Decoded, StreamEncoder};
+use crate::codec::{Codec, Decoded, StreamEncoder, json};
 use crate::error::ApiError;
 use crate::openai::ClientOptions;
 use crate::server::AppState;
@@ -255,16 +255,6 @@ fn input_items(items: &[Value], messages: &mut Vec<c::Message>) -> Result<(), Ap
     Ok(())
 }
 
-fn number(map: &Map<String, Value>, key: &str, lo: f64, hi: f64) -> Result<Option<f64>, ApiError> {
-    match map.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(n) => match n.as_f64() {
-            Some(x) if (lo..=hi).contains(&x) => Ok(Some(x)),
-            _ => Err(invalid(key, format!("`{key}` must be a number between {lo} and {hi}."))),
-        },
-    }
-}
-
 fn decode(body: &str) -> Result<Decoded, ApiError> {
     let value: Value = serde_json::from_str(body).map_err(|e| {
         ApiError::invalid_json(format!("The request body is not valid JSON ({e}). Send a JSON object."))
@@ -278,10 +268,7 @@ fn decode(body: &str) -> Result<Decoded, ApiError> {
             "This gateway does not store responses: send the whole conversation in `input` instead of `previous_response_id`.",
         ));
     }
-    let model = match map.get("model") {
-        Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
-        _ => return Err(invalid("model", "`model` is required: a model name such as `qwen:qwen-plus`.")),
-    };
+    let model = json::model(&map)?;
     let mut messages = Vec::new();
     match map.get("instructions") {
         None | Some(Value::Null) => {}
@@ -336,29 +323,17 @@ fn decode(body: &str) -> Result<Decoded, ApiError> {
             _ => return Err(invalid("text.format", "`text.format.type` is text, json_object or json_schema.")),
         },
     };
-    let max_tokens = match map.get("max_output_tokens").filter(|v| !v.is_null()) {
-        None => None,
-        Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
-            Some(n) if n >= 1 => Some(n),
-            _ => return Err(invalid("max_output_tokens", "`max_output_tokens` must be a whole number of at least 1.")),
-        },
-    };
+    let max_tokens = json::count(&map, "max_output_tokens", false)?;
     let stream = map.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let fallbacks = match map.get("fallbacks") {
-        None | Some(Value::Null) => vec![],
-        Some(Value::Array(a)) if a.len() <= crate::openai::MAX_FALLBACKS && a.iter().all(Value::is_string) => {
-            a.iter().filter_map(Value::as_str).map(str::to_owned).collect()
-        }
-        Some(_) => return Err(invalid("fallbacks", "`fallbacks` is a list of at most 8 model names.")),
-    };
+    let fallbacks = json::fallbacks(&map)?;
     let canonical = c::ChatRequest {
         model: String::new(),
         messages,
         tools,
         tool_choice,
         parallel_tool_calls: map.get("parallel_tool_calls").and_then(Value::as_bool),
-        temperature: number(&map, "temperature", 0.0, 2.0)?,
-        top_p: number(&map, "top_p", 0.0, 1.0)?,
+        temperature: json::number(&map, "temperature", 0.0, 2.0)?,
+        top_p: json::number(&map, "top_p", 0.0, 1.0)?,
         max_tokens,
         stop: vec![],
         seed: None,
