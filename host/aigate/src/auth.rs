@@ -77,6 +77,12 @@ impl axum::extract::FromRequestParts<Arc<crate::server::AppState>> for Authed {
     }
 }
 
+/// A presented key worth looking up: 1 to 256 visible ASCII characters, trimmed.
+fn well_formed(key: &str) -> Option<&str> {
+    let key = key.trim();
+    (!key.is_empty() && key.len() <= 256 && key.bytes().all(|b| b.is_ascii_graphic())).then_some(key)
+}
+
 /// Resolves API keys, with a TTL cache in front of the store.
 pub struct Authenticator {
     store: Store,
@@ -118,14 +124,25 @@ impl Authenticator {
             .to_str()
             .ok()
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|k| !k.is_empty() && k.len() <= 256 && k.bytes().all(|b| b.is_ascii_graphic()));
+            .and_then(well_formed);
         let Some(presented) = presented else {
             return Err(unauthorized(
                 "invalid_api_key",
                 "Malformed Authorization header. Send `Authorization: Bearer <key>`.",
             ));
         };
+        self.tenant_of(presented).await
+    }
+
+    /// The tenant of a key presented in another header (Anthropic's `x-api-key`).
+    pub async fn authenticate_key(&self, presented: &str) -> Result<Arc<Tenant>, ApiError> {
+        let Some(presented) = well_formed(presented) else {
+            return Err(unauthorized("invalid_api_key", "Malformed API key. Send the gateway key as `x-api-key`."));
+        };
+        self.tenant_of(presented).await
+    }
+
+    async fn tenant_of(&self, presented: &str) -> Result<Arc<Tenant>, ApiError> {
         let hash = KeyHash::of(presented);
         let tenant = match self.cache.get(hash.as_str()) {
             Some(cached) => cached,

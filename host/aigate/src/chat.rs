@@ -251,16 +251,10 @@ struct Failed {
     outcome: Outcome,
 }
 
-impl Failed {
-    /// A failure before the provider was called: nothing to meter.
-    fn early(error: ApiError) -> Self {
-        Failed { error, meter: None, outcome: Outcome::Failed }
-    }
-}
-
+/// A failure before the provider was called: nothing to meter.
 impl From<ApiError> for Failed {
     fn from(error: ApiError) -> Self {
-        Failed::early(error)
+        Failed { error, meter: None, outcome: Outcome::Failed }
     }
 }
 

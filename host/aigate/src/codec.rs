@@ -62,6 +62,16 @@ pub trait StreamEncoder: Send {
     fn end(&mut self) -> Vec<u8>;
 }
 
+/// Appends one named SSE event (`event: NAME` and its JSON `data:` line) to `out`.
+pub fn sse_event(out: &mut Vec<u8>, name: &str, data: &Value) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    // Writing a `Value` into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, data);
+    out.extend_from_slice(b"\n\n");
+}
+
 /// Readers the codecs of JSON APIs share: each error is a 400 naming the field.
 pub mod json {
     use super::{ApiError, Map, Value};

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use aigate_plugins::canonical as c;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -58,16 +58,12 @@ pub async fn count_tokens(State(state): State<Arc<AppState>>, headers: HeaderMap
 
 /// The gateway key as Anthropic clients send it: `x-api-key`, or `Authorization: Bearer`.
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<crate::auth::Tenant>, ApiError> {
-    if headers.contains_key(header::AUTHORIZATION) {
-        return state.auth.authenticate(headers).await;
+    match headers.get("x-api-key") {
+        Some(key) if !headers.contains_key(header::AUTHORIZATION) => {
+            state.auth.authenticate_key(key.to_str().unwrap_or_default()).await
+        }
+        _ => state.auth.authenticate(headers).await,
     }
-    let mut as_bearer = HeaderMap::new();
-    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok())
-        && let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", key.trim()))
-    {
-        as_bearer.insert(header::AUTHORIZATION, v);
-    }
-    state.auth.authenticate(&as_bearer).await
 }
 
 /// The Messages API wire format.
@@ -121,7 +117,7 @@ impl Codec for AnthropicMessages {
 
     fn error_response(&self, err: ApiError) -> Response {
         let (status, kind) = error_type(&err);
-        let body = error_body(kind, &err.message);
+        let body = error_body(kind, &err.message).to_string();
         err.into_response_with(status, body)
     }
 }
@@ -171,8 +167,8 @@ fn error_type(err: &ApiError) -> (StatusCode, &'static str) {
     }
 }
 
-fn error_body(kind: &str, message: &str) -> String {
-    json!({"type": "error", "error": {"type": kind, "message": message}}).to_string()
+fn error_body(kind: &str, message: &str) -> Value {
+    json!({"type": "error", "error": {"type": kind, "message": message}})
 }
 
 // ---- decoding -------------------------------------------------------------------------------
@@ -453,13 +449,7 @@ struct Events {
     usage: Option<c::Usage>,
 }
 
-fn event(out: &mut Vec<u8>, name: &str, data: &Value) {
-    out.extend_from_slice(b"event: ");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\ndata: ");
-    out.extend_from_slice(data.to_string().as_bytes());
-    out.extend_from_slice(b"\n\n");
-}
+use crate::codec::sse_event as event;
 
 impl Events {
     fn start(&mut self, out: &mut Vec<u8>, id: &str) {
@@ -551,9 +541,7 @@ impl StreamEncoder for Events {
     fn error(&mut self, err: &ApiError) -> Vec<u8> {
         let (_, kind) = error_type(err);
         let mut out = Vec::new();
-        out.extend_from_slice(b"event: error\ndata: ");
-        out.extend_from_slice(error_body(kind, &err.message).as_bytes());
-        out.extend_from_slice(b"\n\n");
+        event(&mut out, "error", &error_body(kind, &err.message));
         out
     }
 

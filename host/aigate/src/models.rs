@@ -68,6 +68,9 @@ pub struct ModelsCache {
 impl ModelsCache {
     fn slot(&self, provider: &str) -> Slot {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = slots.get(provider) {
+            return slot.clone();
+        }
         slots.entry(provider.to_owned()).or_default().clone()
     }
 }

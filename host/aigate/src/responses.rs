@@ -380,11 +380,7 @@ impl Events {
             obj.insert("sequence_number".into(), json!(self.sequence));
         }
         self.sequence += 1;
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(kind.as_bytes());
-        out.extend_from_slice(b"\ndata: ");
-        out.extend_from_slice(data.to_string().as_bytes());
-        out.extend_from_slice(b"\n\n");
+        crate::codec::sse_event(out, kind, &data);
     }
 
     fn skeleton(&self, status: &str) -> Value {
