@@ -106,7 +106,9 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
 }
 
 async fn not_found() -> Response {
-    ApiError::not_found("No such endpoint. This gateway serves /v1/chat/completions, /v1/models and /health.")
+    ApiError::not_found(
+        "No such endpoint. This gateway serves /v1/chat/completions, /v1/messages, /v1/responses, /v1/models and /health.",
+    )
         .into_response()
 }
 
