@@ -1,6 +1,7 @@
-//! The canonical chat format: the types of `aigate:provider/types@0.2.0` (the newest contract,
-//! the only one the host implements for real), generated from the WIT. Plugins built against an
-//! older contract are adapted to these types by [`crate::compat_0_1`].
+//! The canonical chat format: the types of `aigate:provider/types@0.3.0` (the newest contract,
+//! the only one the host implements for real), generated from the WIT. Plugins built against
+//! 0.2.0 use these very types (0.3.0 kept every 0.2 record's shape, see [`crate::compat_0_2`]);
+//! 0.1.0 plugins are adapted to them by [`crate::compat_0_1`].
 //!
 //! The WIT contract *is* the canonical format, so the host uses the very types `bindgen!` generates
 //! for the plugin boundary instead of a hand-written copy that could drift. Every type is `Clone`,
@@ -12,10 +13,10 @@
 // `bindgen!` generates one module tree per WIT package: `aigate::provider::types` for the imported
 // (types-only) interface, `exports::aigate::provider::adapter` for what a plugin exports, and the
 // `Provider`/`ProviderPre` structs for the world.
-mod generated {
+pub(crate) mod generated {
     wasmtime::component::bindgen!({
         world: "provider",
-        path: "../../wit/provider@0.2.0",
+        path: "../../wit/provider@0.3.0",
         exports: { default: async },
         additional_derives: [PartialEq],
     });
@@ -24,13 +25,26 @@ mod generated {
 pub(crate) use generated::{Provider, ProviderPre};
 
 pub use generated::aigate::provider::types::{
-    AuthScheme, ChatRequest, ChatResponse, Choice, ChoiceDelta, ContentPart, FinishReason, FunctionTool, HttpRequest,
-    HttpResponse, ImageUrl, Message, MessageContent, ModelInfo, PluginInfo, ProviderError, RawCost, ResponseFormat,
-    ResponseMessage, Role, SseEvent, StreamChunk, ToolCall, ToolCallDelta, ToolChoice, Usage,
+    AuthScheme, Capabilities, ChatRequest, ChatResponse, Choice, ChoiceDelta, ContentPart, EmbeddingsRequest,
+    EmbeddingsResponse, FinishReason, FunctionTool, HttpRequest, HttpResponse, ImageUrl, Message, MessageContent,
+    ModelInfo, PluginInfo, ProviderError, RawCost, ResponseFormat, ResponseMessage, Role, SseEvent, StreamChunk,
+    ToolCall, ToolCallDelta, ToolChoice, Usage,
 };
 
 /// The (empty) host side of the types-only `types` interface, which the component imports.
 pub(crate) use generated::aigate::provider::types as types_interface;
+
+impl Capabilities {
+    /// What a plugin of an older contract (0.1, 0.2) serves beyond chat: nothing.
+    pub fn none() -> Self {
+        Capabilities { embeddings: false, native_apis: Vec::new() }
+    }
+
+    /// Whether the provider speaks the inbound API `api` (`anthropic-messages`) natively.
+    pub fn speaks(&self, api: &str) -> bool {
+        self.native_apis.iter().any(|name| name == api)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -50,5 +64,8 @@ mod tests {
         plain_data::<PluginInfo>();
         plain_data::<ModelInfo>();
         plain_data::<Role>();
+        plain_data::<Capabilities>();
+        plain_data::<EmbeddingsRequest>();
+        plain_data::<EmbeddingsResponse>();
     }
 }

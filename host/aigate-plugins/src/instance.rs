@@ -15,14 +15,14 @@ use wasmtime::{
 use wasmtime_wasi::{Deterministic, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 use crate::canonical::{
-    self, ChatRequest, ChatResponse, HttpRequest, HttpResponse, ModelInfo, PluginInfo, Provider, ProviderError,
-    ProviderPre, SseEvent, StreamChunk,
+    self, Capabilities, ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, HttpRequest, HttpResponse,
+    ModelInfo, PluginInfo, Provider, ProviderError, ProviderPre, SseEvent, StreamChunk,
 };
-use crate::compat_0_1;
 use crate::error::PluginFault;
 use crate::output::CapturedOutput;
 use crate::runtime::RuntimeInner;
 use crate::validate;
+use crate::{compat_0_1, compat_0_2};
 
 /// A plugin that was compiled, pre-linked and validated: everything needed to create instances
 /// cheaply. Immutable and shared (`Arc`); the registry swaps whole `LoadedPlugin`s, so a request
@@ -30,6 +30,7 @@ use crate::validate;
 /// over.
 pub struct LoadedPlugin {
     info: PluginInfo,
+    capabilities: Capabilities,
     hash: String,
     source: String,
     loaded_at: OffsetDateTime,
@@ -39,15 +40,18 @@ pub struct LoadedPlugin {
 }
 
 /// A pre-linked component with the bindings of the contract version it exports: the current
-/// one, or an older one whose results [`compat_0_1`] adapts. Chosen once at load time.
+/// one, 0.2 (the same types, fewer functions: [`compat_0_2`]), or 0.1 whose values
+/// [`compat_0_1`] converts. Chosen once at load time.
 pub(crate) enum AnyPre {
     Current(ProviderPre<StoreState>),
+    V0_2(compat_0_2::ProviderPre<StoreState>),
     V0_1(compat_0_1::ProviderPre<StoreState>),
 }
 
 /// The instantiated counterpart of [`AnyPre`].
 enum Bindings {
     Current(Provider),
+    V0_2(compat_0_2::Provider),
     V0_1(compat_0_1::Provider),
 }
 
@@ -64,8 +68,10 @@ impl fmt::Debug for LoadedPlugin {
 }
 
 impl LoadedPlugin {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         info: PluginInfo,
+        capabilities: Capabilities,
         hash: String,
         source: String,
         loaded_at: OffsetDateTime,
@@ -73,7 +79,13 @@ impl LoadedPlugin {
         pre: AnyPre,
         runtime: Arc<RuntimeInner>,
     ) -> Self {
-        LoadedPlugin { info, hash, source, loaded_at, from_cache, pre, runtime }
+        LoadedPlugin { info, capabilities, hash, source, loaded_at, from_cache, pre, runtime }
+    }
+
+    /// What `capabilities` returned at load time: embeddings, natively spoken inbound APIs
+    /// (nothing for a plugin of contract 0.1 or 0.2).
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
     }
 
     /// What `describe` returned when the plugin was loaded (the plugin's static facts).
@@ -168,9 +180,35 @@ macro_rules! call {
                 let $guest = bindings.aigate_provider_adapter();
                 tokio::time::timeout(wall, $current).await
             }
+            // The 0.2 bindings share the canonical types: the same call, other export indices.
+            Bindings::V0_2(bindings) => {
+                let $guest = bindings.aigate_provider_adapter();
+                tokio::time::timeout(wall, $current).await
+            }
             Bindings::V0_1(bindings) => {
                 let $guest = bindings.aigate_provider_adapter();
                 tokio::time::timeout(wall, $v0_1).await
+            }
+        };
+        sandbox.end(outcome)
+    }};
+}
+
+/// Like [`call!`], for a function only the current contract has. The caller has checked that
+/// the bindings are current; other bindings are a host bug, reported as a fault, never a panic.
+macro_rules! call_current {
+    ($sandbox:expr, |$guest:ident, $store:ident| $current:expr) => {{
+        let sandbox: &mut Sandbox = $sandbox;
+        sandbox.begin()?;
+        let wall = sandbox.runtime.config.wall_timeout;
+        let $store = &mut sandbox.store;
+        let outcome = match &sandbox.bindings {
+            Bindings::Current(bindings) => {
+                let $guest = bindings.aigate_provider_adapter();
+                tokio::time::timeout(wall, $current).await
+            }
+            Bindings::V0_2(_) | Bindings::V0_1(_) => {
+                Ok(Err(wasmtime::Error::msg("the host called a function of a newer contract than the plugin's")))
             }
         };
         sandbox.end(outcome)
@@ -243,6 +281,53 @@ impl PluginInstance {
         })?;
         self.sandbox.check(&result, |r| validate::provider_result(r, |m| validate::models(m)))?;
         Ok(result)
+    }
+
+    /// Translate an embeddings request into the provider's HTTP request (contract 0.3). A plugin
+    /// without embeddings (its [`LoadedPlugin::capabilities`], or an older contract) gets a 400
+    /// provider error without being entered. Checked like [`PluginInstance::build_request`].
+    pub async fn build_embeddings_request(
+        &mut self,
+        base_url: &str,
+        request: &EmbeddingsRequest,
+    ) -> Result<Result<HttpRequest, ProviderError>, PluginFault> {
+        if let Some(error) = self.no_embeddings() {
+            return Ok(Err(error));
+        }
+        let result = call_current!(&mut self.sandbox, |guest, store| guest
+            .call_build_embeddings_request(store, base_url, request))?;
+        self.sandbox.check(&result, |r| validate::provider_result(r, validate::http_request))?;
+        Ok(result)
+    }
+
+    /// Translate the provider's embeddings response (any status) into vectors or the provider's
+    /// error. The vectors are checked (finite numbers, one length for all); whether there is
+    /// one per input is the caller's check, which knows the inputs.
+    pub async fn parse_embeddings_response(
+        &mut self,
+        response: &HttpResponse,
+    ) -> Result<Result<EmbeddingsResponse, ProviderError>, PluginFault> {
+        if let Some(error) = self.no_embeddings() {
+            return Ok(Err(error));
+        }
+        let result =
+            call_current!(&mut self.sandbox, |guest, store| guest.call_parse_embeddings_response(store, response))?;
+        self.sandbox.check(&result, |r| validate::provider_result(r, validate::embeddings_response))?;
+        Ok(result)
+    }
+
+    /// The error for an embeddings call to a plugin that declared none.
+    fn no_embeddings(&self) -> Option<ProviderError> {
+        (!self.plugin.capabilities.embeddings).then(|| ProviderError {
+            status: 400,
+            error_type: "invalid_request_error".to_owned(),
+            code: Some("embeddings_unsupported".to_owned()),
+            message: format!(
+                "provider '{}' (plugin {}, contract {}) does not serve embeddings",
+                self.plugin.info.name, self.plugin.info.version, self.plugin.info.contract_version
+            ),
+            retryable: false,
+        })
     }
 
     /// Turn this instance into the decoder of one SSE stream. `model` is the model the request
@@ -465,6 +550,7 @@ impl Sandbox {
         let instantiate = async {
             match pre {
                 AnyPre::Current(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Current),
+                AnyPre::V0_2(pre) => pre.instantiate_async(&mut store).await.map(Bindings::V0_2),
                 AnyPre::V0_1(pre) => pre.instantiate_async(&mut store).await.map(Bindings::V0_1),
             }
         };
@@ -493,6 +579,14 @@ impl Sandbox {
         call!(self, |guest, store| guest.call_describe(store), async {
             guest.call_describe(store).await.map(compat_0_1::plugin_info)
         })
+    }
+
+    /// Call `capabilities` (at load time); a plugin of an older contract has none.
+    pub(crate) async fn capabilities(&mut self) -> Result<Capabilities, PluginFault> {
+        if !matches!(self.bindings, Bindings::Current(_)) {
+            return Ok(Capabilities::none());
+        }
+        call_current!(self, |guest, store| guest.call_capabilities(store))
     }
 
     /// Refuse to enter a poisoned instance; otherwise give the call a full CPU budget.

@@ -1,6 +1,6 @@
 //! AIGate's plugin runtime: provider plugins are WebAssembly components implementing the
-//! `aigate:provider` contract (`wit/provider@<version>/provider.wit`: 0.2.0, or 0.1.0 through an
-//! adapter, see [`SUPPORTED_CONTRACTS`]), run in a sandbox.
+//! `aigate:provider` contract (`wit/provider@<version>/provider.wit`: 0.3.0, 0.2.0 with the same
+//! types, or 0.1.0 through an adapter, see [`SUPPORTED_CONTRACTS`]), run in a sandbox.
 //!
 //! This is the only crate that links wasmtime. The rest of the host sees the canonical types
 //! ([`canonical`]), the runtime ([`PluginRuntime`]), loaded plugins ([`LoadedPlugin`]), per-request
@@ -45,6 +45,7 @@
 
 pub mod canonical;
 mod compat_0_1;
+mod compat_0_2;
 pub mod conformance;
 mod error;
 mod instance;
@@ -59,11 +60,12 @@ pub use registry::{DEBOUNCE, PluginRegistry, PluginStatus, WatchGuard};
 pub use runtime::{PluginRuntime, RuntimeConfig};
 
 /// The contract version this host implements for real (the canonical types are its types).
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 /// Every contract version this host loads plugins for, newest first: [`CONTRACT_VERSION`] and
-/// the older versions adapted to it (`compat_0_1`). The policy is in `docs/plugins.md`.
-pub const SUPPORTED_CONTRACTS: &[&str] = &[CONTRACT_VERSION, "0.1.0"];
+/// the older versions served through their own bindings (`compat_0_2`, `compat_0_1`). The policy
+/// is in `docs/plugins.md`.
+pub const SUPPORTED_CONTRACTS: &[&str] = &[CONTRACT_VERSION, "0.2.0", "0.1.0"];
 
 /// Whether a plugin built against contract version `version` can be loaded by this host: the
 /// same major and minor version as one of [`SUPPORTED_CONTRACTS`] (patch versions never change
@@ -83,10 +85,10 @@ mod tests {
 
     #[test]
     fn contract_compatibility_follows_semver_for_0_x() {
-        for ok in ["0.2.0", "0.2.3", "0.1.0", "0.1.1", "0.1.7-rc.1"] {
+        for ok in ["0.3.0", "0.3.2", "0.2.0", "0.2.3", "0.1.0", "0.1.1", "0.1.7-rc.1"] {
             assert!(contract_compatible(ok), "{ok}");
         }
-        for bad in ["0.3.0", "1.1.0", "9.1.0", "0.0.9", "0.1", "", "v0.1.0"] {
+        for bad in ["0.4.0", "1.1.0", "9.1.0", "0.0.9", "0.1", "", "v0.1.0"] {
             assert!(!contract_compatible(bad), "{bad}");
         }
     }

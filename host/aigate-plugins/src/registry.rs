@@ -85,6 +85,10 @@ pub struct PluginStatus {
     pub name: Option<String>,
     pub version: Option<String>,
     pub contract_version: Option<String>,
+    /// Whether the plugin serves embeddings (contract 0.3 `capabilities`).
+    pub embeddings: Option<bool>,
+    /// Inbound APIs the plugin's provider speaks natively (passed through).
+    pub native_apis: Option<Vec<String>>,
     /// Hex sha256 of the served file content.
     pub hash: Option<String>,
     /// RFC 3339.
@@ -220,6 +224,8 @@ impl PluginRegistry {
                     name: serving.map(|p| p.name().to_owned()),
                     version: serving.map(|p| p.version().to_owned()),
                     contract_version: serving.map(|p| p.contract_version().to_owned()),
+                    embeddings: serving.map(|p| p.capabilities().embeddings),
+                    native_apis: serving.map(|p| p.capabilities().native_apis.clone()),
                     hash: serving.map(|p| p.hash().to_owned()),
                     loaded_at: serving.and_then(|p| p.loaded_at().format(&Rfc3339).ok()),
                     state: if serving.is_some() { "serving" } else { "refused" },

@@ -17,7 +17,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use crate::canonical::{self, PluginInfo, ProviderPre};
 use crate::error::{LoadError, RuntimeError};
 use crate::instance::{AnyPre, LoadedPlugin, Sandbox, StoreState};
-use crate::{compat_0_1, contract_compatible};
+use crate::{compat_0_1, compat_0_2, contract_compatible};
 
 /// How often the ticker thread advances the engine's epoch. A plugin's CPU budget is counted in
 /// these ticks, so this is also the granularity of [`RuntimeConfig::cpu_timeout`].
@@ -128,6 +128,7 @@ impl PluginRuntime {
         // The contract's `types` interface holds only types, but the component still imports it,
         // at the version it was built against: provide every supported one.
         canonical::types_interface::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .and_then(|()| linker.instance(compat_0_2::TYPES_INTERFACE).map(drop))
             .and_then(|()| compat_0_1::types_interface::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))
             .map_err(|e| RuntimeError::Linker { message: format!("{e:#}") })?;
 
@@ -178,8 +179,9 @@ impl PluginRuntime {
     ///    when it exists and its MAC verifies (a few milliseconds). A cache file that cannot be
     ///    used is ignored and rewritten.
     /// 2. Pre-link against the host's linker (`InstancePre`): type-checks the component against
-    ///    the `aigate:provider` world of the contract version the component exports (0.2.x, or
-    ///    0.1.x through the [`compat_0_1`] adapter) once, so each request only instantiates.
+    ///    the `aigate:provider` world of the contract version the component exports (0.3.x, 0.2.x
+    ///    through [`compat_0_2`], or 0.1.x through the [`compat_0_1`] adapter) once, so each
+    ///    request only instantiates.
     /// 3. Validate: instantiate once, call `describe`, and check the facts: the contract version
     ///    must be compatible with [`crate::CONTRACT_VERSION`] (see [`contract_compatible`]), the name a
     ///    lowercase identifier (`[a-z0-9][a-z0-9._-]*`, at most 64 bytes), the version semver,
@@ -205,10 +207,15 @@ impl PluginRuntime {
             .await
             .map_err(|fault| LoadError::Describe { origin: origin.clone(), fault })?;
         let info = sandbox.describe().await.map_err(|fault| LoadError::Describe { origin: origin.clone(), fault })?;
+        let capabilities =
+            sandbox.capabilities().await.map_err(|fault| LoadError::Describe { origin: origin.clone(), fault })?;
         drop(sandbox);
         validate_info(&origin, &info)?;
+        crate::validate::capabilities(&capabilities)
+            .map_err(|what| LoadError::InvalidInfo { origin: origin.clone(), what })?;
         let exported = match &pre {
             AnyPre::Current(_) => crate::CONTRACT_VERSION,
+            AnyPre::V0_2(_) => compat_0_2::VERSION,
             AnyPre::V0_1(_) => compat_0_1::VERSION,
         };
         if !same_minor(&info.contract_version, exported) {
@@ -232,6 +239,7 @@ impl PluginRuntime {
         );
         Ok(Arc::new(LoadedPlugin::new(
             info,
+            capabilities,
             hash,
             origin,
             OffsetDateTime::now_utc(),
@@ -244,7 +252,7 @@ impl PluginRuntime {
 
 impl PluginRuntime {
     /// Pre-link the component with the bindings of the contract version it exports (the
-    /// current one, or an older one adapted by [`compat_0_1`]); any other version is refused
+    /// current one, or an older one: [`compat_0_2`], [`compat_0_1`]); any other version is refused
     /// with a message naming it and the versions this host accepts.
     fn pre_link(&self, origin: &str, component: &Component) -> Result<AnyPre, LoadError> {
         const ADAPTER: &str = "aigate:provider/adapter@";
@@ -270,6 +278,8 @@ impl PluginRuntime {
         let instance_pre = self.inner.linker.instantiate_pre(component).map_err(link)?;
         if same_minor(&version, crate::CONTRACT_VERSION) {
             ProviderPre::new(instance_pre).map(AnyPre::Current).map_err(link)
+        } else if same_minor(&version, compat_0_2::VERSION) {
+            compat_0_2::ProviderPre::new(instance_pre).map(AnyPre::V0_2).map_err(link)
         } else if same_minor(&version, compat_0_1::VERSION) {
             compat_0_1::ProviderPre::new(instance_pre).map(AnyPre::V0_1).map_err(link)
         } else {
@@ -605,7 +615,7 @@ mod tests {
         let info = PluginInfo {
             name: "x".into(),
             version: "1.0.0".into(),
-            contract_version: "0.3.0".into(),
+            contract_version: "0.4.0".into(),
             default_base_url: "https://example.com".into(),
             auth: canonical::AuthScheme::Bearer,
             models: vec![],

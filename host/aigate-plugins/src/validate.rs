@@ -4,7 +4,9 @@
 //!
 //! Each check returns `Err(what)` with a sentence fragment naming the offending field.
 
-use crate::canonical::{ChatResponse, HttpRequest, ModelInfo, ProviderError, RawCost, StreamChunk};
+use crate::canonical::{
+    Capabilities, ChatResponse, EmbeddingsResponse, HttpRequest, ModelInfo, ProviderError, RawCost, StreamChunk,
+};
 
 /// An absolute `http`/`https` URL with a host.
 pub(crate) fn http_url(text: &str) -> Result<(), String> {
@@ -72,6 +74,44 @@ pub(crate) fn stream_chunks(chunks: &[StreamChunk]) -> Result<(), String> {
 pub(crate) fn models(models: &[ModelInfo]) -> Result<(), String> {
     match models.iter().find(|m| m.id.is_empty()) {
         Some(_) => Err("a model id is empty".to_owned()),
+        None => Ok(()),
+    }
+}
+
+/// Vectors the host can encode: finite numbers (JSON has no NaN or infinity), all of one
+/// non-zero length.
+pub(crate) fn embeddings_response(response: &EmbeddingsResponse) -> Result<(), String> {
+    let Some(first) = response.embeddings.first() else {
+        return Ok(());
+    };
+    if first.is_empty() {
+        return Err("embedding 0 is empty".to_owned());
+    }
+    for (index, vector) in response.embeddings.iter().enumerate() {
+        if vector.len() != first.len() {
+            return Err(format!("embedding {index} has {} dimensions, embedding 0 has {}", vector.len(), first.len()));
+        }
+        if vector.iter().any(|value| !value.is_finite()) {
+            return Err(format!("embedding {index} holds a value that is not a finite number"));
+        }
+    }
+    Ok(())
+}
+
+/// At most this many native APIs, each a short lowercase name: the list is kept for the
+/// plugin's lifetime and shown by `/admin/plugins`.
+const MAX_NATIVE_APIS: usize = 16;
+
+pub(crate) fn capabilities(capabilities: &Capabilities) -> Result<(), String> {
+    if capabilities.native_apis.len() > MAX_NATIVE_APIS {
+        return Err(format!("capabilities name more than {MAX_NATIVE_APIS} native APIs"));
+    }
+    let name_ok = |name: &str| {
+        (1..=64).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    match capabilities.native_apis.iter().find(|name| !name_ok(name)) {
+        Some(name) => Err(format!("native API name {name:?} is not a lowercase name of at most 64 bytes")),
         None => Ok(()),
     }
 }

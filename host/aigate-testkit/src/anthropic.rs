@@ -433,7 +433,14 @@ fn validate(request: &Map<String, Value>) -> Result<(), AnthropicError> {
                     }
                     answered.push(id);
                 }
-                Some("thinking" | "redacted_thinking") if role == "assistant" => {}
+                // Anthropic verifies the signature of a thinking block sent back (reference
+                // 7.2): one the mock did not sign is refused, as a re-serialised block would be.
+                Some("thinking") if role == "assistant" => {
+                    if block.get("signature").and_then(Value::as_str) != Some(THINKING_SIGNATURE) {
+                        return invalid(format!("{at}.thinking.signature: Invalid `signature` in `thinking` block"));
+                    }
+                }
+                Some("redacted_thinking") if role == "assistant" => {}
                 other => {
                     return invalid(format!("{at}.type: unexpected block type {other:?} in a {role} turn"));
                 }

@@ -37,6 +37,7 @@ mod wire;
 
 pub mod answer;
 pub mod anthropic;
+pub mod embeddings;
 pub mod errors;
 pub mod gemini;
 pub mod sse;

@@ -209,8 +209,20 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     match (route, &parts.method) {
         ("/chat/completions", &Method::POST) => chat(&shared, &parts.headers, &body, request_id).await,
         ("/models", &Method::GET) => models(&shared, &parts.headers, &request_id).await,
-        ("/chat/completions" | "/models", _) => plain(StatusCode::METHOD_NOT_ALLOWED, &request_id),
+        ("/embeddings", &Method::POST) => embeddings(&shared, &parts.headers, &body, &request_id),
+        ("/chat/completions" | "/models" | "/embeddings", _) => plain(StatusCode::METHOD_NOT_ALLOWED, &request_id),
         _ => plain(StatusCode::NOT_FOUND, &request_id),
+    }
+}
+
+fn embeddings(shared: &Shared, headers: &HeaderMap, body: &Bytes, request_id: &str) -> Response {
+    if !authorized(headers, &shared.options.api_key) {
+        return error_response(false, &errors::invalid_api_key().with_request_id(request_id), request_id);
+    }
+    let scenario = shared.script().queue.pop_front().unwrap_or(Scenario::Normal);
+    match crate::embeddings::answer(body, &shared.options, scenario) {
+        Ok(answer) => respond(StatusCode::OK, JSON_CONTENT_TYPE, answer.to_string(), request_id),
+        Err(e) => error_response(false, &e.with_request_id(request_id), request_id),
     }
 }
 

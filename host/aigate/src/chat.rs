@@ -67,7 +67,17 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
     }
 }
 
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+/// The body as text: a 400 that says where, when it is not UTF-8.
+pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, ApiError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        ApiError::invalid_json(format!(
+            "The request body is not valid UTF-8 (at byte {}). Send UTF-8 JSON.",
+            e.valid_up_to()
+        ))
+    })
+}
+
+pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let ct = headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("<not text>")).unwrap_or("<none>");
     let essence = ct.split(';').next().unwrap_or_default().trim();
     if essence.eq_ignore_ascii_case("application/json") { Ok(()) } else { Err(ApiError::unsupported_media_type(ct)) }
@@ -75,7 +85,7 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// Who answered: provider, plugin version, the model that served and how many provider calls
 /// it took.
-fn provider_headers(response: &mut Response, served: &Served) {
+pub(crate) fn provider_headers(response: &mut Response, served: &Served) {
     let route = &served.candidate.route;
     let h = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&route.provider) {
@@ -124,61 +134,37 @@ async fn handle(
     let started = Instant::now();
     require_json(&headers)?;
     let bytes = read_body(&headers, body, state.config.max_body_bytes).await?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| {
-        ApiError::invalid_json(format!(
-            "The request body is not valid UTF-8 (at byte {}). Send UTF-8 JSON.",
-            e.valid_up_to()
-        ))
-    })?;
+    let text = utf8(&bytes)?;
     let Decoded { model: asked, fallbacks, mut canonical, options } = codec.decode(text)?;
-    // The key's scope: the model asked for and every fallback it names.
-    if let Some(model) = std::iter::once(&asked).chain(&fallbacks).find(|m| !tenant.may_call(m)) {
-        let mut err = tenant.not_allowed(model);
-        if *model != asked {
-            err.param = Some("fallbacks".to_owned());
-        }
-        return Err(err);
-    }
-    let plugins = state.registry.plugins();
-    let mut plan = state.providers.plan(&plugins, &asked, &fallbacks, state.config.routing.retries)?;
-    // A route's own fallbacks are dispatched only into models the key may call.
-    plan.tiers.retain(|t| tenant.may_call(&t.model));
-    // Every deployment that may be called is priced (or its provider allows unpriced calls).
-    plan.retain(|c| state.billing.check(&tenant, &c.route))?;
+    let prompt_estimate = estimate_prompt_tokens(&canonical);
+    let estimate = state.limits.estimate(prompt_estimate, canonical.max_tokens);
+    let admission = Admission::begin(
+        &state,
+        &tenant,
+        &headers,
+        Asked { endpoint: codec.endpoint(), body: text, model: &asked, fallbacks: &fallbacks },
+        options.stream,
+        estimate,
+        |_| Ok(()),
+    )
+    .await?;
+    let Admission { plan, guard, headers: admitted } = match admission {
+        Admitted::Replay(response) => return Ok(response),
+        Admitted::Proceed(admission) => admission,
+    };
     if let Some(first) = plan.candidates().next() {
         canonical.model.clone_from(&first.route.upstream_model);
     }
 
-    // Everything above is validation: nothing was claimed, nothing is charged.
-    // From here on the guard holds what the call takes, and gives it back on
-    // every early return.
-    let cfg = &state.config.idempotency;
-    let claim = match idempotency::begin(
-        state.idempotency.as_ref(),
-        &tenant,
-        &headers,
-        codec.endpoint(),
-        text,
-        cfg.lease,
-        cfg.ttl,
-    )
-    .await?
-    {
-        idempotency::Begin::Replay(response) => return Ok(response),
-        idempotency::Begin::Proceed(claim) => claim,
-    };
-    let mut guard = CallGuard::new(claim, cfg.lease);
-    let prompt_estimate = estimate_prompt_tokens(&canonical);
-    let estimate = state.limits.estimate(prompt_estimate, canonical.max_tokens);
-    let admitted = match admit(&state, &tenant, options.stream, estimate, &mut guard).await {
-        Ok(headers) => headers,
-        Err(e) => {
-            // Released before the client hears of it, so it can retry at once.
-            guard.finish(0, None).await;
-            return Err(e);
-        }
-    };
-
+    let passthrough = codec.native_api().map(|api| Passthrough {
+        api,
+        body: bytes.clone(),
+        headers: codec
+            .forwarded_headers()
+            .iter()
+            .filter_map(|name| Some((*name, headers.get(*name)?.to_str().ok()?.to_owned())))
+            .collect(),
+    });
     let stop_calls = state.stop_calls.clone();
     let call = Call {
         deadline: started + state.upstream.config.total_timeout,
@@ -189,6 +175,7 @@ async fn handle(
         codec,
         plan,
         canonical,
+        passthrough,
         options,
         prompt_estimate,
         started,
@@ -198,29 +185,112 @@ async fn handle(
         // Past the shutdown deadline: dropping the call meters and releases it.
         _ = stop_calls.cancelled() => codec.error_response(ApiError::shutting_down()),
     };
+    ratelimit_headers(&mut response, admitted);
+    Ok(response)
+}
+
+/// What a client asked for, as the shared steps of the pipeline need it.
+pub(crate) struct Asked<'a> {
+    /// The API's method and path (the idempotency fingerprint).
+    pub endpoint: (&'static str, &'static str),
+    /// The request body (UTF-8 JSON).
+    pub body: &'a str,
+    pub model: &'a str,
+    pub fallbacks: &'a [String],
+}
+
+/// A request through the steps every inbound API shares, before any provider is called: the
+/// key's model scope, the plan, the price check, idempotency and limits.
+pub(crate) struct Admission {
+    pub plan: Plan,
+    /// What the call holds (claim, reservation, stream slot) until it is settled.
+    pub guard: CallGuard,
+    /// The `x-ratelimit-*` headers of the answer.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+pub(crate) enum Admitted {
+    /// An idempotent replay: the stored answer, nothing else to do.
+    Replay(Response),
+    Proceed(Admission),
+}
+
+impl Admission {
+    /// Runs the shared steps. `serves` keeps the deployments that can serve this kind of call
+    /// (embeddings, say); its first refusal is the error when none is left. Nothing is held
+    /// when this fails.
+    pub(crate) async fn begin(
+        state: &AppState,
+        tenant: &Tenant,
+        headers: &HeaderMap,
+        asked: Asked<'_>,
+        stream: bool,
+        estimate: u32,
+        serves: impl Fn(&Candidate) -> Result<(), ApiError>,
+    ) -> Result<Admitted, ApiError> {
+        // The key's scope: the model asked for and every fallback it names.
+        if let Some(model) =
+            std::iter::once(asked.model).chain(asked.fallbacks.iter().map(String::as_str)).find(|m| !tenant.may_call(m))
+        {
+            let mut err = tenant.not_allowed(model);
+            if model != asked.model {
+                err.param = Some("fallbacks".to_owned());
+            }
+            return Err(err);
+        }
+        let plugins = state.registry.plugins();
+        let mut plan = state.providers.plan(&plugins, asked.model, asked.fallbacks, state.config.routing.retries)?;
+        // A route's own fallbacks are dispatched only into models the key may call.
+        plan.tiers.retain(|t| tenant.may_call(&t.model));
+        plan.retain(serves)?;
+        // Every deployment that may be called is priced (or its provider allows unpriced calls).
+        plan.retain(|c| state.billing.check(tenant, &c.route))?;
+
+        // Everything above is validation: nothing was claimed, nothing is charged.
+        // From here on the guard holds what the call takes, and gives it back on
+        // every early return.
+        let cfg = &state.config.idempotency;
+        let claim = match idempotency::begin(
+            state.idempotency.as_ref(),
+            tenant,
+            headers,
+            asked.endpoint,
+            asked.body,
+            cfg.lease,
+            cfg.ttl,
+        )
+        .await?
+        {
+            idempotency::Begin::Replay(response) => return Ok(Admitted::Replay(response)),
+            idempotency::Begin::Proceed(claim) => claim,
+        };
+        let mut guard = CallGuard::new(claim, cfg.lease);
+        let limits = async {
+            if stream {
+                guard.hold_stream(state.limits.open_stream(tenant)?);
+            }
+            let admitted = state.limits.admit(tenant, estimate).await?;
+            guard.reserve(admitted.reservation);
+            Ok::<_, ApiError>(admitted.headers)
+        };
+        match limits.await {
+            Ok(headers) => Ok(Admitted::Proceed(Admission { plan, guard, headers })),
+            Err(e) => {
+                // Released before the client hears of it, so it can retry at once.
+                guard.finish(0, None).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Adds the `x-ratelimit-*` headers of an admission to an answer.
+pub(crate) fn ratelimit_headers(response: &mut Response, admitted: Vec<(&'static str, String)>) {
     for (name, value) in admitted {
         if let Ok(v) = HeaderValue::from_str(&value) {
             response.headers_mut().insert(name, v);
         }
     }
-    Ok(response)
-}
-
-/// The limits: a stream slot for a stream, then budget and rates. What they
-/// hand out goes into `guard`; returns the `x-ratelimit-*` headers.
-async fn admit(
-    state: &AppState,
-    tenant: &Tenant,
-    stream: bool,
-    estimate: u32,
-    guard: &mut CallGuard,
-) -> Result<Vec<(&'static str, String)>, ApiError> {
-    if stream {
-        guard.hold_stream(state.limits.open_stream(tenant)?);
-    }
-    let admitted = state.limits.admit(tenant, estimate).await?;
-    guard.reserve(admitted.reservation);
-    Ok(admitted.headers)
 }
 
 /// One admitted call: what was asked, for whom, and where it may go.
@@ -234,6 +304,8 @@ struct Call {
     codec: &'static dyn Codec,
     plan: Plan,
     canonical: ChatRequest,
+    /// The client's own request, for a deployment whose provider speaks the client's API.
+    passthrough: Option<Passthrough>,
     options: openai::ClientOptions,
     /// ~4 characters a token: metered for a stream that ends before the
     /// provider reported its own count.
@@ -243,12 +315,25 @@ struct Call {
     deadline: Instant,
 }
 
+/// A request in an API some providers speak natively (`Codec::native_api`): sent to them as the
+/// client wrote it ([`crate::codec::passthrough_body`]), with the client's forwarded headers,
+/// and answered with the provider's bytes. The plugin still builds the request (method, URL,
+/// its headers) and reads usage from the response and the stream, so metering, limits and
+/// fallbacks hold.
+struct Passthrough {
+    /// The API's name in `capabilities.native-apis`.
+    api: &'static str,
+    body: Bytes,
+    /// `Codec::forwarded_headers` the client sent: they replace the plugin's headers of the same name.
+    headers: Vec<(&'static str, String)>,
+}
+
 /// An attempt that failed, with its usage record still open: the attempt loop
 /// closes it as `retried` when another attempt follows.
-struct Failed {
-    error: ApiError,
-    meter: Option<Meter>,
-    outcome: Outcome,
+pub(crate) struct Failed {
+    pub error: ApiError,
+    pub meter: Option<Meter>,
+    pub outcome: Outcome,
 }
 
 /// A failure before the provider was called: nothing to meter.
@@ -300,33 +385,13 @@ impl Call {
             }
             Ok((Answer::Whole(mut response, tokens), served)) => {
                 provider_headers(&mut response, &served);
-                self.settle(guard, response, tokens, true).await
+                settle(&self.state, guard, response, tokens, true).await
             }
             Err(e) => {
                 let store = e.is_final();
-                self.settle(guard, self.codec.error_response(e), 0, store).await
+                settle(&self.state, guard, self.codec.error_response(e), 0, store).await
             }
         }
-    }
-
-    /// Finishes the guard of a whole response, storing it when `store` and
-    /// it fits `idempotency.max_stored_bytes`.
-    async fn settle(&self, guard: CallGuard, response: Response, tokens: u32, store: bool) -> Response {
-        if !store || guard.idempotency_key().is_none() {
-            guard.finish(tokens, None).await;
-            return response;
-        }
-        let (parts, body) = response.into_parts();
-        // Our own bodies, already in memory: collecting cannot fail or wait.
-        let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-        let outcome = (body.len() <= self.state.config.idempotency.max_stored_bytes)
-            .then(|| idempotency::stored(parts.status, &parts.headers, body.clone(), false));
-        let stored = guard.finish(tokens, outcome).await;
-        let mut response = Response::from_parts(parts, Body::from(body));
-        if !stored {
-            response.headers_mut().insert(idempotency::NOT_STORED_HEADER, HeaderValue::from_static("false"));
-        }
-        response
     }
 
     /// One provider call (attempt `attempt` of the request) to `candidate`: a whole answer, a
@@ -349,8 +414,9 @@ impl Call {
             copy.model.clone_from(&route.upstream_model);
             std::borrow::Cow::Owned(copy)
         };
+        let native = self.passthrough.as_ref().filter(|p| route.plugin.capabilities().speaks(p.api));
         let mut instance = route.plugin.instantiate().await.map_err(|f| fault_error(&f))?;
-        let http_request = match instance.build_request(route.base_url.as_str(), &canonical).await {
+        let mut http_request = match instance.build_request(route.base_url.as_str(), &canonical).await {
             Ok(Ok(r)) => r,
             Ok(Err(provider_error)) => {
                 return Err(
@@ -359,35 +425,29 @@ impl Call {
             }
             Err(fault) => return Err(fault_error(&fault).into()),
         };
+        if let Some(native) = native {
+            http_request.body = crate::codec::passthrough_body(&native.body, &route.upstream_model)?;
+            for (name, value) in &native.headers {
+                http_request.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+                http_request.headers.push(((*name).to_owned(), value.clone()));
+            }
+        }
         let upstream_request = state.upstream.prepare(&route.target(), route.plugin.name(), http_request)?;
 
-        let mut meter = Meter {
-            state: state.clone(),
-            tenant: self.tenant.clone(),
-            record: Some(UsageRecord {
-                request_id: self.request_id.clone(),
-                attempt,
+        let mut meter = Meter::open(
+            Metered {
+                state,
+                tenant: &self.tenant,
+                request_id: &self.request_id,
+                client_request_id: self.client_request_id.as_deref(),
                 api: self.codec.name(),
-                client_request_id: self.client_request_id.clone(),
-                provider: route.provider.to_string(),
-                model: route.upstream_model.clone(),
-                stream: options.stream,
-                outcome: Outcome::Failed,
-                status: 502,
-                usage: None,
-                raw_cost: None,
-                latency: Duration::ZERO,
-                time_to_first_token: None,
-                org_id: self.tenant.org_id,
-                key_id: self.tenant.key_id,
-                idempotency_key,
-                billed_cost: aigate_core::Money::ZERO,
-                currency: String::new(),
-                unpriced: false,
-                created_at: time::OffsetDateTime::now_utc(),
-            }),
-            started: self.started,
-        };
+                started: self.started,
+            },
+            route,
+            attempt,
+            options.stream,
+            idempotency_key,
+        );
 
         let failed = |error: ApiError, meter: Meter| Failed { error, meter: Some(meter), outcome: Outcome::Failed };
         let upstream_response = match state.upstream.send(&route.provider, upstream_request, self.deadline).await {
@@ -413,7 +473,12 @@ impl Call {
                         if chat.model.is_empty() { route.upstream_model.as_str() } else { chat.model.as_str() };
                     let model = route.public_model(answered);
                     let charge = meter.finish(Outcome::Completed, 200, chat.usage, chat.raw_cost.clone());
-                    let mut response = (StatusCode::OK, self.codec.response(&chat, &model)).into_response();
+                    let body = match native {
+                        // The provider's own bytes: the client speaks its API.
+                        Some(_) => http_response.body,
+                        None => self.codec.response(&chat, &model),
+                    };
+                    let mut response = (StatusCode::OK, body).into_response();
                     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
                     if let Some(charge) = charge
                         && let Ok(v) = HeaderValue::from_str(&format!("{} {}", charge.billed, charge.currency))
@@ -447,6 +512,7 @@ impl Call {
             sse: SseDecoder::new(streams.sse),
             events: Vec::new(),
             decoder,
+            raw: native.is_some(),
             out: VecDeque::with_capacity(4),
             finished: false,
             encoder: self.codec.stream(route.public_model(&route.upstream_model), options.include_usage),
@@ -484,6 +550,32 @@ impl Call {
     }
 }
 
+/// Finishes the guard of a whole response, storing it when `store` and it fits
+/// `idempotency.max_stored_bytes`.
+pub(crate) async fn settle(
+    state: &AppState,
+    guard: CallGuard,
+    response: Response,
+    tokens: u32,
+    store: bool,
+) -> Response {
+    if !store || guard.idempotency_key().is_none() {
+        guard.finish(tokens, None).await;
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // Our own bodies, already in memory: collecting cannot fail or wait.
+    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let outcome = (body.len() <= state.config.idempotency.max_stored_bytes)
+        .then(|| idempotency::stored(parts.status, &parts.headers, body.clone(), false));
+    let stored = guard.finish(tokens, outcome).await;
+    let mut response = Response::from_parts(parts, Body::from(body));
+    if !stored {
+        response.headers_mut().insert(idempotency::NOT_STORED_HEADER, HeaderValue::from_static("false"));
+    }
+    response
+}
+
 /// ~4 characters a token over the messages' text: only used when a stream
 /// ends before the provider reported its own count.
 pub(crate) fn estimate_prompt_tokens(request: &ChatRequest) -> u32 {
@@ -506,9 +598,20 @@ pub(crate) fn estimate_prompt_tokens(request: &ChatRequest) -> u32 {
     u32::try_from(chars.div_ceil(4).max(1)).unwrap_or(u32::MAX)
 }
 
+/// Who a call's usage records belong to.
+pub(crate) struct Metered<'a> {
+    pub state: &'a Arc<AppState>,
+    pub tenant: &'a Arc<Tenant>,
+    pub request_id: &'a str,
+    pub client_request_id: Option<&'a str>,
+    /// The inbound API (`Codec::name`).
+    pub api: &'static str,
+    pub started: Instant,
+}
+
 /// Writes the usage record exactly once: when the call finishes, or when it
 /// is dropped (a client that disconnects mid-stream).
-struct Meter {
+pub(crate) struct Meter {
     state: Arc<AppState>,
     tenant: Arc<Tenant>,
     record: Option<UsageRecord>,
@@ -516,8 +619,45 @@ struct Meter {
 }
 
 impl Meter {
+    /// The open record of attempt `attempt` to `route` (status 502 `failed` until finished).
+    pub(crate) fn open(
+        who: Metered<'_>,
+        route: &Route,
+        attempt: u32,
+        stream: bool,
+        idempotency_key: Option<String>,
+    ) -> Meter {
+        Meter {
+            state: who.state.clone(),
+            tenant: who.tenant.clone(),
+            record: Some(UsageRecord {
+                request_id: who.request_id.to_owned(),
+                attempt,
+                api: who.api,
+                client_request_id: who.client_request_id.map(str::to_owned),
+                provider: route.provider.to_string(),
+                model: route.upstream_model.clone(),
+                stream,
+                outcome: Outcome::Failed,
+                status: 502,
+                usage: None,
+                raw_cost: None,
+                latency: Duration::ZERO,
+                time_to_first_token: None,
+                org_id: who.tenant.org_id,
+                key_id: who.tenant.key_id,
+                idempotency_key,
+                billed_cost: aigate_core::Money::ZERO,
+                currency: String::new(),
+                unpriced: false,
+                created_at: time::OffsetDateTime::now_utc(),
+            }),
+            started: who.started,
+        }
+    }
+
     /// Prices and records the call; returns the charge the first time only.
-    fn finish(
+    pub(crate) fn finish(
         &mut self,
         outcome: Outcome,
         status: u16,
@@ -572,6 +712,9 @@ struct Relay {
     /// Events of the last upstream chunk (kept to reuse the allocation).
     events: Vec<SseEvent>,
     decoder: StreamDecoder,
+    /// A passthrough: the client gets the provider's bytes as they come; the decoder only
+    /// meters and finds the first content, and the encoder only words the gateway's own errors.
+    raw: bool,
     /// Encoded chunks not yet handed to the client.
     out: VecDeque<Bytes>,
     /// The stream ended: nothing more comes from upstream.
@@ -735,6 +878,10 @@ impl Relay {
             self.events = events;
             return self.end_with(Outcome::Failed, &ApiError::upstream_too_large(&self.route.provider, too_large));
         }
+        if self.raw {
+            self.push(chunk);
+            self.emitted = true;
+        }
         for event in events.drain(..) {
             if self.finished {
                 break;
@@ -761,8 +908,10 @@ impl Relay {
             }
             Err(fault) => return self.end_with(Outcome::Failed, &fault_error(&fault)),
         }
-        let end = self.encoder.end();
-        self.push(Bytes::from(end));
+        if !self.raw {
+            let end = self.encoder.end();
+            self.push(Bytes::from(end));
+        }
         self.finished = true;
         self.store = true;
         let usage = self.usage;
@@ -801,7 +950,9 @@ impl Relay {
                 self.first_token = Some(self.meter.started.elapsed());
                 self.meter.time_to_first_token(self.first_token);
             }
-            if let Some(bytes) = self.encoder.chunk(&chunk) {
+            if !self.raw
+                && let Some(bytes) = self.encoder.chunk(&chunk)
+            {
                 self.push(Bytes::from(bytes));
                 self.emitted = true;
             }
@@ -843,8 +994,11 @@ impl Relay {
             // Mid-stream: the client got a 200, so the request log will not show this.
             tracing::warn!(provider = %self.route.provider, code = ?err.code, "stream failed: {}", err.message);
         }
-        let event = self.encoder.error(err);
-        self.push(Bytes::from(event));
+        // A passthrough already relayed the provider's own error event.
+        if !(self.raw && outcome == Outcome::ProviderError) {
+            let event = self.encoder.error(err);
+            self.push(Bytes::from(event));
+        }
         self.finished = true;
         self.store = err.is_final();
         let usage = self.usage;

@@ -50,6 +50,82 @@ pub trait Codec: Send + Sync + std::fmt::Debug {
     fn error_response(&self, err: ApiError) -> Response {
         err.into_response()
     }
+
+    /// The name under which a plugin declares this API native (`capabilities.native-apis`):
+    /// a request to such a provider is passed through ([`passthrough_body`]) instead of
+    /// translated. `None`: always translated.
+    fn native_api(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// The client's headers a passthrough forwards to the provider (lowercase names).
+    fn forwarded_headers(&self) -> &'static [&'static str] {
+        &[]
+    }
+}
+
+/// The body a passthrough sends: the client's bytes unchanged, except that `model` names the
+/// deployment's model and the gateway's own `fallbacks` member is removed. Everything else
+/// (whitespace, key order, number spelling, thinking-block signatures) is the client's.
+///
+/// The body was decoded by the codec already, so it is a JSON object with a string `model`.
+pub fn passthrough_body(raw: &[u8], model: &str) -> Result<Vec<u8>, ApiError> {
+    use std::borrow::Cow;
+    use std::collections::HashMap;
+
+    use serde_json::value::RawValue;
+
+    let unreadable = || ApiError::invalid_json("The request body could not be passed through: send a JSON object.");
+    let text = std::str::from_utf8(raw).map_err(|_| unreadable())?;
+    let members: HashMap<Cow<'_, str>, &RawValue> = serde_json::from_str(text).map_err(|_| unreadable())?;
+    // A borrowed `RawValue` is a slice of `text`: its offset is the difference of addresses.
+    let span = |value: &RawValue| {
+        let start = (value.get().as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
+        start..start + value.get().len()
+    };
+    let mut edits: Vec<(std::ops::Range<usize>, Vec<u8>)> = Vec::new();
+    let wanted = serde_json::to_string(model).map_err(|_| unreadable())?;
+    match members.get("model") {
+        Some(value) if value.get() != wanted => edits.push((span(value), wanted.into_bytes())),
+        Some(_) => {}
+        None => return Err(unreadable()),
+    }
+    if let Some(value) = members.get("fallbacks") {
+        edits.push((member_span(text, span(value)).ok_or_else(unreadable)?, Vec::new()));
+    }
+    if edits.is_empty() {
+        return Ok(raw.to_vec());
+    }
+    edits.sort_by_key(|(range, _)| std::cmp::Reverse(range.start));
+    let mut body = raw.to_vec();
+    for (range, replacement) in edits {
+        body.splice(range, replacement);
+    }
+    Ok(body)
+}
+
+/// The bytes of the object member `"fallbacks": <value>` whose value spans `value`, with the
+/// comma that separates it from its neighbour, so that removing them leaves valid JSON. `None`
+/// when the key is not written plainly (`"fallbacks"` without escapes).
+fn member_span(text: &str, value: std::ops::Range<usize>) -> Option<std::ops::Range<usize>> {
+    const KEY: &str = "\"fallbacks\"";
+    let bytes = text.as_bytes();
+    let before = text.get(..value.start)?.trim_end();
+    let before = before.strip_suffix(':')?.trim_end();
+    let key_start = before.strip_suffix(KEY).map(str::len)?;
+    let mut end = value.end;
+    while bytes.get(end).is_some_and(u8::is_ascii_whitespace) {
+        end += 1;
+    }
+    if bytes.get(end) == Some(&b',') {
+        return Some(key_start..end + 1);
+    }
+    // The last member: take the comma before it instead (none when it is the only member).
+    let head = text.get(..key_start)?.trim_end();
+    match head.strip_suffix(',') {
+        Some(rest) => Some(rest.len()..value.end),
+        None => Some(key_start..value.end),
+    }
 }
 
 /// One stream's events in a codec's format.
@@ -178,5 +254,47 @@ impl StreamEncoder for OpenAiChunks {
 
     fn end(&mut self) -> Vec<u8> {
         openai::DONE_EVENT.to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn through(body: &str, model: &str) -> String {
+        String::from_utf8(passthrough_body(body.as_bytes(), model).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_body_naming_the_providers_model_goes_through_untouched() {
+        let body = "{ \"model\":\"claude-x\" ,\n\t\"max_tokens\": 1.0e2, \"x\": \"\\u00e9\" }";
+        assert_eq!(through(body, "claude-x"), body);
+    }
+
+    #[test]
+    fn only_the_model_value_is_rewritten() {
+        let body = r#"{"a":{"model":"inner"},"model" :  "anthropic:claude-x","z":[1, 2]}"#;
+        assert_eq!(through(body, "claude-x"), r#"{"a":{"model":"inner"},"model" :  "claude-x","z":[1, 2]}"#);
+        // A name that needs escaping is written as JSON.
+        assert_eq!(through(r#"{"model":"a"}"#, "q\"x"), r#"{"model":"q\"x"}"#);
+    }
+
+    #[test]
+    fn the_gateways_fallbacks_member_is_removed_with_one_comma() {
+        for (body, expected) in [
+            (r#"{"fallbacks":["a"],"model":"m"}"#, r#"{"model":"m"}"#),
+            (r#"{"model":"m", "fallbacks" : ["a", "b"] }"#, r#"{"model":"m" }"#),
+            (r#"{"model":"m","fallbacks":[],"stream":true}"#, r#"{"model":"m","stream":true}"#),
+            (r#"{"model":"m","fallbacks":null}"#, r#"{"model":"m"}"#),
+        ] {
+            let out = through(body, "m");
+            assert_eq!(out, expected, "{body}");
+            serde_json::from_str::<Value>(&out).unwrap();
+        }
+    }
+
+    #[test]
+    fn an_escaped_fallbacks_key_is_refused_rather_than_forwarded() {
+        assert!(passthrough_body(br#"{"model":"m","fallback\u0073":[]}"#, "m").is_err());
     }
 }

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod credentials;
+pub mod embeddings;
 pub mod error;
 pub mod idempotency;
 pub mod limits;

@@ -10,6 +10,10 @@
 //! 529 `overloaded_error`). The key is accepted as `x-api-key` or `Authorization: Bearer`.
 //!
 //! Any model the key may call can serve: `anthropic:…`, `qwen:qwen-plus`, an alias, a route.
+//! A provider whose plugin declares `anthropic-messages` native (the anthropic plugin) gets the
+//! client's body byte for byte (only `model` set to its own name, the gateway's `fallbacks`
+//! removed) with the client's `anthropic-version` and `anthropic-beta`, and the client gets
+//! the provider's bytes back (`chat.rs`, `Passthrough`): thinking-block signatures survive.
 //! `count_tokens` answers from the gateway's estimate (about four characters a token over the
 //! text), the same one limits reserve with: no provider tokenizer is called.
 
@@ -120,7 +124,18 @@ impl Codec for AnthropicMessages {
         let body = error_body(kind, &err.message).to_string();
         err.into_response_with(status, body)
     }
+
+    fn native_api(&self) -> Option<&'static str> {
+        Some(NATIVE_API)
+    }
+
+    fn forwarded_headers(&self) -> &'static [&'static str] {
+        &["anthropic-version", "anthropic-beta"]
+    }
 }
+
+/// What a plugin whose provider speaks this API declares in `capabilities.native-apis`.
+pub const NATIVE_API: &str = "anthropic-messages";
 
 /// `msg_` and the provider's id (Anthropic's SDKs show it; any text is accepted).
 fn message_id(id: &str) -> String {

@@ -326,6 +326,7 @@ fn decode(body: &str) -> Result<Decoded, ApiError> {
     let max_tokens = json::count(&map, "max_output_tokens", false)?;
     let stream = map.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let fallbacks = json::fallbacks(&map)?;
+    let extra = reasoning_effort(&map)?.map(|effort| json!({"reasoning_effort": effort}).to_string());
     let canonical = c::ChatRequest {
         model: String::new(),
         messages,
@@ -343,9 +344,23 @@ fn decode(body: &str) -> Result<Decoded, ApiError> {
         response_format,
         user: map.get("user").and_then(Value::as_str).map(str::to_owned),
         stream,
-        extra: String::new(),
+        extra: extra.unwrap_or_default(),
     };
     Ok(Decoded { model, fallbacks, canonical, options: ClientOptions { stream, include_usage: true } })
+}
+
+/// The efforts `reasoning.effort` takes (OpenAI's).
+const EFFORTS: [&str; 4] = ["minimal", "low", "medium", "high"];
+
+/// `reasoning.effort`, passed to plugins as `reasoning_effort` in `extra` (Chat Completions' own
+/// name for it): the openai plugin sends it as is, the qwen plugin turns it into
+/// `enable_thinking`, the anthropic plugin into a `thinking` budget.
+fn reasoning_effort(map: &serde_json::Map<String, Value>) -> Result<Option<&str>, ApiError> {
+    match map.get("reasoning").and_then(|r| r.get("effort")) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(effort)) if EFFORTS.contains(&effort.as_str()) => Ok(Some(effort)),
+        Some(_) => Err(invalid("reasoning.effort", format!("`reasoning.effort` is one of {}.", EFFORTS.join(", ")))),
+    }
 }
 
 // ---- streaming ------------------------------------------------------------------------------
@@ -562,6 +577,20 @@ impl StreamEncoder for Events {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reasoning_effort_reaches_the_plugin_as_chat_completions_names_it() {
+        let body = |effort: Value| json!({"model": "m:x", "input": "hi", "reasoning": {"effort": effort}}).to_string();
+        for effort in EFFORTS {
+            let d = decode(&body(json!(effort))).unwrap();
+            assert_eq!(d.canonical.extra, json!({"reasoning_effort": effort}).to_string());
+        }
+        assert_eq!(decode(&json!({"model": "m:x", "input": "hi"}).to_string()).unwrap().canonical.extra, "");
+        for bad in [json!("extreme"), json!(3)] {
+            let err = decode(&body(bad)).unwrap_err();
+            assert_eq!(err.param.as_deref(), Some("reasoning.effort"));
+        }
+    }
 
     #[test]
     fn input_items_become_one_conversation() {

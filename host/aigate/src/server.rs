@@ -74,6 +74,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/messages", post(crate::messages::messages))
         .route("/v1/responses", post(crate::responses::responses))
+        .route("/v1/embeddings", post(crate::embeddings::embeddings))
         .route("/v1/messages/count_tokens", post(crate::messages::count_tokens))
         .merge(admin_routes(state.clone()))
         .fallback(not_found)
@@ -107,7 +108,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
 
 async fn not_found() -> Response {
     ApiError::not_found(
-        "No such endpoint. This gateway serves /v1/chat/completions, /v1/messages, /v1/responses, /v1/models and /health.",
+        "No such endpoint. This gateway serves /v1/chat/completions, /v1/messages, /v1/responses, /v1/embeddings, /v1/models and /health.",
     )
         .into_response()
 }

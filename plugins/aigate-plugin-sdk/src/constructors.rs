@@ -3,9 +3,10 @@
 //! says only what matters), constructors for the common cases, and test
 //! shorthands for requests.
 
+use crate::errors::EMBEDDINGS_UNSUPPORTED;
 use crate::types::{
-    ChatRequest, ChatResponse, Choice, ChoiceDelta, ContentPart, FinishReason, Message, MessageContent, ProviderError,
-    ResponseMessage, Role, StreamChunk, ToolCallDelta, Usage,
+    Capabilities, ChatRequest, ChatResponse, Choice, ChoiceDelta, ContentPart, EmbeddingsRequest, FinishReason,
+    Message, MessageContent, ProviderError, ResponseMessage, Role, StreamChunk, ToolCallDelta, Usage,
 };
 
 impl ChatRequest {
@@ -76,6 +77,34 @@ impl ProviderError {
             message: message.into(),
             retryable: false,
         }
+    }
+
+    /// The refusal of an embeddings call by a plugin that has none (the
+    /// default of [`crate::Provider::build_embeddings_request`]): status 400,
+    /// `invalid_request_error`, code [`crate::errors::EMBEDDINGS_UNSUPPORTED`], not
+    /// retryable. `provider` is the plugin's name, so the client learns which
+    /// provider to avoid.
+    pub fn embeddings_unsupported(provider: &str) -> Self {
+        ProviderError {
+            code: Some(EMBEDDINGS_UNSUPPORTED.to_string()),
+            ..ProviderError::invalid_request(format!("provider `{provider}` serves no embeddings"))
+        }
+    }
+}
+
+impl EmbeddingsRequest {
+    /// A request for `model` to embed `input`, with no `dimensions` and no
+    /// `user`.
+    pub fn new(model: impl Into<String>, input: Vec<String>) -> Self {
+        EmbeddingsRequest { model: model.into(), input, dimensions: None, user: None }
+    }
+}
+
+/// Nothing beyond chat: no embeddings, no native inbound APIs (what a 0.1 or
+/// 0.2 plugin has, and the default of [`crate::Provider::capabilities`]).
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities { embeddings: false, native_apis: Vec::new() }
     }
 }
 

@@ -20,6 +20,11 @@ pub const MAX_MESSAGE_BYTES: usize = 2048;
 /// [`ProviderError::invalid_response`]); the one spelling every SDK helper uses.
 pub const INVALID_RESPONSE: &str = "invalid_response";
 
+/// The `code` of [`ProviderError::embeddings_unsupported`]: an embeddings call
+/// to a provider that has none. The host uses the same code when it refuses
+/// such a call itself, without entering the plugin.
+pub const EMBEDDINGS_UNSUPPORTED: &str = "embeddings_unsupported";
+
 /// Whether an HTTP status alone says the same request may succeed later:
 /// 408 (timeout), 429 (throttling) and every 5xx, Anthropic's 529
 /// `overloaded_error` included. Billing states sent with these statuses are

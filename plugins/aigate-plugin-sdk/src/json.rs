@@ -7,7 +7,8 @@
 //! - Request building: [`post_json`], [`parse_json_text`] for the JSON text the
 //!   canonical request carries (tool parameters, schemas, `extra`),
 //!   [`finite_number`] for sampling parameters, [`merge_extra`] for the
-//!   provider extras a client passed through.
+//!   provider extras a client passed through, [`take_reasoning_effort`] for
+//!   the one OpenAI extra other providers spell their own way.
 //! - Response reading: [`parse_body`].
 //!
 //! Readers of OpenAI's own keys (`usage`, `finish_reason`, `tool_calls`) are
@@ -16,6 +17,7 @@
 
 use serde_json::{Map, Number, Value};
 
+use crate::errors::truncate;
 use crate::types::{HttpRequest, ProviderError};
 
 /// A string field; `None` when absent, `null` or not a string.
@@ -144,6 +146,64 @@ pub fn merge_extra(body: &mut Map<String, Value>, extra: &str, reserved: &[&str]
     Ok(())
 }
 
+/// How much a reasoning model should think: OpenAI's `reasoning_effort`.
+///
+/// It reaches a plugin as a key of the request's `extra`, whether a Chat
+/// Completions client sent it or the host mapped the Responses API's
+/// `reasoning.effort` to it. OpenAI-compatible providers that know the key get
+/// it as is; a plugin whose provider controls reasoning its own way takes it
+/// out of `extra` with [`take_reasoning_effort`] and maps it, because an
+/// unknown key is ignored by some providers and refused by others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReasoningEffort {
+    /// As little reasoning as the model allows; where reasoning is a switch,
+    /// off.
+    Minimal,
+    /// Some reasoning, favouring speed.
+    Low,
+    /// OpenAI's default.
+    Medium,
+    /// The most reasoning, favouring quality.
+    High,
+}
+
+impl ReasoningEffort {
+    /// The `extra` key: Chat Completions' name.
+    pub const KEY: &'static str = "reasoning_effort";
+
+    /// The accepted values as OpenAI spells them, least effort first.
+    pub const NAMES: [&'static str; 4] = ["minimal", "low", "medium", "high"];
+
+    /// The effort OpenAI spells `name`, if any (exact, lowercase).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "minimal" => Some(ReasoningEffort::Minimal),
+            "low" => Some(ReasoningEffort::Low),
+            "medium" => Some(ReasoningEffort::Medium),
+            "high" => Some(ReasoningEffort::High),
+            _ => None,
+        }
+    }
+}
+
+/// Removes [`ReasoningEffort::KEY`] from `extra` (see [`extra_object`]) and
+/// reads it: `None` when it is absent or `null` (OpenAI's "the model's
+/// default"), a 400 naming the accepted values when it is not one of them.
+/// The key is removed in every case, so it never reaches the provider.
+pub fn take_reasoning_effort(extra: &mut Map<String, Value>) -> Result<Option<ReasoningEffort>, ProviderError> {
+    match extra.remove(ReasoningEffort::KEY) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value.as_str().and_then(ReasoningEffort::from_name).map(Some).ok_or_else(|| {
+            ProviderError::invalid_request(format!(
+                "`{}` is one of {}, not {}",
+                ReasoningEffort::KEY,
+                ReasoningEffort::NAMES.join(", "),
+                truncate(&value.to_string(), 64)
+            ))
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -164,6 +224,35 @@ mod tests {
         assert_eq!(Value::Object(body), json!({"model": "m", "top_k": 3}));
         assert!(extra_object("[1]").is_err());
         assert!(parse_json_text("{", "tools[0].parameters").is_err_and(|e| e.status == 400));
+    }
+
+    #[test]
+    fn reasoning_effort_is_taken_out_of_extra() {
+        for (name, effort) in ReasoningEffort::NAMES.iter().zip([
+            ReasoningEffort::Minimal,
+            ReasoningEffort::Low,
+            ReasoningEffort::Medium,
+            ReasoningEffort::High,
+        ]) {
+            let mut extra =
+                extra_object(&json!({"reasoning_effort": name, "top_k": 3}).to_string()).unwrap_or_default();
+            assert_eq!(take_reasoning_effort(&mut extra).ok(), Some(Some(effort)));
+            assert_eq!(Value::Object(extra), json!({"top_k": 3}));
+        }
+        let mut extra = extra_object(r#"{"reasoning_effort": null}"#).unwrap_or_default();
+        assert_eq!(take_reasoning_effort(&mut extra).ok(), Some(None));
+        assert!(extra.is_empty());
+        assert_eq!(take_reasoning_effort(&mut Map::new()).ok(), Some(None));
+        for bad in [json!("extreme"), json!("High"), json!(2), json!({"effort": "low"})] {
+            let mut extra = extra_object(&json!({"reasoning_effort": bad}).to_string()).unwrap_or_default();
+            let error = take_reasoning_effort(&mut extra).err();
+            assert!(
+                matches!(error, Some(ref e) if e.status == 400 && !e.retryable
+                    && e.message.contains("minimal, low, medium, high") && e.message.contains(&bad.to_string())),
+                "{error:?}"
+            );
+            assert!(extra.is_empty(), "the key is removed even when refused");
+        }
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! Write AIGate provider plugins in Rust.
 //!
 //! A provider plugin is a WebAssembly component (`wasm32-wasip2`) that
-//! implements the `aigate:provider@0.2.0` contract (`wit/provider@0.2.0/` in
-//! the AIGate repository): it translates the gateway's canonical chat format to
-//! one provider's HTTP wire format and back. It does no I/O; the host sends
-//! every request, adds every credential, applies every timeout and retry.
+//! implements the `aigate:provider@0.3.0` contract (`wit/provider@0.3.0/` in
+//! the AIGate repository): it translates the gateway's canonical chat format
+//! (and, where the provider has them, embeddings) to one provider's HTTP wire
+//! format and back. It does no I/O; the host sends every request, adds every
+//! credential, applies every timeout and retry.
 //!
 //! A plugin crate is a `cdylib` that implements one trait, [`Provider`], and
 //! invokes one macro, [`export_plugin!`]:
@@ -48,14 +49,44 @@
 //!     fn stream_decoder(model: String) -> StreamDecoder {
 //!         DIALECT.stream_decoder(model)
 //!     }
+//!
+//!     // Optional (contract 0.3.0): this server also has `POST /embeddings`.
+//!     fn capabilities() -> Capabilities {
+//!         Capabilities { embeddings: true, ..Capabilities::default() }
+//!     }
+//!
+//!     fn build_embeddings_request(base_url: &str, request: EmbeddingsRequest) -> Result<HttpRequest, ProviderError> {
+//!         DIALECT.build_embeddings_request(base_url, &request)
+//!     }
+//!
+//!     fn parse_embeddings_response(response: HttpResponse) -> Result<EmbeddingsResponse, ProviderError> {
+//!         DIALECT.parse_embeddings_response(&response)
+//!     }
 //! }
 //!
 //! export_plugin!(MyProvider);
 //! # fn main() {}
 //! ```
 //!
-//! `build_models_request` and `parse_models` have defaults (no models
-//! endpoint: the host serves the models of `describe`).
+//! Every other function has a default, so a chat-only plugin implements just
+//! the four above:
+//! - `build_models_request` and `parse_models`: no models endpoint, the host
+//!   serves the models of `describe`.
+//! - `capabilities`: nothing beyond chat ([`types::Capabilities::default`]).
+//! - `build_embeddings_request` and `parse_embeddings_response`: a 400
+//!   `invalid_request_error` saying the provider serves no embeddings
+//!   ([`types::ProviderError::embeddings_unsupported`]). A plugin that
+//!   implements them must also declare `embeddings: true` in `capabilities`,
+//!   since the host only calls them for plugins that do.
+//!
+//! ## Contract versions
+//!
+//! 0.3.0 added embeddings and [`types::Capabilities`] (including the inbound
+//! APIs a provider speaks natively, e.g. `anthropic-messages`, which the host
+//! may pass through byte for byte). The additions are defaulted trait
+//! functions, so a plugin written for the 0.2 SDK builds unchanged against
+//! this one and reports contract 0.3.0. The host keeps loading components
+//! built against 0.1.0 and 0.2.0; such a component has no capabilities.
 //!
 //! Build it with `cargo build --release --target wasm32-wasip2`: the `.wasm`
 //! file is the component the gateway loads, no extra tooling needed.
@@ -92,7 +123,7 @@ pub use serde_json;
 #[allow(missing_docs, unsafe_code, clippy::all, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit/provider@0.2.0",
+        path: "../../wit/provider@0.3.0",
         world: "provider",
         pub_export_macro: true,
         export_macro_name: "export",
@@ -103,12 +134,13 @@ pub mod bindings {
 }
 
 /// The canonical records and variants of the contract (`aigate:provider/types`):
-/// `ChatRequest`, `ChatResponse`, `StreamChunk`, `ProviderError`, ….
+/// `ChatRequest`, `ChatResponse`, `StreamChunk`, `ProviderError`,
+/// `EmbeddingsRequest`, `EmbeddingsResponse`, `Capabilities`, ….
 pub use bindings::aigate::provider::types;
 
 /// The contract version this SDK implements; a plugin reports it in
 /// `PluginInfo::contract_version` so the host can pick the matching adapter.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 /// Exports a [`Provider`] implementation as the plugin's component exports.
 ///

@@ -9,6 +9,8 @@
 //!   the Messages API has no system role.
 //! - `max_tokens` is required: [`DEFAULT_MAX_TOKENS`] when the request has
 //!   none (raised above a `thinking.budget_tokens` passed in `extra`).
+//! - There is no `reasoning_effort` (the API refuses the key): an effort in
+//!   `extra` becomes a `thinking` budget, or no thinking for `minimal`.
 //! - Content is a list of blocks. Assistant tool calls become `tool_use`
 //!   blocks (arguments parsed into `input`), tool messages `tool_result`
 //!   blocks in a user turn; adjacent messages of one role are merged, because
@@ -21,6 +23,11 @@
 //! - The credential goes in `x-api-key` (declared, added by the host); the
 //!   plugin adds the static `anthropic-version` header itself.
 //!
+//! Capabilities: the Messages API is one of the host's inbound APIs
+//! ([`NATIVE_API`]), so a client speaking it can reach Claude with its body
+//! passed through byte for byte (thinking signatures survive); Anthropic has
+//! no embeddings API.
+//!
 //! Canonical fields with no Messages API equivalent: `seed`,
 //! `presence_penalty` and `frequency_penalty` are dropped (sampling hints);
 //! `n` above 1 and a JSON `response_format` are refused with a 400, since
@@ -32,7 +39,8 @@ mod response;
 mod stream;
 
 use aigate_plugin_sdk::types::{
-    AuthScheme, ChatRequest, ChatResponse, HttpRequest, HttpResponse, ModelInfo, PluginInfo, ProviderError,
+    AuthScheme, Capabilities, ChatRequest, ChatResponse, HttpRequest, HttpResponse, ModelInfo, PluginInfo,
+    ProviderError,
 };
 use aigate_plugin_sdk::{CONTRACT_VERSION, Provider, export_plugin, join_url, plugin_version};
 
@@ -44,6 +52,10 @@ const DEFAULT_BASE_URL: &str = "https://api.anthropic.com/v1";
 /// The API version every request names (reference, section 5). Static: a
 /// different version is a different wire format, hence a new plugin version.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// The host's name for Anthropic's `POST /v1/messages` as an inbound API,
+/// which this provider speaks natively.
+pub const NATIVE_API: &str = "anthropic-messages";
 
 /// The models the plugin knows: the aliases (which follow the newest
 /// snapshot) with their context window and output limit.
@@ -97,6 +109,10 @@ impl Provider for Anthropic {
 
     fn stream_decoder(model: String) -> MessagesStreamDecoder {
         MessagesStreamDecoder::new(model)
+    }
+
+    fn capabilities() -> Capabilities {
+        Capabilities { embeddings: false, native_apis: vec![NATIVE_API.into()] }
     }
 }
 

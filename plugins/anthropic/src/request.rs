@@ -1,7 +1,7 @@
 //! Canonical chat request → `POST {base}/messages`.
 
 use aigate_plugin_sdk::join_url;
-use aigate_plugin_sdk::json::{extra_object, finite_number, parse_json_text};
+use aigate_plugin_sdk::json::{ReasoningEffort, extra_object, finite_number, parse_json_text, take_reasoning_effort};
 use aigate_plugin_sdk::media::parse_data_url;
 use aigate_plugin_sdk::types::{
     ChatRequest, ContentPart, FunctionTool, HttpRequest, Message, MessageContent, ProviderError, ResponseFormat, Role,
@@ -19,6 +19,9 @@ pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 /// Keys `extra` may not set even when the translation left them out: the
 /// request's identity and framing.
 const RESERVED_KEYS: &[&str] = &["model", "messages", "stream"];
+
+/// The smallest `thinking.budget_tokens` the API accepts.
+const MIN_THINKING_BUDGET: u32 = 1024;
 
 pub(crate) fn build(base_url: &str, request: &ChatRequest) -> Result<HttpRequest, ProviderError> {
     let body = body(request)?;
@@ -47,7 +50,8 @@ pub(crate) fn body(request: &ChatRequest) -> Result<Value, ProviderError> {
             "anthropic's Messages API has no `response_format` {name}; describe the JSON in the prompt or use a tool"
         )));
     }
-    let extra = extra_object(&request.extra)?;
+    let mut extra = extra_object(&request.extra)?;
+    map_reasoning_effort(request, &mut extra)?;
 
     let mut body = Map::new();
     body.insert("model".into(), request.model.clone().into());
@@ -90,9 +94,60 @@ pub(crate) fn body(request: &ChatRequest) -> Result<Value, ProviderError> {
     Ok(Value::Object(body))
 }
 
+/// Turns OpenAI's `reasoning_effort` in `extra` into an extended-thinking
+/// budget there, and removes it: the API refuses unknown keys.
+///
+/// `minimal` is no thinking; `low`, `medium` and `high` are budgets of 1024
+/// (the API's minimum), 4096 and 16384 tokens, which [`max_tokens`] then
+/// makes room for. A `thinking` the client put in `extra` itself wins. An
+/// explicit `max_tokens` is the client's limit on thinking and answer
+/// together: the budget takes at most half of it, so the answer keeps room,
+/// and no thinking fits under 2048. The effort is a hint, so it adds no
+/// thinking where the API would refuse the request for it (see
+/// [`refuses_thinking`]). An effort that is not one of OpenAI's values is a
+/// 400.
+fn map_reasoning_effort(request: &ChatRequest, extra: &mut Map<String, Value>) -> Result<(), ProviderError> {
+    let budget = match take_reasoning_effort(extra)? {
+        None | Some(ReasoningEffort::Minimal) => return Ok(()),
+        Some(ReasoningEffort::Low) => MIN_THINKING_BUDGET,
+        Some(ReasoningEffort::Medium) => 4096,
+        Some(ReasoningEffort::High) => 16_384,
+    };
+    if extra.contains_key("thinking") || refuses_thinking(request, extra) {
+        return Ok(());
+    }
+    let budget = request.max_tokens.map_or(budget, |max_tokens| budget.min(max_tokens / 2));
+    if budget >= MIN_THINKING_BUDGET {
+        extra.insert("thinking".into(), json!({"type": "enabled", "budget_tokens": budget}));
+    }
+    Ok(())
+}
+
+/// Whether the API refuses extended thinking together with the rest of the
+/// request: with a forced tool choice; with `temperature` other than 1,
+/// `top_p` below 0.95 or any `top_k`; and in a tool-use loop, whose assistant
+/// turn must start with the thinking block the API issued, signature and all,
+/// which canonical messages cannot carry (only their last assistant message
+/// counts: an earlier turn's thinking need not be sent back).
+fn refuses_thinking(request: &ChatRequest, extra: &Map<String, Value>) -> bool {
+    let forced_tool = !request.tools.is_empty()
+        && matches!(request.tool_choice, Some(ToolChoice::Required | ToolChoice::Function(_)));
+    let sampling = request.temperature.is_some_and(|t| t != 1.0)
+        || request.top_p.is_some_and(|p| p < 0.95)
+        || extra.contains_key("top_k");
+    let tool_loop = request
+        .messages
+        .iter()
+        .rev()
+        .find(|m| matches!(m.role, Role::Assistant))
+        .is_some_and(|m| !m.tool_calls.is_empty());
+    forced_tool || sampling || tool_loop
+}
+
 /// The request's `max_tokens`, else [`DEFAULT_MAX_TOKENS`], raised when an
-/// extended-thinking budget passed in `extra` would not fit under it (the API
-/// wants `budget_tokens < max_tokens`).
+/// extended-thinking budget in `extra` (the client's, or the one
+/// [`map_reasoning_effort`] put there) would not fit under it (the API wants
+/// `budget_tokens < max_tokens`).
 fn max_tokens(request: &ChatRequest, extra: &Map<String, Value>) -> u32 {
     if let Some(max_tokens) = request.max_tokens {
         return max_tokens;

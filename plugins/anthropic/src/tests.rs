@@ -66,12 +66,29 @@ fn event(name: &str, data: Value) -> SseEvent {
 fn describe() {
     let info = Anthropic::describe();
     assert_eq!(info.name, "anthropic");
-    assert_eq!(info.contract_version, "0.2.0");
+    assert_eq!(info.contract_version, "0.3.0");
     assert_eq!(info.default_base_url, "https://api.anthropic.com/v1");
     assert_eq!(info.auth, AuthScheme::Header("x-api-key".to_string()));
     let ids: Vec<&str> = info.models.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids, ["claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1"]);
     assert!(info.models.iter().all(|m| m.context_window == Some(200_000)));
+}
+
+#[test]
+fn capabilities() {
+    assert_eq!(
+        Anthropic::capabilities(),
+        Capabilities { embeddings: false, native_apis: vec!["anthropic-messages".to_string()] }
+    );
+    let refused = err(Anthropic::build_embeddings_request(
+        "https://api.anthropic.com/v1",
+        EmbeddingsRequest::new("claude-sonnet-4-5", vec!["hi".to_string()]),
+    ));
+    assert_eq!((refused.status, refused.error_type.as_str(), refused.retryable), (400, "invalid_request_error", false));
+    assert_eq!(refused.code.as_deref(), Some("embeddings_unsupported"));
+    assert!(refused.message.contains("`anthropic` serves no embeddings"), "{}", refused.message);
+    let refused = err(Anthropic::parse_embeddings_response(response(200, r#"{"data":[]}"#)));
+    assert_eq!((refused.status, refused.retryable), (400, false));
 }
 
 // ---- request --------------------------------------------------------------
@@ -190,6 +207,153 @@ fn extras_pass_through_but_never_replace() {
     let mut request = hello();
     request.extra = "[1]".to_string();
     assert_eq!(err(Anthropic::build_request("https://x/v1", request)).status, 400);
+}
+
+fn with_effort(effort: Value) -> ChatRequest {
+    ChatRequest { extra: json!({"reasoning_effort": effort}).to_string(), ..hello() }
+}
+
+/// `reasoning_effort` becomes a thinking budget with room for the answer, and
+/// never reaches the API (which refuses unknown keys).
+#[test]
+fn reasoning_effort_becomes_a_thinking_budget() {
+    let minimal = body(with_effort(json!("minimal")));
+    assert_eq!((minimal.get("thinking"), minimal.get("reasoning_effort")), (None, None), "{minimal}");
+    assert_eq!(minimal["max_tokens"], DEFAULT_MAX_TOKENS);
+    for (effort, budget, max_tokens) in [("low", 1024, 4096), ("medium", 4096, 8192), ("high", 16_384, 20_480)] {
+        let body = body(with_effort(json!(effort)));
+        assert_eq!(body["thinking"], json!({"type": "enabled", "budget_tokens": budget}), "{effort}");
+        assert_eq!(body["max_tokens"], max_tokens, "{effort}");
+        assert!(body.get("reasoning_effort").is_none(), "{effort}: {body}");
+    }
+    // Other extras still pass through; null is the model's default.
+    let null =
+        body(ChatRequest { extra: json!({"reasoning_effort": null, "anthropic_beta": ["b"]}).to_string(), ..hello() });
+    assert_eq!((null.get("thinking"), null.get("reasoning_effort")), (None, None), "{null}");
+    assert_eq!(null["anthropic_beta"], json!(["b"]));
+}
+
+#[test]
+fn explicit_thinking_wins_over_the_effort() {
+    for (effort, thinking) in [
+        ("high", json!({"type": "enabled", "budget_tokens": 2000})),
+        ("low", json!({"type": "disabled"})),
+        ("minimal", json!({"type": "enabled", "budget_tokens": 8000})),
+    ] {
+        let request =
+            ChatRequest { extra: json!({"reasoning_effort": effort, "thinking": thinking}).to_string(), ..hello() };
+        let body = body(request);
+        assert_eq!(body["thinking"], thinking, "{effort}");
+        assert!(body.get("reasoning_effort").is_none(), "{effort}: {body}");
+    }
+}
+
+/// An explicit `max_tokens` bounds thinking and answer together: the budget
+/// takes at most half of it, and none fits under 2048.
+#[test]
+fn an_explicit_max_tokens_bounds_the_effort_budget() {
+    let budget = |effort: &str, max_tokens: u32| {
+        let body = body(ChatRequest { max_tokens: Some(max_tokens), ..with_effort(json!(effort)) });
+        assert_eq!(body["max_tokens"], max_tokens, "the client's limit stands");
+        assert!(body.get("reasoning_effort").is_none());
+        body.get("thinking").map(|t| t["budget_tokens"].clone())
+    };
+    assert_eq!(budget("high", 64_000), Some(json!(16_384)));
+    assert_eq!(budget("high", 10_000), Some(json!(5000)));
+    assert_eq!(budget("medium", 8192), Some(json!(4096)));
+    assert_eq!(budget("low", 2048), Some(json!(1024)));
+    assert_eq!(budget("low", 2047), None);
+    assert_eq!(budget("high", 1000), None);
+}
+
+/// Where the API refuses thinking with the rest of the request, the effort
+/// adds none (and the raw key is still removed).
+#[test]
+fn reasoning_effort_adds_no_thinking_where_the_api_refuses_it() {
+    let tool = FunctionTool { name: "get_weather".into(), description: None, parameters: None, strict: None };
+    let conflicting: Vec<(&str, ChatRequest)> = vec![
+        ("temperature", ChatRequest { temperature: Some(0.2), ..with_effort(json!("high")) }),
+        ("top_p", ChatRequest { top_p: Some(0.9), ..with_effort(json!("high")) }),
+        ("top_k", ChatRequest { extra: json!({"reasoning_effort": "high", "top_k": 5}).to_string(), ..hello() }),
+        (
+            "forced tool",
+            ChatRequest {
+                tools: vec![tool.clone()],
+                tool_choice: Some(ToolChoice::Required),
+                ..with_effort(json!("high"))
+            },
+        ),
+        (
+            "named tool",
+            ChatRequest {
+                tools: vec![tool.clone()],
+                tool_choice: Some(ToolChoice::Function("get_weather".into())),
+                ..with_effort(json!("high"))
+            },
+        ),
+        (
+            "tool loop",
+            ChatRequest {
+                messages: vec![
+                    Message::text(Role::User, "Weather in Paris?"),
+                    assistant_calls(&[("call_1", "get_weather", r#"{"city":"Paris"}"#)]),
+                    tool_message("call_1", "sunny"),
+                ],
+                tools: vec![tool.clone()],
+                ..with_effort(json!("high"))
+            },
+        ),
+    ];
+    for (case, request) in conflicting {
+        let body = body(request);
+        assert_eq!((body.get("thinking"), body.get("reasoning_effort")), (None, None), "{case}: {body}");
+    }
+
+    let compatible: Vec<(&str, ChatRequest)> = vec![
+        ("temperature 1", ChatRequest { temperature: Some(1.0), top_p: Some(0.95), ..with_effort(json!("low")) }),
+        (
+            "auto tool choice",
+            ChatRequest { tools: vec![tool.clone()], tool_choice: Some(ToolChoice::Auto), ..with_effort(json!("low")) },
+        ),
+        (
+            "finished tool loop",
+            ChatRequest {
+                messages: vec![
+                    Message::text(Role::User, "Weather in Paris?"),
+                    assistant_calls(&[("call_1", "get_weather", r#"{"city":"Paris"}"#)]),
+                    tool_message("call_1", "sunny"),
+                    Message::text(Role::Assistant, "Sunny."),
+                    Message::text(Role::User, "And tomorrow?"),
+                ],
+                tools: vec![tool],
+                ..with_effort(json!("low"))
+            },
+        ),
+    ];
+    for (case, request) in compatible {
+        let body = body(request);
+        assert_eq!(body["thinking"], json!({"type": "enabled", "budget_tokens": 1024}), "{case}: {body}");
+    }
+}
+
+#[test]
+fn unknown_reasoning_effort_is_a_400() {
+    for bad in [json!("max"), json!("Low"), json!(1), json!(["high"])] {
+        // Refused even when an explicit `thinking` would have won.
+        for extra in [
+            json!({"reasoning_effort": bad}),
+            json!({"reasoning_effort": bad, "thinking": {"type": "enabled", "budget_tokens": 2000}}),
+        ] {
+            let error =
+                err(Anthropic::build_request("https://x/v1", ChatRequest { extra: extra.to_string(), ..hello() }));
+            assert_eq!(
+                (error.status, error.error_type.as_str(), error.retryable),
+                (400, "invalid_request_error", false)
+            );
+            assert!(error.message.contains("reasoning_effort"), "{error:?}");
+            assert!(error.message.contains("minimal, low, medium, high"), "{error:?}");
+        }
+    }
 }
 
 #[test]

@@ -8,10 +8,15 @@
 //! (its reasoning models reject `max_tokens`) and the `developer` role, while
 //! other servers get `max_tokens` and `system`, which every compatible server
 //! understands and many do not know the newer names.
+//!
+//! Embeddings (`POST /embeddings`) are the SDK's `openai_compat` as well; the
+//! same request suits every server, and the models list keeps embedding
+//! models next to the chat ones.
 
-use aigate_plugin_sdk::openai_compat::{Dialect, StreamDecoder};
+use aigate_plugin_sdk::openai_compat::{Dialect, StreamDecoder, openai_is_chat_model};
 use aigate_plugin_sdk::types::{
-    AuthScheme, ChatRequest, ChatResponse, HttpRequest, HttpResponse, ModelInfo, PluginInfo, ProviderError,
+    AuthScheme, Capabilities, ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, HttpRequest,
+    HttpResponse, ModelInfo, PluginInfo, ProviderError,
 };
 use aigate_plugin_sdk::{CONTRACT_VERSION, Provider, export_plugin, plugin_version};
 
@@ -19,6 +24,16 @@ const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 
 /// OpenAI's own API.
 const OPENAI: Dialect = Dialect { max_tokens_key: "max_completion_tokens", ..Dialect::OPENAI };
+
+/// OpenAI's rules for reading a models list, keeping embedding models too.
+const MODELS_LIST: Dialect = Dialect { is_chat_model: is_listed_model, ..Dialect::OPENAI };
+
+/// The models of a `/models` list the plugin serves: chat models, and
+/// embedding models (`text-embedding-3-small`, vLLM's and Ollama's
+/// `…-embed-…`), which `/embeddings` serves.
+fn is_listed_model(id: &str) -> bool {
+    openai_is_chat_model(id) || id.to_ascii_lowercase().contains("embed")
+}
 
 /// Other OpenAI-compatible servers: the lowest common denominator.
 const COMPATIBLE: Dialect = Dialect { developer_as_system: true, ..Dialect::OPENAI };
@@ -42,6 +57,10 @@ impl Provider for OpenAi {
             context_window: Some(context_window),
             max_output_tokens: Some(max_output_tokens),
         };
+        // The context window of an embedding model is its limit per text; it
+        // has no output tokens.
+        let embedding =
+            |id: &str| ModelInfo { id: id.to_string(), context_window: Some(8_191), max_output_tokens: None };
         PluginInfo {
             name: "openai".to_string(),
             version: plugin_version!().to_string(),
@@ -53,6 +72,8 @@ impl Provider for OpenAi {
                 model("gpt-4o-mini", 128_000, 16_384),
                 model("gpt-4.1", 1_047_576, 32_768),
                 model("gpt-4.1-mini", 1_047_576, 32_768),
+                embedding("text-embedding-3-small"),
+                embedding("text-embedding-3-large"),
             ],
         }
     }
@@ -70,11 +91,23 @@ impl Provider for OpenAi {
     }
 
     fn parse_models(response: HttpResponse) -> Result<Vec<ModelInfo>, ProviderError> {
-        Dialect::OPENAI.parse_models(&response, &Self::describe().models)
+        MODELS_LIST.parse_models(&response, &Self::describe().models)
     }
 
     fn stream_decoder(model: String) -> StreamDecoder {
         Dialect::OPENAI.stream_decoder(model)
+    }
+
+    fn capabilities() -> Capabilities {
+        Capabilities { embeddings: true, ..Capabilities::default() }
+    }
+
+    fn build_embeddings_request(base_url: &str, request: EmbeddingsRequest) -> Result<HttpRequest, ProviderError> {
+        Dialect::OPENAI.build_embeddings_request(base_url, &request)
+    }
+
+    fn parse_embeddings_response(response: HttpResponse) -> Result<EmbeddingsResponse, ProviderError> {
+        Dialect::OPENAI.parse_embeddings_response(&response)
     }
 }
 
@@ -83,6 +116,7 @@ export_plugin!(OpenAi);
 #[cfg(test)]
 mod tests {
     use aigate_plugin_sdk::ChunkDecoder;
+    use aigate_plugin_sdk::serde_json::{self, Value, json};
     use aigate_plugin_sdk::types::{FinishReason, Message, Role, SseEvent};
 
     use super::*;
@@ -97,11 +131,96 @@ mod tests {
     #[test]
     fn describe() {
         let info = OpenAi::describe();
-        assert_eq!((info.name.as_str(), info.contract_version.as_str()), ("openai", "0.2.0"));
+        assert_eq!((info.name.as_str(), info.contract_version.as_str()), ("openai", "0.3.0"));
         assert_eq!(info.default_base_url, "https://api.openai.com/v1");
         assert_eq!(info.auth, AuthScheme::Bearer);
         let ids: Vec<&str> = info.models.iter().map(|m| m.id.as_str()).collect();
-        assert_eq!(ids, ["gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini"]);
+        assert_eq!(
+            ids,
+            ["gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "text-embedding-3-small", "text-embedding-3-large"]
+        );
+        assert_eq!(OpenAi::capabilities(), Capabilities { embeddings: true, native_apis: vec![] });
+    }
+
+    #[test]
+    fn models_list_keeps_embedding_models() {
+        let response = HttpResponse {
+            status: 200,
+            headers: vec![],
+            body: br#"{"object":"list","data":[{"id":"gpt-4o","object":"model"},{"id":"text-embedding-3-large","object":"model"},{"id":"text-embedding-ada-002"},{"id":"whisper-1"},{"id":"dall-e-3"},{"id":"nomic-embed-text"}]}"#.to_vec(),
+        };
+        let models = match OpenAi::parse_models(response) {
+            Ok(models) => models,
+            Err(error) => unreachable!("{error:?}"),
+        };
+        let ids: Vec<&str> = models.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["gpt-4o", "text-embedding-3-large", "text-embedding-ada-002", "nomic-embed-text"]);
+        assert_eq!(models[1].context_window, Some(8_191), "limits come from the plugin's table");
+    }
+
+    /// The same request for OpenAI and for a compatible server; `dimensions`
+    /// and `user` only when set.
+    #[test]
+    fn embeddings_request() {
+        let mut request = EmbeddingsRequest::new("text-embedding-3-small", vec!["The food was delicious".to_string()]);
+        for base_url in ["https://api.openai.com/v1", "http://localhost:11434/v1/"] {
+            let http = match OpenAi::build_embeddings_request(base_url, request.clone()) {
+                Ok(http) => http,
+                Err(error) => unreachable!("{error:?}"),
+            };
+            assert_eq!(http.url, format!("{}/embeddings", base_url.trim_end_matches('/')));
+            assert_eq!(
+                String::from_utf8_lossy(&http.body),
+                r#"{"encoding_format":"float","input":["The food was delicious"],"model":"text-embedding-3-small"}"#
+            );
+        }
+        request.dimensions = Some(512);
+        request.user = Some("user-1234".to_string());
+        let body = match OpenAi::build_embeddings_request(DEFAULT_BASE_URL, request) {
+            Ok(http) => serde_json::from_slice::<Value>(&http.body).ok(),
+            Err(error) => unreachable!("{error:?}"),
+        };
+        assert_eq!(
+            body,
+            Some(json!({"model": "text-embedding-3-small", "input": ["The food was delicious"], "dimensions": 512,
+                   "encoding_format": "float", "user": "user-1234"}))
+        );
+    }
+
+    /// OpenAI's documented response shape.
+    #[test]
+    fn embeddings_response() {
+        let response = HttpResponse {
+            status: 200,
+            headers: vec![],
+            body: br#"{"object":"list","data":[{"object":"embedding","embedding":[0.0023064255,-0.009327292,-0.0028842222],"index":0}],"model":"text-embedding-3-small","usage":{"prompt_tokens":8,"total_tokens":8}}"#.to_vec(),
+        };
+        let parsed = match OpenAi::parse_embeddings_response(response) {
+            Ok(parsed) => parsed,
+            Err(error) => unreachable!("{error:?}"),
+        };
+        assert_eq!(parsed.model, "text-embedding-3-small");
+        assert_eq!(parsed.embeddings, [vec![0.0023064255_f32, -0.009327292, -0.0028842222]]);
+        assert_eq!(parsed.usage.map(|u| (u.prompt_tokens, u.completion_tokens, u.total_tokens)), Some((8, 0, 8)));
+    }
+
+    #[test]
+    fn embeddings_errors() {
+        let error = |status: u16, body: &[u8]| match OpenAi::parse_embeddings_response(HttpResponse {
+            status,
+            headers: vec![],
+            body: body.to_vec(),
+        }) {
+            Ok(parsed) => unreachable!("expected an error, got {parsed:?}"),
+            Err(error) => error,
+        };
+        let quota = error(429, br#"{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#);
+        assert_eq!((quota.status, quota.retryable), (429, false), "the credit is spent");
+        let too_long = error(400, br#"{"error":{"message":"This model's maximum context length is 8192 tokens, however you requested 9000 tokens.","type":"invalid_request_error","param":null,"code":null}}"#);
+        assert_eq!(
+            (too_long.status, too_long.error_type.as_str(), too_long.retryable),
+            (400, "invalid_request_error", false)
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! reference (section 1).
 
 use aigate_plugin_sdk::ChunkDecoder;
-use aigate_plugin_sdk::types::{ChatRequest, HttpResponse, Message, ProviderError, Role, SseEvent};
+use aigate_plugin_sdk::serde_json::{self, json};
+use aigate_plugin_sdk::types::{ChatRequest, EmbeddingsRequest, HttpResponse, Message, ProviderError, Role, SseEvent};
 
 use super::*;
 
@@ -21,14 +22,16 @@ fn error(status: u16, body: &str) -> ProviderError {
 fn describe() {
     let info = Qwen::describe();
     assert_eq!(info.name, "qwen");
-    assert_eq!(info.contract_version, "0.2.0");
+    assert_eq!(info.contract_version, "0.3.0");
     assert_eq!(info.default_base_url, "https://dashscope-intl.aliyuncs.com/compatible-mode/v1");
     assert_eq!(info.auth, AuthScheme::Bearer);
     assert_eq!(info.version, option_env!("AIGATE_PLUGIN_VERSION").unwrap_or(env!("CARGO_PKG_VERSION")));
     let ids: Vec<&str> = info.models.iter().map(|m| m.id.as_str()).collect();
-    assert_eq!(ids, ["qwen-turbo", "qwen-plus", "qwen-max"]);
+    assert_eq!(ids, ["qwen-turbo", "qwen-plus", "qwen-max", "text-embedding-v3", "text-embedding-v4"]);
     assert_eq!(info.models[2].context_window, Some(32_768));
     assert_eq!(info.models[2].max_output_tokens, Some(8_192));
+    assert_eq!((info.models[4].context_window, info.models[4].max_output_tokens), (Some(8_192), None));
+    assert_eq!(Qwen::capabilities(), Capabilities { embeddings: true, native_apis: vec![] });
 }
 
 #[test]
@@ -181,7 +184,7 @@ fn errors_inside_a_stream() {
 }
 
 #[test]
-fn models_list_keeps_chat_models() {
+fn models_list_keeps_chat_and_served_embedding_models() {
     let body = r#"{"object":"list","data":[
         {"id":"qwen-max","object":"model","created":1752741600,"owned_by":"system"},
         {"id":"qwen-plus","object":"model","created":1752741600,"owned_by":"system"},
@@ -195,7 +198,10 @@ fn models_list_keeps_chat_models() {
         Err(error) => unreachable!("{error:?}"),
     };
     let ids: Vec<&str> = models.iter().map(|m| m.id.as_str()).collect();
-    assert_eq!(ids, ["qwen-max", "qwen-plus", "qwen3-max", "qwen-vl-max", "qwq-plus", "qwen-mt-turbo"]);
+    assert_eq!(
+        ids,
+        ["qwen-max", "qwen-plus", "qwen3-max", "qwen-vl-max", "qwq-plus", "qwen-mt-turbo", "text-embedding-v4"]
+    );
     assert_eq!(models[0].context_window, Some(32_768), "limits come from the plugin's table");
     assert_eq!(models[2].context_window, None);
 
@@ -209,4 +215,160 @@ fn models_list_keeps_chat_models() {
         r#"{"error":{"message":"Incorrect API key provided.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#,
     ));
     assert!(matches!(denied, Err(ref e) if e.status == 401 && !e.retryable));
+}
+
+// ---- embeddings -----------------------------------------------------------
+
+#[test]
+fn embeddings_request() {
+    let mut request = EmbeddingsRequest::new("text-embedding-v4", vec!["风急天高猿啸哀".to_string(), "hi".to_string()]);
+    request.dimensions = Some(256);
+    let http = match Qwen::build_embeddings_request("https://dashscope-intl.aliyuncs.com/compatible-mode/v1/", request)
+    {
+        Ok(http) => http,
+        Err(error) => unreachable!("{error:?}"),
+    };
+    assert_eq!(
+        (http.method.as_str(), http.url.as_str()),
+        ("POST", "https://dashscope-intl.aliyuncs.com/compatible-mode/v1/embeddings")
+    );
+    assert_eq!(http.headers, [("content-type".to_string(), "application/json".to_string())]);
+    assert_eq!(
+        String::from_utf8_lossy(&http.body),
+        r#"{"dimensions":256,"encoding_format":"float","input":["风急天高猿啸哀","hi"],"model":"text-embedding-v4"}"#
+    );
+}
+
+/// DashScope's compatible-mode answer (its key order, an `id`, no
+/// `object` on the entries).
+#[test]
+fn embeddings_response() {
+    let body = r#"{"data":[{"embedding":[0.25,-0.5],"index":1},{"embedding":[-0.0625,0.125],"index":0}],"model":"text-embedding-v3","object":"list","usage":{"prompt_tokens":27,"total_tokens":27},"id":"a1b2"}"#;
+    let parsed = match Qwen::parse_embeddings_response(response(200, body)) {
+        Ok(parsed) => parsed,
+        Err(error) => unreachable!("{error:?}"),
+    };
+    assert_eq!(parsed.model, "text-embedding-v3");
+    assert_eq!(parsed.embeddings, [vec![-0.0625, 0.125], vec![0.25, -0.5]]);
+    let usage = parsed.usage.map(|u| (u.prompt_tokens, u.completion_tokens, u.total_tokens));
+    assert_eq!(usage, Some((27, 0, 27)));
+}
+
+/// Embedding errors go through DashScope's rules: its TPM limit is
+/// retryable, its billing states are not, and its codes are refined.
+#[test]
+fn embeddings_errors_follow_dashscope_rules() {
+    let parse = |status: u16, body: &str| match Qwen::parse_embeddings_response(response(status, body)) {
+        Ok(parsed) => unreachable!("expected an error, got {parsed:?}"),
+        Err(error) => error,
+    };
+    let throttled = parse(
+        429,
+        r#"{"error":{"message":"You exceeded your current quota.","type":"insufficient_quota","code":"insufficient_quota"}}"#,
+    );
+    assert!(throttled.retryable, "{throttled:?}");
+    let overdue = parse(429, r#"{"code":"Arrearage","message":"Access denied, account in arrears.","request_id":"r"}"#);
+    assert_eq!((overdue.status, overdue.code.as_deref(), overdue.retryable), (429, Some("Arrearage"), false));
+    let moderated = parse(
+        400,
+        r#"{"error":{"message":"Input data may contain inappropriate content.","type":"data_inspection_failed","code":"data_inspection_failed"}}"#,
+    );
+    assert_eq!(moderated.code.as_deref(), Some("content_filter"));
+    let too_many = parse(
+        400,
+        r#"{"error":{"message":"batch size is invalid, it should not be larger than 10.","type":"InvalidParameter","code":"InvalidParameter"}}"#,
+    );
+    assert_eq!((too_many.status, too_many.retryable), (400, false));
+    assert!(too_many.message.contains("larger than 10"));
+}
+
+/// A request for qwen-plus with `extra`, streamed or not.
+fn with_extra(extra: Value, stream: bool) -> ChatRequest {
+    let mut request = ChatRequest::new("qwen-plus", vec![Message::text(Role::User, "Why is the sky blue?")]);
+    request.stream = stream;
+    request.extra = extra.to_string();
+    request
+}
+
+/// The upstream body for `request`, or the plugin's error.
+fn body_of(request: ChatRequest) -> Result<Value, ProviderError> {
+    let http = Qwen::build_request("https://dashscope-intl.aliyuncs.com/compatible-mode/v1", request)?;
+    serde_json::from_slice(&http.body).map_err(|e| ProviderError::invalid_request(e.to_string()))
+}
+
+fn body(request: ChatRequest) -> Value {
+    match body_of(request) {
+        Ok(body) => body,
+        Err(error) => unreachable!("{error:?}"),
+    }
+}
+
+/// `reasoning_effort` becomes `enable_thinking` and never reaches DashScope;
+/// other extras pass through.
+#[test]
+fn reasoning_effort_sets_enable_thinking() {
+    for (effort, thinking) in [("minimal", false), ("low", true), ("medium", true), ("high", true)] {
+        let body = body(with_extra(json!({"reasoning_effort": effort, "top_k": 20}), true));
+        assert_eq!(body.get("enable_thinking"), Some(&json!(thinking)), "{effort}: {body}");
+        assert_eq!(body.get("reasoning_effort"), None, "{effort}: {body}");
+        assert_eq!(body["top_k"], 20);
+        assert!(body.get("thinking_budget").is_none(), "no invented budget: {body}");
+    }
+}
+
+#[test]
+fn explicit_enable_thinking_wins_over_the_effort() {
+    for (effort, explicit) in [("high", false), ("low", false), ("minimal", true)] {
+        let body = body(with_extra(json!({"reasoning_effort": effort, "enable_thinking": explicit}), true));
+        assert_eq!(body["enable_thinking"], explicit, "{effort}");
+        assert_eq!(body.get("reasoning_effort"), None);
+    }
+    // Even against what the effort alone would leave out (non-streaming).
+    let body = body(with_extra(json!({"reasoning_effort": "high", "enable_thinking": true}), false));
+    assert_eq!(body["enable_thinking"], true);
+}
+
+/// DashScope refuses thinking in non-streaming calls and in JSON mode: there
+/// the effort adds nothing, while `minimal` still switches thinking off.
+#[test]
+fn reasoning_effort_never_switches_thinking_on_where_dashscope_refuses_it() {
+    for effort in ["low", "medium", "high"] {
+        let body = body(with_extra(json!({"reasoning_effort": effort}), false));
+        assert_eq!((body.get("enable_thinking"), body.get("reasoning_effort")), (None, None), "{effort}: {body}");
+    }
+    assert_eq!(body(with_extra(json!({"reasoning_effort": "minimal"}), false))["enable_thinking"], false);
+    for format in [ResponseFormat::JsonObject, ResponseFormat::JsonSchema(r#"{"name":"x","schema":{}}"#.into())] {
+        let mut request = with_extra(json!({"reasoning_effort": "high"}), true);
+        request.response_format = Some(format);
+        let body = body(request);
+        assert_eq!((body.get("enable_thinking"), body.get("reasoning_effort")), (None, None), "{body}");
+    }
+}
+
+#[test]
+fn null_or_absent_reasoning_effort_changes_nothing() {
+    let body = body(with_extra(json!({"reasoning_effort": null, "top_k": 20}), true));
+    assert_eq!((body.get("enable_thinking"), body.get("reasoning_effort")), (None, None), "{body}");
+    assert_eq!(body["top_k"], 20);
+    let request = ChatRequest { extra: String::new(), ..with_extra(json!({}), true) };
+    assert!(body_of(request).is_ok_and(|body| body.get("enable_thinking").is_none()));
+}
+
+#[test]
+fn unknown_reasoning_effort_is_a_400() {
+    for bad in [json!("max"), json!("HIGH"), json!(3), json!(true)] {
+        // Refused even when an explicit `enable_thinking` would have won.
+        for extra in [json!({"reasoning_effort": bad}), json!({"reasoning_effort": bad, "enable_thinking": true})] {
+            let error = match body_of(with_extra(extra, true)) {
+                Ok(body) => unreachable!("expected a 400, got {body}"),
+                Err(error) => error,
+            };
+            assert_eq!(
+                (error.status, error.error_type.as_str(), error.retryable),
+                (400, "invalid_request_error", false)
+            );
+            assert!(error.message.contains("reasoning_effort"), "{error:?}");
+            assert!(error.message.contains("minimal, low, medium, high"), "{error:?}");
+        }
+    }
 }

@@ -8,8 +8,9 @@
 use serde_json::{Map, Value, json};
 
 use crate::canonical::{
-    ChatRequest, ChatResponse, ContentPart, FinishReason, FunctionTool, HttpRequest, ImageUrl, Message, MessageContent,
-    ProviderError, RawCost, ResponseFormat, Role, StreamChunk, ToolCall, ToolChoice, Usage,
+    ChatRequest, ChatResponse, ContentPart, EmbeddingsRequest, EmbeddingsResponse, FinishReason, FunctionTool,
+    HttpRequest, ImageUrl, Message, MessageContent, ProviderError, RawCost, ResponseFormat, Role, StreamChunk,
+    ToolCall, ToolChoice, Usage,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -200,6 +201,35 @@ fn response_format(value: &Value, at: &str) -> Result<Option<ResponseFormat>, St
 }
 
 /// Parse the JSON form of a canonical [`ChatRequest`] (a fixture's `request.json`).
+/// An embeddings request from its JSON form: `{"model", "input": [texts], "dimensions"?, "user"?}`.
+pub fn embeddings_request(value: &Value) -> Result<EmbeddingsRequest, String> {
+    let at = "embeddings_request.json";
+    let fields = object(value, at)?;
+    only_keys(fields, &["model", "input", "dimensions", "user"], at)?;
+    let input = list(fields, "input", at)?
+        .iter()
+        .enumerate()
+        .map(|(i, text)| text.as_str().map(str::to_owned).ok_or_else(|| format!("{at}: input[{i}] must be a string")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(EmbeddingsRequest {
+        model: string(fields, "model", at)?,
+        input,
+        dimensions: opt_u32(fields, "dimensions", at)?,
+        user: opt_string(fields, "user", at)?,
+    })
+}
+
+/// The JSON form of an embeddings response: `{"model", "embeddings": [[…]], "usage"}`. Each
+/// number is written as the shortest decimal that reads back as the same `f32` (`0.1`, not
+/// `0.10000000149011612`), so fixtures hold the provider's own numbers.
+pub fn embeddings_response(response: &EmbeddingsResponse) -> Value {
+    let number = |x: &f32| {
+        x.to_string().parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or(Value::Null, Value::Number)
+    };
+    let embeddings: Vec<Vec<Value>> = response.embeddings.iter().map(|v| v.iter().map(number).collect()).collect();
+    json!({ "model": response.model, "embeddings": embeddings, "usage": usage(&response.usage) })
+}
+
 pub fn chat_request(value: &Value) -> Result<ChatRequest, String> {
     let at = "request";
     let fields = object(value, at)?;

@@ -15,6 +15,8 @@
 //! | `response.sse` | a recorded provider SSE stream, fed event by event to a stream decoder |
 //! | `expected.json` | the canonical output of `response.json` (a chat response) or of `response.sse` (`{"chunks": […]}`); `{"error": {…}}` when the provider's error is expected instead |
 //! | `error.json` | `{"status", "headers"?, "body", "expected": {"status", "code", "retryable", …}}`: a provider error response and the error class `parse-response` must give it |
+//! | `embeddings_request.json` | a canonical embeddings request (`{"model", "input": [texts], "dimensions"?, "user"?}`): makes the case an embeddings case, whose `expected_upstream.json` is checked against `build-embeddings-request` and whose `error.json` against `parse-embeddings-response` |
+//! | `embeddings_response.json` | a recorded provider embeddings body (HTTP 200) for `parse-embeddings-response`; `expected.json` is then `{"model", "embeddings", "usage"}` |
 //!
 //! Expected values are compared semantically ([`json::mismatches`], every difference reported): key order does not
 //! matter, only listed keys are compared, arrays must have the same length. Header names are
@@ -28,7 +30,9 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::canonical::{ChatRequest, HttpResponse, Message, MessageContent, ProviderError, Role, SseEvent};
+use crate::canonical::{
+    ChatRequest, EmbeddingsRequest, HttpRequest, HttpResponse, Message, MessageContent, ProviderError, Role, SseEvent,
+};
 use crate::{LoadedPlugin, PluginFault, PluginRuntime};
 
 /// The outcome of checking one plugin file.
@@ -58,6 +62,8 @@ pub struct Coverage {
     pub responses: usize,
     pub streams: usize,
     pub errors: usize,
+    /// Cases of the embeddings interface (`embeddings_request.json` or `embeddings_response.json`).
+    pub embeddings: usize,
 }
 
 /// What the fixtures' actual outputs showed, for the checks that look across cases.
@@ -108,8 +114,8 @@ impl fmt::Display for Report {
         if let Some(c) = &self.coverage {
             writeln!(
                 f,
-                "coverage: {} case(s): request.json {}, expected_upstream.json {}, response.json {}, response.sse {}, error.json {}",
-                c.cases, c.requests, c.upstreams, c.responses, c.streams, c.errors
+                "coverage: {} case(s): request.json {}, expected_upstream.json {}, response.json {}, response.sse {}, error.json {}, embeddings {}",
+                c.cases, c.requests, c.upstreams, c.responses, c.streams, c.errors, c.embeddings
             )?;
         }
         for case in &self.cases {
@@ -186,6 +192,11 @@ pub async fn check(runtime: &PluginRuntime, file: &Path, fixtures_root: Option<&
         }
     }
     across_fixtures(&facts, &coverage, &mut report);
+    if plugin.capabilities().embeddings && coverage.embeddings == 0 {
+        report.warnings.push(
+            "the plugin serves embeddings but no fixture covers them (embeddings_request.json, embeddings_response.json): the vectors' order and usage are only checked against garbage".to_owned(),
+        );
+    }
     report.coverage = Some(coverage);
     report
 }
@@ -283,6 +294,36 @@ async fn generic(plugin: &Arc<LoadedPlugin>, report: &mut Report) {
 
     report.record("generic/parse-response-garbage", parse_garbage(plugin).await);
     report.record("generic/stream-garbage", stream_garbage(plugin, &model).await);
+    if plugin.capabilities().embeddings {
+        generic_embeddings(plugin, &model, report).await;
+    }
+}
+
+/// The checks of a plugin that declares embeddings: a minimal request is a JSON POST within the
+/// base URL, and garbage bodies are the provider's error, never a fault.
+async fn generic_embeddings(plugin: &Arc<LoadedPlugin>, model: &str, report: &mut Report) {
+    let base = plugin.info().default_base_url.clone();
+    let request =
+        EmbeddingsRequest { model: model.to_owned(), input: vec!["Hello!".to_owned()], dimensions: None, user: None };
+    let outcome = match build_embeddings(plugin, &base, &request).await {
+        Ok(Ok(http)) => {
+            let mut problems = upstream_mismatches(&json!({"method": "POST"}), &http, &base);
+            if serde_json::from_slice::<Value>(&http.body).is_err() {
+                problems.push(format!("body is not JSON: {}", String::from_utf8_lossy(&http.body)));
+            } else if let Some(why) = not_json_content_type(&http) {
+                problems.push(why);
+            }
+            all_of(problems)
+        }
+        Ok(Err(e)) => Err(format!("a minimal request was refused: {}", json::short(&json::provider_error(&e)))),
+        Err(fault) => Err(fault.to_string()),
+    };
+    report.record("generic/build-embeddings-request", outcome);
+
+    let parse = async |response: &HttpResponse| parse_embeddings(plugin, response).await;
+    let outcome =
+        garbage(parse, |parsed| format!("vectors: {}", json::short(&json::embeddings_response(parsed)))).await;
+    report.record("generic/parse-embeddings-garbage", outcome);
 }
 
 /// A header's value, by case-insensitive name.
@@ -329,6 +370,17 @@ const GARBAGE_RESPONSES: &[(u16, &str, &str)] = &[
 ];
 
 async fn parse_garbage(plugin: &Arc<LoadedPlugin>) -> Result<(), String> {
+    let parse = async |response: &HttpResponse| plugin.instantiate().await?.parse_response(response).await;
+    garbage(parse, |parsed| format!("a response: {}", json::short(&json::chat_response(parsed)))).await
+}
+
+/// Feeds each of [`GARBAGE_RESPONSES`] to `parse`: every one must be the provider's error (with
+/// the provider's status when that is an error status), never a result nor a fault. `shown`
+/// words a result that came back.
+async fn garbage<T>(
+    parse: impl AsyncFn(&HttpResponse) -> Result<Result<T, ProviderError>, PluginFault>,
+    shown: impl Fn(&T) -> String,
+) -> Result<(), String> {
     let mut problems = Vec::new();
     for (status, what, body) in GARBAGE_RESPONSES {
         let content_type = if body.starts_with('<') { "text/html" } else { "application/json" };
@@ -337,16 +389,9 @@ async fn parse_garbage(plugin: &Arc<LoadedPlugin>) -> Result<(), String> {
             headers: vec![("content-type".to_owned(), content_type.to_owned())],
             body: body.as_bytes().to_vec(),
         };
-        let outcome = match plugin.instantiate().await {
-            Ok(mut instance) => instance.parse_response(&response).await,
-            Err(fault) => Err(fault),
-        };
-        match outcome {
+        match parse(&response).await {
             Err(fault) => problems.push(format!("{what}: {fault}")),
-            Ok(Ok(parsed)) => problems.push(format!(
-                "{what}: returned a response instead of a provider error: {}",
-                json::short(&json::chat_response(&parsed))
-            )),
+            Ok(Ok(parsed)) => problems.push(format!("{what}: returned {} instead of a provider error", shown(&parsed))),
             Ok(Err(e)) if *status >= 400 && e.status != *status => problems
                 .push(format!("{what}: the provider error has status {}, not the provider's {status}", e.status)),
             Ok(Err(_)) => {}
@@ -417,8 +462,16 @@ fn read_json(path: &Path) -> Result<Value, String> {
 }
 
 /// The files a case folder may hold (besides notes in `*.md`).
-const CASE_FILES: &[&str] =
-    &["request.json", "expected_upstream.json", "response.json", "response.sse", "expected.json", "error.json"];
+const CASE_FILES: &[&str] = &[
+    "request.json",
+    "expected_upstream.json",
+    "response.json",
+    "response.sse",
+    "expected.json",
+    "error.json",
+    "embeddings_request.json",
+    "embeddings_response.json",
+];
 
 /// Files in a case folder the checker would silently skip: a misspelt `respnse.json` must fail.
 fn unknown_files(dir: &Path) -> Vec<String> {
@@ -456,6 +509,10 @@ async fn run_case(
         );
     }
     let file = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
+    if file("embeddings_request.json").is_some() || file("embeddings_response.json").is_some() {
+        coverage.embeddings += 1;
+        return run_embeddings_case(plugin, dir, &case, report).await;
+    }
     let request = match file("request.json") {
         Some(path) => match read_json(&path).and_then(|v| json::chat_request(&v)) {
             Ok(request) => Some(request),
@@ -567,6 +624,93 @@ fn observe(
     }
 }
 
+/// A case of the embeddings interface: `embeddings_request.json` with `expected_upstream.json`,
+/// `embeddings_response.json` with `expected.json`, `error.json`.
+async fn run_embeddings_case(plugin: &Arc<LoadedPlugin>, dir: &Path, case: &str, report: &mut Report) {
+    let file = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
+    if !plugin.capabilities().embeddings {
+        // The provider's fixtures cover more than this plugin serves: nothing to hold it to.
+        report.warnings.push(format!("{case}: skipped, the plugin's capabilities declare no embeddings"));
+        return;
+    }
+    let request =
+        match file("embeddings_request.json").map(|p| read_json(&p).and_then(|v| json::embeddings_request(&v))) {
+            Some(Ok(request)) => Some(request),
+            Some(Err(e)) => return report.record(format!("{case}/embeddings-request"), Err(e)),
+            None => None,
+        };
+    if let Some(expected) = file("expected_upstream.json") {
+        let outcome = match &request {
+            None => Err("expected_upstream.json needs an embeddings_request.json beside it".to_owned()),
+            Some(request) => check_embeddings_upstream(plugin, request, &expected).await,
+        };
+        report.record(format!("{case}/build-embeddings-request"), outcome);
+    }
+    if let Some(body) = file("embeddings_response.json") {
+        let outcome = match std::fs::read(&body) {
+            Ok(body) => {
+                let headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+                let response = HttpResponse { status: 200, headers, body };
+                match parse_embeddings(plugin, &response).await {
+                    Ok(Ok(parsed)) => {
+                        compare_outcome(&dir.join("expected.json"), json::embeddings_response(&parsed), None)
+                    }
+                    Ok(Err(e)) => compare_outcome(&dir.join("expected.json"), json!({}), Some(e)),
+                    Err(fault) => Err(fault.to_string()),
+                }
+            }
+            Err(e) => Err(format!("cannot read {}: {e}", body.display())),
+        };
+        report.record(format!("{case}/parse-embeddings-response"), outcome);
+    }
+    if let Some(error) = file("error.json") {
+        let outcome = match error_fixture(&error) {
+            Ok((response, expected)) => match parse_embeddings(plugin, &response).await {
+                Ok(Err(e)) => all_of(json::mismatches(&expected, &json::provider_error(&e))),
+                Ok(Ok(parsed)) => Err(format!(
+                    "expected a provider error for HTTP {}, got vectors: {}",
+                    response.status,
+                    json::short(&json::embeddings_response(&parsed))
+                )),
+                Err(fault) => Err(fault.to_string()),
+            },
+            Err(e) => Err(e),
+        };
+        report.record(format!("{case}/embeddings-error"), outcome);
+    }
+}
+
+async fn parse_embeddings(
+    plugin: &Arc<LoadedPlugin>,
+    response: &HttpResponse,
+) -> Result<Result<crate::canonical::EmbeddingsResponse, ProviderError>, PluginFault> {
+    plugin.instantiate().await?.parse_embeddings_response(response).await
+}
+
+async fn build_embeddings(
+    plugin: &Arc<LoadedPlugin>,
+    base_url: &str,
+    request: &EmbeddingsRequest,
+) -> Result<Result<HttpRequest, ProviderError>, PluginFault> {
+    plugin.instantiate().await?.build_embeddings_request(base_url, request).await
+}
+
+async fn check_embeddings_upstream(
+    plugin: &Arc<LoadedPlugin>,
+    request: &EmbeddingsRequest,
+    expected_path: &Path,
+) -> Result<(), String> {
+    let expected = read_json(expected_path)?;
+    let base = plugin.info().default_base_url.clone();
+    match build_embeddings(plugin, &base, request).await {
+        Ok(Ok(http)) => all_of(upstream_mismatches(&expected, &http, &base)),
+        Ok(Err(e)) => {
+            Err(format!("build-embeddings-request refused the request: {}", json::short(&json::provider_error(&e))))
+        }
+        Err(fault) => Err(fault.to_string()),
+    }
+}
+
 async fn build_request(
     plugin: &Arc<LoadedPlugin>,
     base_url: &str,
@@ -585,7 +729,12 @@ async fn check_upstream(plugin: &Arc<LoadedPlugin>, request: &ChatRequest, expec
         }
         Err(fault) => return Err(fault.to_string()),
     };
-    let actual = json::http_request(&http);
+    all_of(upstream_mismatches(&expected, &http, &base))
+}
+
+/// What differs between `expected_upstream.json` and the request a plugin built.
+fn upstream_mismatches(expected: &Value, http: &HttpRequest, base: &str) -> Vec<String> {
+    let actual = json::http_request(http);
     let mut problems = Vec::new();
     if let Some(method) = expected.get("method").and_then(Value::as_str)
         && !http.method.eq_ignore_ascii_case(method)
@@ -608,7 +757,7 @@ async fn check_upstream(plugin: &Arc<LoadedPlugin>, request: &ChatRequest, expec
     if let Some(body) = expected.get("body") {
         problems.extend(json::mismatches(&json!({ "body": body }), &json!({ "body": actual["body"] })));
     }
-    all_of(problems)
+    problems
 }
 
 /// `Ok` for no problems, else every problem on its own line.
@@ -710,14 +859,15 @@ async fn check_stream(
     }
 }
 
-async fn check_error(plugin: &Arc<LoadedPlugin>, path: &Path) -> Result<(), String> {
+/// An `error.json`: the provider's response and the error class expected of it.
+fn error_fixture(path: &Path) -> Result<(HttpResponse, Value), String> {
     let fixture = read_json(path)?;
     let status = fixture
         .get("status")
         .and_then(Value::as_u64)
         .and_then(|s| u16::try_from(s).ok())
         .ok_or("error.json: `status` (the provider's HTTP status) is required")?;
-    let expected = fixture.get("expected").ok_or("error.json: `expected` (the error class) is required")?;
+    let expected = fixture.get("expected").ok_or("error.json: `expected` (the error class) is required")?.clone();
     let body = match fixture.get("body") {
         Some(Value::String(text)) => text.clone().into_bytes(),
         Some(value) => value.to_string().into_bytes(),
@@ -729,12 +879,17 @@ async fn check_error(plugin: &Arc<LoadedPlugin>, path: &Path) -> Result<(), Stri
         }
         _ => vec![("content-type".to_owned(), "application/json".to_owned())],
     };
-    let response = HttpResponse { status, headers, body };
+    Ok((HttpResponse { status, headers, body }, expected))
+}
+
+async fn check_error(plugin: &Arc<LoadedPlugin>, path: &Path) -> Result<(), String> {
+    let (response, expected) = error_fixture(path)?;
     let mut instance = plugin.instantiate().await.map_err(|f| f.to_string())?;
     match instance.parse_response(&response).await {
-        Ok(Err(e)) => all_of(json::mismatches(expected, &json::provider_error(&e))),
+        Ok(Err(e)) => all_of(json::mismatches(&expected, &json::provider_error(&e))),
         Ok(Ok(parsed)) => Err(format!(
-            "expected a provider error for HTTP {status}, got a response: {}",
+            "expected a provider error for HTTP {}, got a response: {}",
+            response.status,
             json::short(&json::chat_response(&parsed))
         )),
         Err(fault) => Err(fault.to_string()),

@@ -1,5 +1,5 @@
-//! Contract versions: a plugin built against the older 0.1.0 contract loads and works through
-//! the host's adapter; a plugin built against a version the host does not support is refused
+//! Contract versions: plugins built against the older 0.1.0 (through the host's adapter) and
+//! 0.2.0 (through bindings of the same types) contracts load and work; a plugin built against a version the host does not support is refused
 //! with a message naming both versions.
 
 use aigate_plugins::canonical::{FinishReason, HttpResponse, SseEvent};
@@ -11,7 +11,7 @@ const BASE_URL: &str = "http://127.0.0.1:9/v1";
 
 #[tokio::test]
 async fn a_plugin_built_against_0_1_loads_and_works_through_the_adapter() {
-    assert_eq!(CONTRACT_VERSION, "0.2.0");
+    assert_eq!(CONTRACT_VERSION, "0.3.0");
     assert!(SUPPORTED_CONTRACTS.contains(&"0.1.0"));
     // plugins/legacy-0-1: wit-bindgen directly on wit/provider@0.1.0, no SDK.
     let plugin = runtime().load(&dist("test/legacy_0_1.wasm")).await.unwrap();
@@ -72,4 +72,34 @@ async fn a_plugin_built_against_an_unsupported_version_is_refused_naming_both() 
     );
     let message = err.to_string();
     assert!(message.contains("0.0.9") && message.contains(CONTRACT_VERSION) && message.contains("0.1.x"), "{message}");
+}
+
+/// plugins/legacy-0-2: wit-bindgen directly on wit/provider@0.2.0. Served through bindings of
+/// the current types (no conversion): its streamed refusal arrives; it has no capabilities, and
+/// an embeddings call is answered by the host without entering it.
+#[tokio::test]
+async fn a_plugin_built_against_0_2_loads_with_the_same_types_and_no_capabilities() {
+    use aigate_plugins::canonical::EmbeddingsRequest;
+
+    assert!(SUPPORTED_CONTRACTS.contains(&"0.2.0"));
+    let plugin = runtime().load(&dist("test/legacy_0_2.wasm")).await.unwrap();
+    assert_eq!((plugin.name(), plugin.contract_version()), ("legacy2", "0.2.0"));
+    assert!(!plugin.capabilities().embeddings && plugin.capabilities().native_apis.is_empty());
+
+    let mut instance = plugin.instantiate().await.unwrap();
+    let http = instance.build_request(BASE_URL, &chat_request("qwen-turbo")).await.unwrap().unwrap();
+    assert_eq!(http.url, format!("{BASE_URL}/chat/completions"));
+    let request = EmbeddingsRequest { model: "m".into(), input: vec!["x".into()], dimensions: None, user: None };
+    let refused = instance.build_embeddings_request(BASE_URL, &request).await.unwrap().unwrap_err();
+    assert_eq!((refused.status, refused.code.as_deref()), (400, Some("embeddings_unsupported")));
+    assert!(refused.message.contains("contract 0.2.0"), "{}", refused.message);
+
+    let mut decoder = plugin.instantiate().await.unwrap().stream_decoder("qwen-turbo").await.unwrap();
+    let event = SseEvent {
+        event: None,
+        data: r#"{"id":"c3","created":6,"choices":[{"index":0,"delta":{"refusal":"No."},"finish_reason":null}]}"#
+            .into(),
+    };
+    let chunks = decoder.push(&event).await.unwrap().unwrap();
+    assert_eq!(chunks[0].choices[0].refusal.as_deref(), Some("No."), "0.2.0 carries streamed refusals");
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{JsonBody, TestGateway, start, unique};
 
-fn sdk_available() -> bool {
+pub(crate) fn sdk_available() -> bool {
     std::process::Command::new("python3").args(["-c", "import anthropic"]).status().is_ok_and(|s| s.success())
 }
 

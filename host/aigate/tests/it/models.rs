@@ -17,7 +17,7 @@ fn ids(body: &serde_json::Value) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn live_list_is_filtered_to_allowed_chat_models() {
+async fn live_list_is_filtered_to_allowed_served_models() {
     let gw = start_with_mock(qwen_only(), MockDashScope::start().await).await;
     let r = gw.http.get(gw.url("/v1/models")).bearer_auth(&gw.key).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -25,10 +25,11 @@ async fn live_list_is_filtered_to_allowed_chat_models() {
     let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
     assert_eq!(body["object"], "list");
     let ids = ids(&body);
-    for m in ["qwen:qwen-turbo", "qwen:qwen-plus", "qwen:qwen-max", "turbo"] {
+    // Chat models, and the embeddings models `/v1/embeddings` serves; not rerank or image models.
+    for m in ["qwen:qwen-turbo", "qwen:qwen-plus", "qwen:qwen-max", "qwen:text-embedding-v3", "turbo"] {
         assert!(ids.contains(&m.to_owned()), "{m} in {ids:?}");
     }
-    assert!(!ids.iter().any(|m| m.contains("embedding") || m.contains("rerank")), "{ids:?}");
+    assert!(!ids.iter().any(|m| m.contains("rerank") || m.contains("wanx")), "{ids:?}");
     let models_call = gw.mock.requests().into_iter().find(|r| r.path.ends_with("/models")).unwrap();
     assert_eq!(models_call.header("authorization"), Some(format!("Bearer {}", MockDashScope::API_KEY).as_str()));
 }
@@ -45,7 +46,18 @@ async fn failing_list_falls_back_to_the_allowlist() {
         let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
         let mut ids = ids(&body);
         ids.sort();
-        assert_eq!(ids, ["qwen:qwen-max", "qwen:qwen-plus", "qwen:qwen-turbo", "turbo"], "{behaviour:?}");
+        assert_eq!(
+            ids,
+            [
+                "qwen:qwen-max",
+                "qwen:qwen-plus",
+                "qwen:qwen-turbo",
+                "qwen:text-embedding-v3",
+                "qwen:text-embedding-v4",
+                "turbo"
+            ],
+            "{behaviour:?}"
+        );
     }
 }
 

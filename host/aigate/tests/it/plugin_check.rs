@@ -51,14 +51,48 @@ async fn passes(plugin: &str, provider: &str) {
     assert!(report.trim_end().ends_with("0 failed: OK"), "{report}");
 }
 
+/// The embeddings interface of a plugin that declares it: generic checks and fixtures.
+async fn passes_embeddings(plugin: &str, provider: &str, cases: &[&str]) {
+    let (_, report) = check(plugin).await;
+    for case in ["generic/build-embeddings-request", "generic/parse-embeddings-garbage"] {
+        assert!(report.contains(&format!("PASS {case}\n")), "{case} missing:\n{report}");
+    }
+    for case in cases {
+        assert!(report.contains(&format!("PASS {provider}/{case}\n")), "{case} missing:\n{report}");
+    }
+}
+
 #[tokio::test]
 async fn qwen_passes_its_fixtures() {
     passes("qwen.wasm", "qwen").await;
+    passes_embeddings(
+        "qwen.wasm",
+        "qwen",
+        &["embeddings/build-embeddings-request", "embeddings/parse-embeddings-response"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn openai_passes_its_fixtures() {
     passes("openai.wasm", "openai").await;
+    passes_embeddings(
+        "openai.wasm",
+        "openai",
+        &[
+            "embeddings/build-embeddings-request",
+            "embeddings/parse-embeddings-response",
+            "embeddings-error-invalid-api-key/embeddings-error",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_plugin_without_embeddings_is_not_checked_for_them() {
+    let (_, report) = check("anthropic.wasm").await;
+    assert!(!report.contains("embeddings-request"), "{report}");
+    assert!(report.contains(", embeddings 0"), "{report}");
 }
 
 #[tokio::test]
@@ -97,7 +131,9 @@ async fn a_plugin_that_maps_a_field_wrongly_fails_with_a_clear_report() {
     );
     // Everything the plugin maps right still passes: the report points at the one mistake.
     assert!(report.contains("PASS openai/basic/parse-response"), "{report}");
-    assert!(report.trim_end().ends_with("2 failed: FAILED"), "{report}");
+    // It serves no embeddings: the provider's embeddings cases are skipped, not failed.
+    assert!(report.contains("openai/embeddings: skipped, the plugin's capabilities declare no embeddings"), "{report}");
+    assert!(report.trim_end().ends_with("2 failed, 2 warning(s): FAILED"), "{report}");
 }
 
 #[tokio::test]

@@ -63,3 +63,23 @@ async fn a_stream_numbers_its_events_and_ends_with_the_whole_response() {
     assert_eq!(r.status(), 400);
     assert_eq!(r.json_value().await["error"]["param"], "previous_response_id");
 }
+
+#[tokio::test]
+async fn reasoning_effort_is_mapped_for_the_target() {
+    let gw = start().await;
+    // qwen: thinking on for a stream; the raw key never reaches DashScope.
+    let body = json!({"model": "qwen:qwen-plus", "input": "Think.", "stream": true, "reasoning": {"effort": "high"}});
+    assert_eq!(gw.chat_at("/v1/responses", &body).await.status(), 200);
+    // openai: OpenAI's own parameter, as is.
+    let body = json!({"model": "openai:qwen-turbo", "input": "Think.", "reasoning": {"effort": "low"}});
+    assert_eq!(gw.chat_at("/v1/responses", &body).await.status(), 200);
+    let sent: Vec<Value> =
+        gw.mock.requests().iter().filter(|r| r.path.ends_with("/chat/completions")).map(|r| r.json()).collect();
+    assert_eq!(sent[0]["enable_thinking"], true, "{}", sent[0]);
+    assert!(sent[0].get("reasoning_effort").is_none(), "{}", sent[0]);
+    assert_eq!(sent[1]["reasoning_effort"], "low", "{}", sent[1]);
+
+    let bad = json!({"model": "qwen:qwen-plus", "input": "x", "reasoning": {"effort": "extreme"}});
+    let err = crate::harness::assert_error(gw.chat_at("/v1/responses", &bad).await, 400, "invalid_parameter").await;
+    assert_eq!(err["error"]["param"], "reasoning.effort");
+}

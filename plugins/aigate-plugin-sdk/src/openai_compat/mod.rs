@@ -1,4 +1,5 @@
-//! Translation for OpenAI-compatible Chat Completions APIs.
+//! Translation for OpenAI-compatible Chat Completions APIs, and for the
+//! Embeddings API (`POST /embeddings`) the same servers offer.
 //!
 //! OpenAI, DashScope's compatible mode, DeepSeek, vLLM, Ollama and many others
 //! speak nearly the same wire format; they differ in small ways (which error
@@ -10,8 +11,11 @@
 //! Parsing is lenient on purpose: providers add, omit, reorder and `null` keys
 //! freely, and a gateway that rejects a response the client would have accepted
 //! is worse than useless. Unknown keys are ignored, missing numbers become 0,
-//! missing strings become empty.
+//! missing strings become empty. The one strict place is the numbering of
+//! embeddings ([`Dialect::parse_embeddings_response`]): a vector handed to the
+//! wrong text is worse than an error.
 
+mod embeddings;
 mod error;
 mod json;
 mod models;

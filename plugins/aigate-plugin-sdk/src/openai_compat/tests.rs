@@ -757,3 +757,172 @@ fn streamed_refusal_is_kept() {
     assert_eq!(chunks[0].choices[0].refusal.as_deref(), Some("I can't help with that."));
     assert_eq!(chunks[0].choices[0].content, None);
 }
+
+// ---- embeddings ------------------------------------------------------------
+
+fn embed_request() -> EmbeddingsRequest {
+    EmbeddingsRequest::new("text-embedding-3-small", vec!["The food was delicious".into(), "上海".into()])
+}
+
+fn embeddings(body: &str) -> Result<EmbeddingsResponse, ProviderError> {
+    Dialect::OPENAI.parse_embeddings_response(&response(200, body))
+}
+
+#[test]
+fn embeddings_request_exact_bytes() {
+    let http = ok(Dialect::OPENAI.build_embeddings_request("https://api.openai.com/v1/", &embed_request()));
+    assert_eq!((http.method.as_str(), http.url.as_str()), ("POST", "https://api.openai.com/v1/embeddings"));
+    assert_eq!(http.headers, [("content-type".to_string(), "application/json".to_string())]);
+    assert_eq!(
+        String::from_utf8_lossy(&http.body),
+        r#"{"encoding_format":"float","input":["The food was delicious","上海"],"model":"text-embedding-3-small"}"#
+    );
+}
+
+#[test]
+fn embeddings_request_optional_fields() {
+    let mut request = embed_request();
+    request.input.truncate(1);
+    request.dimensions = Some(256);
+    request.user = Some("user-7".into());
+    assert_eq!(
+        ok(Dialect::OPENAI.embeddings_body(&request)),
+        json!({
+            "model": "text-embedding-3-small",
+            "input": ["The food was delicious"],
+            "dimensions": 256,
+            "encoding_format": "float",
+            "user": "user-7",
+        })
+    );
+    request.input.clear();
+    let error = err(Dialect::OPENAI.build_embeddings_request("https://a/v1", &request));
+    assert_eq!((error.status, error.retryable), (400, false));
+}
+
+#[test]
+fn embeddings_response_openai() {
+    let parsed = ok(embeddings(
+        r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.0023064255,-0.009327292]},{"object":"embedding","index":1,"embedding":[1,-2.5e-3]}],"model":"text-embedding-3-small","usage":{"prompt_tokens":8,"total_tokens":8}}"#,
+    ));
+    assert_eq!(
+        parsed,
+        EmbeddingsResponse {
+            model: "text-embedding-3-small".into(),
+            embeddings: vec![vec![0.0023064255, -0.009327292], vec![1.0, -0.0025]],
+            usage: Some(Usage { prompt_tokens: 8, completion_tokens: 0, total_tokens: 8, ..Default::default() }),
+        }
+    );
+}
+
+#[test]
+fn embeddings_out_of_order_are_sorted_by_index() {
+    let parsed = ok(embeddings(
+        r#"{"data":[{"index":2,"embedding":[2.0]},{"index":0,"embedding":[0.0]},{"index":1,"embedding":[1.0]}],"model":"m"}"#,
+    ));
+    assert_eq!(parsed.embeddings, [vec![0.0], vec![1.0], vec![2.0]]);
+    assert_eq!(parsed.usage, None);
+    // No `index` at all: the list order is the order.
+    let parsed = ok(embeddings(r#"{"data":[{"embedding":[5.0]},{"embedding":[6.0]}]}"#));
+    assert_eq!((parsed.embeddings, parsed.model.as_str()), (vec![vec![5.0], vec![6.0]], ""));
+}
+
+#[test]
+fn embeddings_bad_indices_are_rejected() {
+    let cases = [
+        (r#"{"data":[{"index":0,"embedding":[0.0]},{"index":2,"embedding":[2.0]}]}"#, "index 1 is missing"),
+        (r#"{"data":[{"index":1,"embedding":[1.0]},{"index":1,"embedding":[1.0]}]}"#, "index 1 appears twice"),
+        (
+            r#"{"data":[{"index":0,"embedding":[0.0]},{"embedding":[1.0]},{"index":1,"embedding":[1.0]}]}"#,
+            "index 1 appears twice",
+        ),
+        (r#"{"data":[{"index":-1,"embedding":[0.0]}]}"#, "not a non-negative integer"),
+        (r#"{"data":[{"index":"0","embedding":[0.0]}]}"#, "not a non-negative integer"),
+    ];
+    for (body, says) in cases {
+        let error = err(embeddings(body));
+        assert_eq!(
+            (error.status, error.error_type.as_str(), error.retryable),
+            (502, "invalid_response", false),
+            "{body}"
+        );
+        assert!(error.message.contains(says), "{body}: {}", error.message);
+    }
+    let error = err(embeddings(r#"{"data":[{"index":0,"embedding":[0.0]},{"index":2,"embedding":[2.0]}]}"#));
+    assert_eq!(
+        error.message,
+        "the provider's 2 embeddings are not numbered 0 to 1: index 1 is missing and data[1] has index 2"
+    );
+}
+
+#[test]
+fn embeddings_usage_fills_a_missing_count() {
+    let usage = |usage: &str| ok(embeddings(&format!(r#"{{"data":[{{"embedding":[1.0]}}],"usage":{usage}}}"#))).usage;
+    let counts = |u: Option<Usage>| u.map(|u| (u.prompt_tokens, u.completion_tokens, u.total_tokens));
+    assert_eq!(counts(usage(r#"{"prompt_tokens":5}"#)), Some((5, 0, 5)));
+    assert_eq!(counts(usage(r#"{"total_tokens":6}"#)), Some((6, 0, 6)));
+    assert_eq!(counts(usage(r#"{"prompt_tokens":5,"total_tokens":7,"completion_tokens":3}"#)), Some((5, 0, 7)));
+    assert_eq!(counts(usage("null")), None);
+}
+
+#[test]
+fn embeddings_provider_errors_follow_the_chat_rules() {
+    let parse = |status: u16, body: &str| err(Dialect::OPENAI.parse_embeddings_response(&response(status, body)));
+    let key = parse(
+        401,
+        r#"{"error":{"message":"Incorrect API key provided: sk-abc.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#,
+    );
+    assert_eq!(
+        (key.status, key.error_type.as_str(), key.code.as_deref(), key.retryable),
+        (401, "invalid_request_error", Some("invalid_api_key"), false)
+    );
+    assert_eq!(key.message, "Incorrect API key provided: sk-abc.");
+    let throttled = parse(
+        429,
+        r#"{"error":{"message":"Rate limit reached for text-embedding-3-small.","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#,
+    );
+    assert_eq!((throttled.status, throttled.retryable), (429, true));
+    let quota = parse(
+        429,
+        r#"{"error":{"message":"You exceeded your current quota.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#,
+    );
+    assert_eq!((quota.status, quota.retryable), (429, false));
+    // Per dialect, like chat: DashScope-like rules make the same 429 retryable.
+    let throttle_quota = err(THROTTLE_QUOTA.parse_embeddings_response(&response(
+        429,
+        r#"{"error":{"message":"You exceeded your current quota.","type":"insufficient_quota","code":"insufficient_quota"}}"#,
+    )));
+    assert!(throttle_quota.retryable);
+    let html = parse(503, "<html><body>503 Service Unavailable</body></html>");
+    assert_eq!((html.status, html.error_type.as_str(), html.retryable), (503, "server_error", true));
+    assert!(html.message.contains("503 Service Unavailable"));
+    // An error object in a 2xx body, as some proxies send.
+    let proxied =
+        err(embeddings(r#"{"error":{"message":"upstream overloaded","type":"server_error","code":"server_error"}}"#));
+    assert_eq!((proxied.code.as_deref(), proxied.retryable), (Some("server_error"), true));
+}
+
+#[test]
+fn embeddings_garbage_is_a_clear_error() {
+    let cases = [
+        ("<html>502 Bad Gateway</html>", "not JSON"),
+        ("", "not JSON"),
+        ("[1,2]", "no `data` list"),
+        (r#"{"object":"list","data":{}}"#, "no `data` list"),
+        (r#"{"object":"list","data":[]}"#, "holds no embeddings"),
+        (r#"{"data":[{"index":0,"embedding":"AACAPwAAAEA="}]}"#, "embedding 0 is not a list of numbers"),
+        (r#"{"data":[{"index":0}]}"#, "embedding 0 is not a list of numbers"),
+        (r#"{"data":[{"index":0,"embedding":[1.0,"x"]}]}"#, r#"holds "x" at 1"#),
+        (r#"{"data":[{"index":0,"embedding":[1e39]}]}"#, "not a float32 number"),
+        (r#"{"data":[{"index":0,"embedding":[1.0,2.0]},{"index":1,"embedding":[1.0]}]}"#, "differ in length"),
+    ];
+    for (body, says) in cases {
+        let error = err(embeddings(body));
+        assert_eq!(
+            (error.status, error.error_type.as_str(), error.retryable),
+            (502, "invalid_response", false),
+            "{body}"
+        );
+        assert!(error.message.contains(says), "{body}: {}", error.message);
+    }
+}
