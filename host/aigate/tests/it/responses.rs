@@ -9,28 +9,34 @@ use serde_json::{Value, json};
 use crate::harness::{JsonBody, start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_openai_python_sdk_responses_against_qwen() {
+async fn the_openai_python_sdk_responses_against_qwen_and_openai() {
     if !crate::sdk::sdk_available() {
         assert!(std::env::var("AIGATE_REQUIRE_SERVICES").as_deref() != Ok("1"), "the openai package is required");
         eprintln!("skipped: python3 with the `openai` package is not installed");
         return;
     }
-    let gw = start().await;
-    for scenario in [Scenario::Normal, Scenario::Normal, Scenario::ToolCall, Scenario::Normal] {
-        gw.mock.enqueue(scenario);
+    // The qwen plugin, and the openai plugin (OpenAI's own format) against the same mock.
+    for model in ["qwen:qwen-turbo", "openai:qwen-turbo"] {
+        let gw = start().await;
+        for scenario in [Scenario::Normal, Scenario::Normal, Scenario::ToolCall, Scenario::Normal] {
+            gw.mock.enqueue(scenario);
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/openai_responses_check.py");
+        let output = tokio::process::Command::new("python3").arg(script).arg(&gw.base).arg(model).arg(&gw.key).output();
+        let output = output.await.unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{model}: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+        assert!(stdout.contains("tool: get_current_weather"), "{stdout}");
+        assert_eq!(gw.mock.chat_requests(), 4);
+        let last = gw.mock.requests().into_iter().filter(|r| r.path.ends_with("/chat/completions")).last().unwrap();
+        let roles: Vec<String> = last.json()["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["role"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(roles, ["user", "assistant", "tool"]);
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/openai_responses_check.py");
-    let output =
-        tokio::process::Command::new("python3").arg(script).arg(&gw.base).arg("qwen:qwen-turbo").arg(&gw.key).output();
-    let output = output.await.unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("tool: get_current_weather"), "{stdout}");
-    assert_eq!(gw.mock.chat_requests(), 4);
-    let last = gw.mock.requests().into_iter().filter(|r| r.path.ends_with("/chat/completions")).last().unwrap();
-    let roles: Vec<String> =
-        last.json()["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(roles, ["user", "assistant", "tool"]);
 }
 
 #[tokio::test]
