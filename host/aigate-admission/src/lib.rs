@@ -56,7 +56,8 @@ pub use limits::{
     Admission, LimitHit, LimitKey, LimitKind, PERIOD, RateLimiter, RateSnapshot, Reservation, Scope, WindowState,
     retry_after_headers,
 };
-pub use redis_conn::{RedisOptions, connection_manager};
+pub use redis::aio::ConnectionManager;
+pub use redis_conn::{RedisOptions, connection_manager, ping as redis_ping};
 
 /// The future every trait method returns: boxed so the traits stay object safe.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

@@ -53,6 +53,12 @@ pub fn connection_manager(url: &str, options: &RedisOptions) -> RedisResult<Conn
     ConnectionManager::new_lazy_with_config(client, config)
 }
 
+/// One `PING` under the operation timeout: readiness checks.
+pub async fn ping(conn: &ConnectionManager, options: &RedisOptions) -> RedisResult<()> {
+    let mut conn = conn.clone();
+    bounded(options.op_timeout, redis::cmd("PING").query_async::<()>(&mut conn)).await
+}
+
 /// Runs one Redis call under the operation timeout. A timeout becomes an I/O `TimedOut`
 /// error, so it is classified as an outage like any other connectivity failure.
 pub(crate) async fn bounded<T>(op_timeout: Duration, call: impl Future<Output = RedisResult<T>>) -> RedisResult<T> {

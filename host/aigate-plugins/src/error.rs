@@ -131,6 +131,19 @@ pub enum PluginFault {
 }
 
 impl PluginFault {
+    /// A short name of the kind of fault, for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginFault::Trap { .. } => "trap",
+            PluginFault::CpuTimeout { .. } => "cpu_timeout",
+            PluginFault::WallTimeout { .. } => "wall_timeout",
+            PluginFault::OutOfMemory { .. } => "out_of_memory",
+            PluginFault::Malformed { .. } => "malformed",
+            PluginFault::Busy { .. } => "busy",
+            PluginFault::Instantiate { .. } => "instantiate",
+        }
+    }
+
     /// The plugin the fault belongs to.
     pub fn plugin(&self) -> &str {
         match self {

@@ -31,6 +31,7 @@ use crate::{compat_0_1, compat_0_2};
 pub struct LoadedPlugin {
     info: PluginInfo,
     capabilities: Capabilities,
+    counters: Arc<crate::counters::PluginCounters>,
     hash: String,
     source: String,
     loaded_at: OffsetDateTime,
@@ -79,7 +80,8 @@ impl LoadedPlugin {
         pre: AnyPre,
         runtime: Arc<RuntimeInner>,
     ) -> Self {
-        LoadedPlugin { info, capabilities, hash, source, loaded_at, from_cache, pre, runtime }
+        let counters = runtime.counters.of(&info.name);
+        LoadedPlugin { info, capabilities, counters, hash, source, loaded_at, from_cache, pre, runtime }
     }
 
     /// What `capabilities` returned at load time: embeddings, natively spoken inbound APIs
@@ -135,7 +137,11 @@ impl LoadedPlugin {
     /// Fails with [`PluginFault::Busy`] when every instance slot is in use, or with another
     /// fault if the plugin's start-up code traps or overruns.
     pub async fn instantiate(self: &Arc<Self>) -> Result<PluginInstance, PluginFault> {
-        let sandbox = Sandbox::new(&self.runtime, &self.pre, &self.info.name).await?;
+        self.counters.instantiated();
+        let mut sandbox = Sandbox::new(&self.runtime, &self.pre, &self.info.name).await.inspect_err(|fault| {
+            self.counters.fault(fault);
+        })?;
+        sandbox.counters = Some(Arc::clone(&self.counters));
         Ok(PluginInstance { plugin: Arc::clone(self), sandbox })
     }
 }
@@ -502,6 +508,8 @@ pub(crate) struct Sandbox {
     store: Store<StoreState>,
     bindings: Bindings,
     fault: Option<PluginFault>,
+    /// Where faults are counted (not while loading).
+    counters: Option<Arc<crate::counters::PluginCounters>>,
 }
 
 impl Sandbox {
@@ -563,6 +571,7 @@ impl Sandbox {
                     store,
                     bindings,
                     fault: None,
+                    counters: None,
                 });
             }
             Ok(Err(error)) if is_pool_exhausted(&error) => {
@@ -609,7 +618,7 @@ impl Sandbox {
             Ok(Err(error)) => self.partial().classify(Some(error), false),
             Err(_elapsed) => self.partial().classify(None, false),
         };
-        self.fault = Some(fault.clone());
+        self.poison(&fault);
         Err(fault)
     }
 
@@ -617,9 +626,17 @@ impl Sandbox {
     fn check<T>(&mut self, value: &T, rule: impl FnOnce(&T) -> Result<(), String>) -> Result<(), PluginFault> {
         rule(value).map_err(|what| {
             let fault = PluginFault::Malformed { plugin: self.label.clone(), what };
-            self.fault = Some(fault.clone());
+            self.poison(&fault);
             fault
         })
+    }
+
+    /// No call enters the plugin again; the fault is counted.
+    fn poison(&mut self, fault: &PluginFault) {
+        if let Some(counters) = &self.counters {
+            counters.fault(fault);
+        }
+        self.fault = Some(fault.clone());
     }
 
     fn partial(&self) -> PartialSandbox<'_> {

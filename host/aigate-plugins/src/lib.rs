@@ -47,6 +47,7 @@ pub mod canonical;
 mod compat_0_1;
 mod compat_0_2;
 pub mod conformance;
+mod counters;
 mod error;
 mod instance;
 mod output;
@@ -54,6 +55,7 @@ mod registry;
 mod runtime;
 mod validate;
 
+pub use counters::{PluginCounts, RuntimeCounts};
 pub use error::{LoadError, PluginFault, RuntimeError};
 pub use instance::{LoadedPlugin, PluginInstance, StreamDecoder};
 pub use registry::{DEBOUNCE, PluginRegistry, PluginStatus, WatchGuard};

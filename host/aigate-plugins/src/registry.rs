@@ -61,6 +61,9 @@ pub struct PluginRegistry {
     sync: tokio::sync::Mutex<()>,
     /// Lowercase hex sha256 of every file content allowed to load; `None` allows everything.
     trusted: Option<HashSet<String>>,
+    /// Files loaded and files refused since start, for metrics.
+    loads_ok: std::sync::atomic::AtomicU64,
+    loads_failed: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for PluginRegistry {
@@ -146,6 +149,8 @@ impl PluginRegistry {
             files: Mutex::new(BTreeMap::new()),
             sync: tokio::sync::Mutex::new(()),
             trusted: trusted.map(|hashes| hashes.into_iter().map(|hash| hash.trim().to_ascii_lowercase()).collect()),
+            loads_ok: Default::default(),
+            loads_failed: Default::default(),
         })
     }
 
@@ -211,6 +216,16 @@ impl PluginRegistry {
     /// A snapshot of every plugin being served, by name.
     pub fn plugins(&self) -> Arc<HashMap<String, Arc<LoadedPlugin>>> {
         self.plugins.load_full()
+    }
+
+    /// Instances and faults per plugin name, files loaded and refused, since start.
+    pub fn counters(&self) -> crate::RuntimeCounts {
+        use std::sync::atomic::Ordering::Relaxed;
+        crate::RuntimeCounts {
+            per_plugin: self.runtime.inner.counters.snapshot(),
+            reloads_ok: self.loads_ok.load(Relaxed),
+            reloads_failed: self.loads_failed.load(Relaxed),
+        }
     }
 
     /// The status of every plugin file seen (present now), sorted by file name.
@@ -357,6 +372,7 @@ impl PluginRegistry {
         state.refused_hash = None;
         state.conflict = None;
         let previous = state.serving.replace(Arc::clone(&plugin));
+        self.loads_ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
         let mut map = HashMap::clone(&self.plugins.load());
         let mut freed = Vec::new();
@@ -393,6 +409,7 @@ impl PluginRegistry {
     }
 
     fn refuse(&self, file: &str, path: &Path, hash: Option<String>, conflict: Option<String>, message: String) {
+        self.loads_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut files = self.lock_files();
         let state = files.entry(file.to_owned()).or_default();
         state.path = path.to_path_buf();

@@ -92,7 +92,7 @@ impl Default for RuntimeConfig {
 /// can be reported. A Rust plugin's standard library imports WASI even when it never uses it.
 #[derive(Clone)]
 pub struct PluginRuntime {
-    inner: Arc<RuntimeInner>,
+    pub(crate) inner: Arc<RuntimeInner>,
 }
 
 /// Shared by the runtime and every plugin loaded through it (so the ticker outlives neither).
@@ -107,6 +107,8 @@ pub(crate) struct RuntimeInner {
     engine_key: String,
     /// The secret of the cache files' MACs (read or created with the cache folder).
     cache_key: Option<CacheKey>,
+    /// Instances and faults per plugin name, for metrics.
+    pub(crate) counters: crate::counters::CounterBook,
     _ticker: EpochTicker,
 }
 
@@ -153,6 +155,7 @@ impl PluginRuntime {
                 cpu_budget_ticks: cpu_budget_ticks.max(1),
                 engine_key,
                 cache_key,
+                counters: crate::counters::CounterBook::default(),
                 _ticker: ticker,
             }),
         })

@@ -245,6 +245,16 @@ impl UsageWriter {
         let _ = done.wait_for(|d| *d).await;
     }
 
+    /// Entries waiting in the in-memory queue.
+    pub fn queue_len(&self) -> usize {
+        self.shared.tx.max_capacity().saturating_sub(self.shared.tx.capacity())
+    }
+
+    /// Batches in the spool waiting for the database (reads the spool folder).
+    pub fn spool_files(&self) -> usize {
+        self.shared.spool.pending().map_or(0, |files| files.len())
+    }
+
     pub fn stats(&self) -> WriterStats {
         self.shared.counters.snapshot()
     }

@@ -519,7 +519,7 @@ pub async fn require_admin(
     }
 }
 
-fn guard(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn guard(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &state.config.admin_token else {
         return Err(ApiError::not_found(
             "No such endpoint. Admin routes are off: set AIGATE_ADMIN_TOKEN to enable them.",

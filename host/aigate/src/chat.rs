@@ -83,10 +83,54 @@ pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     if essence.eq_ignore_ascii_case("application/json") { Ok(()) } else { Err(ApiError::unsupported_media_type(ct)) }
 }
 
+/// Who answered a request, for its metrics (a response extension; never sent).
+#[derive(Debug, Clone)]
+pub(crate) struct ServedBy {
+    pub provider: Arc<str>,
+    /// The model's metrics label (`Metrics::model_label`).
+    pub model: String,
+    pub fallback: bool,
+}
+
+/// Who called, for the request's log line (a response extension; never sent).
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub api: &'static str,
+    pub org: String,
+    pub key_prefix: String,
+}
+
+/// Counts an answered request of `api` that started at `started`, and notes its caller for the
+/// request log line.
+pub(crate) fn count_request(
+    state: &AppState,
+    api: &'static str,
+    tenant: &Tenant,
+    response: &mut Response,
+    started: Instant,
+) {
+    response.extensions_mut().insert(Caller {
+        api,
+        org: tenant.org_name.to_string(),
+        key_prefix: tenant.key_prefix.to_string(),
+    });
+    let served = response.extensions().get::<ServedBy>();
+    if served.is_some_and(|s| s.fallback) {
+        state.metrics.fallbacks.with_label_values(&[api]).inc();
+    }
+    let labels = served.map(|s| (&*s.provider, s.model.as_str()));
+    state.metrics.request(api, labels, response.status().as_u16(), started.elapsed());
+}
+
 /// Who answered: provider, plugin version, the model that served and how many provider calls
 /// it took.
 pub(crate) fn provider_headers(response: &mut Response, served: &Served) {
     let route = &served.candidate.route;
+    response.extensions_mut().insert(ServedBy {
+        provider: route.provider.clone(),
+        model: crate::metrics::Metrics::model_label(route).to_owned(),
+        fallback: served.fallback,
+    });
     let h = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&route.provider) {
         h.insert("x-aigate-provider", v);
@@ -117,10 +161,13 @@ pub async fn serve(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match handle(state, codec, tenant, headers, body).await {
+    let started = Instant::now();
+    let mut response = match handle(state.clone(), codec, tenant.clone(), headers, body).await {
         Ok(response) => response,
         Err(e) => codec.error_response(e),
-    }
+    };
+    count_request(&state, codec.name(), &tenant, &mut response, started);
+    response
 }
 
 /// The pipeline of every inbound API: `codec` is the client's wire format.
@@ -250,7 +297,7 @@ impl Admission {
         // From here on the guard holds what the call takes, and gives it back on
         // every early return.
         let cfg = &state.config.idempotency;
-        let claim = match idempotency::begin(
+        let begun = idempotency::begin(
             state.idempotency.as_ref(),
             tenant,
             headers,
@@ -259,10 +306,30 @@ impl Admission {
             cfg.lease,
             cfg.ttl,
         )
-        .await?
-        {
-            idempotency::Begin::Replay(response) => return Ok(Admitted::Replay(response)),
-            idempotency::Begin::Proceed(claim) => claim,
+        .await;
+        let metrics = &state.metrics;
+        let claim = match begun {
+            Ok(idempotency::Begin::Replay(response)) => {
+                metrics.idempotency.with_label_values(&["replayed"]).inc();
+                return Ok(Admitted::Replay(response));
+            }
+            Ok(idempotency::Begin::Proceed(claim)) => {
+                if claim.is_some() {
+                    metrics.idempotency.with_label_values(&["claimed"]).inc();
+                }
+                claim
+            }
+            Err(e) => {
+                match e.code.as_deref() {
+                    Some("idempotency_key_in_progress") => {
+                        metrics.idempotency.with_label_values(&["in_progress"]).inc()
+                    }
+                    Some("idempotency_key_reused") => metrics.idempotency.with_label_values(&["mismatch"]).inc(),
+                    Some("store_unavailable") => metrics.store_errors.with_label_values(&[shared_store(state)]).inc(),
+                    _ => {}
+                }
+                return Err(e);
+            }
         };
         let mut guard = CallGuard::new(claim, cfg.lease);
         let limits = async {
@@ -276,12 +343,28 @@ impl Admission {
         match limits.await {
             Ok(headers) => Ok(Admitted::Proceed(Admission { plan, guard, headers })),
             Err(e) => {
+                match e.code.as_deref() {
+                    Some(
+                        kind @ ("rate_limit_exceeded"
+                        | "budget_exceeded"
+                        | "budget_currency_mismatch"
+                        | "concurrent_streams_exceeded"),
+                    ) => metrics.limit_refusals.with_label_values(&[kind]).inc(),
+                    Some("limits_unavailable") => metrics.store_errors.with_label_values(&[shared_store(state)]).inc(),
+                    Some("store_unavailable") => metrics.store_errors.with_label_values(&["database"]).inc(),
+                    _ => {}
+                }
                 // Released before the client hears of it, so it can retry at once.
                 guard.finish(0, None).await;
                 Err(e)
             }
         }
     }
+}
+
+/// Where limits and idempotency keys live: `redis` when `REDIS_URL` is set, else in process.
+fn shared_store(state: &AppState) -> &'static str {
+    if state.redis.is_some() { "redis" } else { "memory" }
 }
 
 /// Adds the `x-ratelimit-*` headers of an admission to an answer.
@@ -616,6 +699,9 @@ pub(crate) struct Meter {
     tenant: Arc<Tenant>,
     record: Option<UsageRecord>,
     started: Instant,
+    /// When this attempt began, and its model's metrics label.
+    attempt_started: Instant,
+    model_label: String,
 }
 
 impl Meter {
@@ -653,6 +739,8 @@ impl Meter {
                 created_at: time::OffsetDateTime::now_utc(),
             }),
             started: who.started,
+            attempt_started: Instant::now(),
+            model_label: crate::metrics::Metrics::model_label(route).to_owned(),
         }
     }
 
@@ -675,6 +763,20 @@ impl Meter {
         r.billed_cost = charge.billed;
         r.currency = charge.currency.clone();
         r.unpriced = charge.unpriced;
+        self.state.metrics.attempt(&crate::metrics::AttemptEnded {
+            provider: &r.provider,
+            model: &self.model_label,
+            outcome: match outcome {
+                Outcome::Completed => "ok",
+                Outcome::Retried => "retryable",
+                Outcome::Cancelled => "cancelled",
+                _ => "error",
+            },
+            duration: self.attempt_started.elapsed(),
+            time_to_first_token: r.time_to_first_token,
+            tokens: r.usage.map(|u| (u64::from(u.prompt_tokens), u64::from(u.completion_tokens))),
+            billed: Some((&charge.currency, charge.billed.nanos() as f64 / aigate_core::money::NANOS_PER_UNIT as f64)),
+        });
         self.state.usage.record(r);
         Some(charge)
     }
@@ -1057,6 +1159,8 @@ impl Meter {
             tenant: self.tenant.clone(),
             record: self.record.take(),
             started: self.started,
+            attempt_started: self.attempt_started,
+            model_label: std::mem::take(&mut self.model_label),
         }
     }
 

@@ -93,6 +93,17 @@ pub struct RawConfig {
     pub idempotency: RawIdempotency,
     #[serde(default)]
     pub billing: RawBilling,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// A listener of its own for `GET /metrics`, unauthenticated (`AIGATE_METRICS_LISTEN`).
+    pub listen: Option<String>,
+    /// Whether `/metrics` on the main listener needs the admin token (default true).
+    pub require_admin_token: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -355,6 +366,18 @@ pub struct Config {
     pub billing: BillingConfig,
     pub limits: LimitsConfig,
     pub idempotency: IdempotencyConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// Where `GET /metrics` is served.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// `AIGATE_METRICS_LISTEN`: a listener of its own, unauthenticated (keep it off the
+    /// public network). `None`: only on the main listener.
+    pub listen: Option<SocketAddr>,
+    /// On the main listener, `/metrics` needs `Authorization: Bearer <AIGATE_ADMIN_TOKEN>`
+    /// (default); `false` serves it to anyone who can reach the listener.
+    pub require_admin_token: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -683,6 +706,19 @@ impl Config {
             .map(PathBuf::from)
             .or(raw.data_dir)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let metrics_listen = env.var("AIGATE_METRICS_LISTEN").or(raw.metrics.listen.clone());
+        let metrics = MetricsConfig {
+            listen: match metrics_listen.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+                None => None,
+                Some(text) => Some(text.parse().map_err(|_| {
+                    invalid(
+                        "metrics.listen",
+                        format!("`{text}` is not an address like 0.0.0.0:9464 (AIGATE_METRICS_LISTEN)"),
+                    )
+                })?),
+            },
+            require_admin_token: raw.metrics.require_admin_token.unwrap_or(true),
+        };
         let max_body_bytes = positive("max_body_bytes", raw.max_body_bytes, 4 * 1024 * 1024)?;
         let shutdown_timeout = millis("shutdown_timeout_ms", raw.shutdown_timeout_ms, 30_000)?;
         let streams = StreamsConfig {
@@ -879,6 +915,7 @@ impl Config {
             billing,
             limits,
             idempotency,
+            metrics,
         })
     }
 

@@ -151,10 +151,13 @@ pub async fn embeddings(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match handle(state, tenant, headers, body).await {
+    let started = Instant::now();
+    let mut response = match handle(state.clone(), tenant.clone(), headers, body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
-    }
+    };
+    chat::count_request(&state, API, &tenant, &mut response, started);
+    response
 }
 
 async fn handle(

@@ -24,6 +24,7 @@ pub mod limits;
 pub mod logging;
 pub mod messages;
 pub mod metering;
+pub mod metrics;
 pub mod models;
 pub mod openai;
 pub mod pipeline;

@@ -19,6 +19,10 @@ struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long, global = true, env = "AIGATE_LOG_JSON")]
     log_json: bool,
+    /// Log format: `text` (default) or `json` (one JSON object per line); `json` is the
+    /// same as --log-json.
+    #[arg(long, global = true, env = "AIGATE_LOG_FORMAT", value_parser = ["text", "json"])]
+    log_format: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -138,7 +142,7 @@ fn main() -> ExitCode {
     // Runs before any other thread exists, as setting variables requires.
     let _ = dotenvy::dotenv();
     // Held to the end of `main`: dropping it flushes the log queue.
-    let _log = init_logging(cli.log_json);
+    let _log = init_logging(cli.log_json || cli.log_format.as_deref() == Some("json"));
     if let Some(Command::Plugin { command: PluginCommand::Check { file, fixtures } }) = cli.command {
         return plugin_check(&file, fixtures);
     }

@@ -77,6 +77,11 @@ pub struct UsageRecord {
 /// Where usage records go. Must not block: called on the request path.
 pub trait UsageSink: Send + Sync + 'static {
     fn record(&self, record: UsageRecord);
+
+    /// The ledger writer behind the sink, if any (its queue and spool are metrics).
+    fn writer(&self) -> Option<&UsageWriter> {
+        None
+    }
 }
 
 /// Logs each record and submits it to the ledger writer.
@@ -85,6 +90,10 @@ pub struct LedgerSink {
 }
 
 impl UsageSink for LedgerSink {
+    fn writer(&self) -> Option<&UsageWriter> {
+        Some(&self.writer)
+    }
+
     fn record(&self, r: UsageRecord) {
         log(&r);
         let entry = LedgerEntry {

@@ -42,6 +42,8 @@ pub struct Served {
     pub candidate: Candidate,
     /// Provider calls made, this one included.
     pub attempts: u32,
+    /// Whether a later tier than the first answered (a fallback model).
+    pub fallback: bool,
 }
 
 /// The health of deployments as this replica sees it: circuits (shared through Redis when
@@ -176,7 +178,7 @@ where
     // The last failure, closed (metered) only once it is known whether another attempt follows.
     let mut pending: Option<E> = None;
     let mut last: Option<ApiError> = None;
-    for tier in &plan.tiers {
+    for (tier_index, tier) in plan.tiers.iter().enumerate() {
         let mut excluded = vec![false; tier.candidates.len()];
         let mut round = 0u32;
         loop {
@@ -216,7 +218,8 @@ where
                 match attempt(candidate.clone(), made).await {
                     Ok(answer) => {
                         health.record(&candidate.id, true, Some(started.elapsed())).await;
-                        return Ok((answer, Served { candidate: candidate.clone(), attempts: made }));
+                        let served = Served { candidate: candidate.clone(), attempts: made, fallback: tier_index > 0 };
+                        return Ok((answer, served));
                     }
                     Err(failure) => {
                         let err = failure.error();

@@ -35,6 +35,10 @@ pub struct Route {
     /// The provider's model name.
     pub upstream_model: String,
     pub base_url: url::Url,
+    /// Whether configuration or the plugin names the model (a route's deployment, a
+    /// provider's allowlist, the plugin's model list), rather than a client of a provider open
+    /// to any model: metrics label only named models (`metrics.rs`).
+    pub named: bool,
 }
 
 impl Route {
@@ -206,12 +210,15 @@ impl Providers {
                 ApiError::plugin_fault(format!("Plugin `{}` declares an invalid default base URL.", settings.plugin))
             })?,
         };
+        let named = plugin.info().models.iter().any(|m| m.id == upstream_model)
+            || settings.models.as_ref().is_some_and(|list| list.iter().any(|m| m == upstream_model));
         Ok(Route {
             provider: Arc::from(provider),
             settings,
             plugin: plugin.clone(),
             upstream_model: upstream_model.to_owned(),
             base_url,
+            named,
         })
     }
 
@@ -318,6 +325,7 @@ impl Providers {
             plugin: plugin.clone(),
             upstream_model: d.model.clone(),
             base_url,
+            named: true,
         })
     }
 
@@ -355,7 +363,9 @@ impl Providers {
         if upstream_model.is_empty() {
             return Err(ApiError::model_not_found(format!("Model `{model}` names no model after `{provider}:`.")));
         }
-        let route = self.route_to(plugins, provider, upstream_model)?;
+        let mut route = self.route_to(plugins, provider, upstream_model)?;
+        // An alias is configuration: its target is named whatever the provider's allowlist.
+        route.named |= !std::ptr::eq(target, model);
         if let Some(allowed) = self.allowed_models(&route)
             && !allowed.iter().any(|m| m == upstream_model)
         {

@@ -10,6 +10,12 @@
 //! 3. `CatchPanic`: a panic in a handler becomes a 500 OpenAI-shaped error
 //!    instead of a dropped connection.
 //! 4. The routes. Unknown paths and methods get OpenAI-shaped 404/405 errors.
+//!
+//! Health: `/health` (the process answers), `/health/live` (the same, for liveness probes),
+//! `/health/ready` (the database answers, Redis when configured, at least one plugin is
+//! loaded; 503 naming what is not). Metrics: `/metrics` on the main listener (behind the admin
+//! token unless `metrics.require_admin_token = false`) and, with `AIGATE_METRICS_LISTEN`, alone
+//! on a listener of its own, unauthenticated.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,10 +40,12 @@ use crate::config::{Config, Env};
 use crate::error::{ApiError, ErrorSource, LoggedError};
 use crate::limits::Limits;
 use crate::metering::{LedgerSink, UsageSink};
+use crate::metrics::Metrics;
 use crate::router::Health;
 use crate::routing::Providers;
 use crate::upstream::Upstream;
 use crate::{admin, chat, models, request_id};
+use aigate_admission::ConnectionManager;
 use aigate_admission::{
     CircuitBreaker, IdempotencyStore, MemoryCircuitBreaker, MemoryIdempotencyStore, MemoryRateLimiter, RateLimiter,
     RedisCircuitBreaker, RedisIdempotencyStore, RedisOptions, RedisRateLimiter, connection_manager,
@@ -64,11 +72,18 @@ pub struct AppState {
     /// Cancelled when a stopping gateway's `shutdown_timeout_ms` has passed:
     /// calls still running end (metered) so the gateway can exit.
     pub stop_calls: CancellationToken,
+    /// Prometheus metrics (`metrics.rs`).
+    pub metrics: Arc<Metrics>,
+    /// The Redis connection of limits and idempotency, when `REDIS_URL` is set (readiness).
+    pub redis: Option<(ConnectionManager, RedisOptions)>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/health/live", get(health))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics_main))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::get))
         .route("/v1/chat/completions", post(chat::chat_completions))
@@ -106,6 +121,55 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
     Json(json!({"status": "ok", "plugins": state.registry.plugins().len()}))
 }
 
+/// 200 when every part a call needs answers, else 503 naming each part that does not.
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let timeout = std::time::Duration::from_secs(2);
+    let mut failing = serde_json::Map::new();
+    match tokio::time::timeout(timeout, state.store.ping()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            failing.insert("database".into(), json!(e.to_string()));
+        }
+        Err(_) => {
+            failing.insert("database".into(), json!("no answer within 2 s"));
+        }
+    }
+    if let Some((conn, options)) = &state.redis
+        && let Err(e) = aigate_admission::redis_ping(conn, options).await
+    {
+        failing.insert("redis".into(), json!(e.to_string()));
+    }
+    let plugins = state.registry.plugins().len();
+    if plugins == 0 {
+        failing.insert("plugins".into(), json!("no provider plugin is loaded"));
+    }
+    if failing.is_empty() {
+        Json(json!({"status": "ready", "plugins": plugins})).into_response()
+    } else {
+        let body = json!({"status": "not_ready", "failing": failing});
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
+}
+
+/// `GET /metrics` on the main listener: behind the admin token unless configured otherwise.
+async fn metrics_main(State(state): State<Arc<AppState>>, headers: axum::http::HeaderMap) -> Response {
+    if state.config.metrics.require_admin_token
+        && let Err(e) = admin::guard(&state, &headers)
+    {
+        return e.into_response();
+    }
+    metrics_text(&state)
+}
+
+async fn metrics_open(State(state): State<Arc<AppState>>) -> Response {
+    metrics_text(&state)
+}
+
+fn metrics_text(state: &AppState) -> Response {
+    let text = state.metrics.render(&state.registry, state.usage.writer());
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
 async fn not_found() -> Response {
     ApiError::not_found(
         "No such endpoint. This gateway serves /v1/chat/completions, /v1/messages, /v1/responses, /v1/embeddings, /v1/models and /health.",
@@ -126,17 +190,28 @@ async fn log_requests(request: Request<Body>, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status().as_u16();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
+    // Who called and who answered, when a model API handled it (`chat::count_request`).
+    let caller = response.extensions().get::<chat::Caller>();
+    let served = response.extensions().get::<chat::ServedBy>();
+    let org = caller.map_or("", |c| c.org.as_str());
+    let key = caller.map_or("", |c| c.key_prefix.as_str());
+    let api = caller.map_or("", |c| c.api);
+    let provider = served.map_or("", |s| &*s.provider);
+    let model = served.map_or("", |s| s.model.as_str());
+    let cost = response.headers().get("x-aigate-cost").and_then(|v| v.to_str().ok()).unwrap_or("");
     match response.extensions().get::<LoggedError>() {
         Some(e) if matches!(e.source, ErrorSource::Internal | ErrorSource::Plugin) => {
-            tracing::error!(request_id = %id, client_request_id = %client, %method, %path, status, ms, source = ?e.source, code = ?e.code, "{}", e.message);
+            tracing::error!(request_id = %id, client_request_id = %client, %method, %path, status, ms, org, key, api, provider, model, source = ?e.source, code = ?e.code, "{}", e.message);
         }
         Some(e) if e.source == ErrorSource::Upstream => {
-            tracing::warn!(request_id = %id, client_request_id = %client, %method, %path, status, ms, code = ?e.code, "{}", e.message);
+            tracing::warn!(request_id = %id, client_request_id = %client, %method, %path, status, ms, org, key, api, provider, model, code = ?e.code, "{}", e.message);
         }
         Some(e) => {
-            tracing::info!(request_id = %id, client_request_id = %client, %method, %path, status, ms, code = ?e.code, "{}", e.message)
+            tracing::info!(request_id = %id, client_request_id = %client, %method, %path, status, ms, org, key, api, provider, model, code = ?e.code, "{}", e.message)
         }
-        None => tracing::info!(request_id = %id, client_request_id = %client, %method, %path, status, ms, "request"),
+        None => {
+            tracing::info!(request_id = %id, client_request_id = %client, %method, %path, status, ms, org, key, api, provider, model, cost, "request")
+        }
     }
     response
 }
@@ -154,11 +229,19 @@ pub struct Gateway {
     _watch: Option<WatchGuard>,
     /// Watches the config file for route changes (`reload.rs`).
     _config_watch: Option<crate::reload::ConfigWatch>,
+    /// The metrics listener (`AIGATE_METRICS_LISTEN`): its address and task.
+    metrics: Option<(SocketAddr, JoinHandle<std::io::Result<()>>)>,
     writer: Option<(UsageWriter, JoinHandle<()>)>,
 }
 
-/// The state replicas share: limits, idempotency and circuits.
-type Admission = (Arc<dyn RateLimiter>, Arc<dyn IdempotencyStore>, Arc<dyn CircuitBreaker>);
+/// The state replicas share: limits, idempotency and circuits, and the Redis connection
+/// behind them when there is one.
+type Admission = (
+    Arc<dyn RateLimiter>,
+    Arc<dyn IdempotencyStore>,
+    Arc<dyn CircuitBreaker>,
+    Option<(ConnectionManager, RedisOptions)>,
+);
 
 /// In-process limits, idempotency and circuits, or Redis-backed ones shared by
 /// every replica when `REDIS_URL` is set (connected lazily: the gateway starts
@@ -168,7 +251,7 @@ fn admission_backends(config: &Config) -> anyhow::Result<Admission> {
         None => {
             let idem = &config.idempotency;
             let store = MemoryIdempotencyStore::with_limits(idem.memory_max_entries, idem.memory_max_bytes);
-            Ok((Arc::new(MemoryRateLimiter::new()), Arc::new(store), Arc::new(MemoryCircuitBreaker::new())))
+            Ok((Arc::new(MemoryRateLimiter::new()), Arc::new(store), Arc::new(MemoryCircuitBreaker::new()), None))
         }
         Some(url) => {
             let options = RedisOptions::with_prefix(config.redis_prefix.clone());
@@ -177,7 +260,8 @@ fn admission_backends(config: &Config) -> anyhow::Result<Admission> {
             Ok((
                 Arc::new(RedisRateLimiter::new(conn.clone(), &options)),
                 Arc::new(RedisIdempotencyStore::new(conn.clone(), &options)),
-                Arc::new(RedisCircuitBreaker::new(conn, &options)),
+                Arc::new(RedisCircuitBreaker::new(conn.clone(), &options)),
+                Some((conn, options)),
             ))
         }
     }
@@ -189,6 +273,27 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let store = Store::connect(url.as_deref(), &config.data_dir).await?;
     store.migrate().await?;
     Ok(store)
+}
+
+/// `GET /metrics` alone on a listener of its own, unauthenticated, until `stopped`.
+async fn serve_metrics(
+    at: SocketAddr,
+    state: Arc<AppState>,
+    mut stopped: watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
+    let listener = TcpListener::bind(at)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {at} (AIGATE_METRICS_LISTEN): {e}"))?;
+    let addr = listener.local_addr()?;
+    let app = Router::new().route("/metrics", get(metrics_open)).with_state(state);
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    Ok((addr, task))
 }
 
 /// Prunes ledger rows older than the retention, hourly, in bounded batches.
@@ -261,7 +366,7 @@ impl Gateway {
         billing.prices.reload(&store).await?;
         billing.spawn_refresh(store.clone(), config.billing.price_refresh);
         spawn_retention(store.clone(), config.billing.ledger_retention_days);
-        let (limiter, idempotency, circuits) = admission_backends(&config)?;
+        let (limiter, idempotency, circuits, redis) = admission_backends(&config)?;
         let limits = Limits::new(limiter, config.limits.clone(), store.clone(), config.billing.currency.clone());
         let state = Arc::new(AppState {
             limits,
@@ -277,6 +382,8 @@ impl Gateway {
             registry,
             usage,
             stop_calls: CancellationToken::new(),
+            metrics: Arc::new(Metrics::new()),
+            redis,
         });
         let listener = TcpListener::bind(config.listen)
             .await
@@ -295,6 +402,10 @@ impl Gateway {
                 })
                 .await
         });
+        let metrics_listener = match config.metrics.listen {
+            Some(at) => Some(serve_metrics(at, state.clone(), stop.subscribe()).await?),
+            None => None,
+        };
         let config_watch = match (&config.source, config.plugins.watch) {
             (Some(file), true) => match crate::reload::watch(&state, file, env) {
                 Ok(w) => Some(w),
@@ -306,11 +417,25 @@ impl Gateway {
             _ => None,
         };
         tracing::info!(%addr, plugins = loaded, store = state.store.backend(), "AIGate listening");
-        Ok(Gateway { addr, state, stop, task, _watch: watch_guard, _config_watch: config_watch, writer: None })
+        Ok(Gateway {
+            addr,
+            state,
+            stop,
+            task,
+            metrics: metrics_listener,
+            _watch: watch_guard,
+            _config_watch: config_watch,
+            writer: None,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the metrics listener, when `AIGATE_METRICS_LISTEN` set one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(addr, _)| *addr)
     }
 
     pub fn state(&self) -> &Arc<AppState> {
