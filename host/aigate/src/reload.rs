@@ -82,6 +82,9 @@ impl Drop for ConfigWatch {
     }
 }
 
+/// The link a Kubernetes ConfigMap volume swaps on every update (the atomic writer's `..data`).
+const KUBERNETES_DATA_LINK: &str = "..data";
+
 /// How long changes are gathered before the file is read (an editor's save is several events).
 const DEBOUNCE: Duration = Duration::from_millis(100);
 
@@ -97,7 +100,13 @@ pub fn watch(
     let name = file.file_name().map(std::ffi::OsStr::to_os_string);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
         Ok(event) if !matches!(event.kind, EventKind::Access(_)) => {
-            if event.paths.iter().any(|p| p.file_name().map(std::ffi::OsStr::to_os_string) == name) {
+            // The file itself, or `..data`: Kubernetes updates a mounted ConfigMap by renaming
+            // a new `..data` symlink into place, and the file is a link through it.
+            let ours = |p: &PathBuf| {
+                let file_name = p.file_name().map(std::ffi::OsStr::to_os_string);
+                file_name == name || file_name.as_deref() == Some(std::ffi::OsStr::new(KUBERNETES_DATA_LINK))
+            };
+            if event.paths.iter().any(ours) {
                 let _ = events.send(());
             }
         }

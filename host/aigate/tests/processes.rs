@@ -113,6 +113,13 @@ impl Env {
     }
 }
 
+/// `GET /health/ready`: its status and body.
+async fn ready(http: &reqwest::Client, base: &str) -> (u16, serde_json::Value) {
+    let r = http.get(format!("{base}/health/ready")).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, serde_json::from_slice(&r.bytes().await.unwrap_or_default()).unwrap_or_default())
+}
+
 async fn call(http: &reqwest::Client, base: &str, key: &str) -> Result<u16, reqwest::Error> {
     let body = serde_json::json!({"model": "qwen:qwen-turbo", "messages": [{"role": "user", "content": "hello"}]});
     let r = http.post(format!("{base}/v1/chat/completions")).bearer_auth(key).json_body(&body).send().await?;
@@ -187,8 +194,10 @@ async fn usage_survives_a_database_outage_and_sigterm_under_load() {
     let mut completed = 0u64;
 
     // 1. Postgres goes away while calls keep coming: every call still succeeds
-    //    (key cached, prices in memory) and its record waits in the spool.
+    //    (key cached, prices in memory) and its record waits in the spool. Readiness says
+    //    the database is down meanwhile, and comes back with it.
     assert_eq!(call(&http, &base, &key).await.unwrap(), 200);
+    assert_eq!(ready(&http, &base).await.0, 200);
     completed += 1;
     pg_ctl("stop");
     let outage = async {
@@ -201,8 +210,21 @@ async fn usage_survives_a_database_outage_and_sigterm_under_load() {
         ok
     };
     let during = outage.await;
+    let (status, body) = ready(&http, &base).await;
+    assert_eq!(status, 503, "not ready while the database is down: {body}");
+    assert!(body["failing"]["database"].is_string(), "{body}");
+    assert_eq!(http.get(format!("{base}/health/live")).send().await.unwrap().status(), 200, "still alive");
     pg_ctl("start");
     assert_eq!(during, 20, "calls succeed while the database is down");
+    let mut back = false;
+    for _ in 0..100 {
+        if ready(&http, &base).await.0 == 200 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(back, "ready again once the database is back");
     completed += during;
     assert!(
         wait_for(Duration::from_secs(60), || env.ledger_requests() == completed),

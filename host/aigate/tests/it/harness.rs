@@ -45,6 +45,9 @@ pub struct Setup {
     /// Start from a config file (`<data dir>/aigate.toml`, watched for route changes) instead
     /// of the parsed text.
     pub config_file: bool,
+    /// Like `config_file`, laid out as Kubernetes mounts a ConfigMap: `<data dir>/cm/aigate.toml`
+    /// → `..data/aigate.toml`, `..data` → a timestamped folder ([`swap_configmap`]).
+    pub configmap: bool,
 }
 
 impl Default for Setup {
@@ -59,8 +62,18 @@ impl Default for Setup {
             plugin_limits: String::new(),
             env: BTreeMap::new(),
             config_file: false,
+            configmap: false,
         }
     }
+}
+
+/// What the kubelet does to update a ConfigMap volume in `cm`: the new content in a folder of
+/// its own, a `..data_tmp` link to it, renamed over `..data`.
+pub fn swap_configmap(cm: &Path, version: &str, text: &str) {
+    std::fs::create_dir_all(cm.join(version)).unwrap();
+    std::fs::write(cm.join(version).join("aigate.toml"), text).unwrap();
+    std::os::unix::fs::symlink(version, cm.join("..data_tmp")).unwrap();
+    std::fs::rename(cm.join("..data_tmp"), cm.join("..data")).unwrap();
 }
 
 pub struct TestGateway {
@@ -159,7 +172,13 @@ turbo = "qwen:qwen-turbo"
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     env.extend(setup.env);
-    let config = if setup.config_file {
+    let config = if setup.configmap {
+        let cm = data_dir.path().join("cm");
+        std::fs::create_dir_all(&cm).unwrap();
+        swap_configmap(&cm, "..2026_12_01_00_00_00.000000001", &toml_text);
+        std::os::unix::fs::symlink("..data/aigate.toml", cm.join("aigate.toml")).unwrap();
+        Config::load(Some(&cm.join("aigate.toml")), &env).unwrap()
+    } else if setup.config_file {
         let path = data_dir.path().join("aigate.toml");
         std::fs::write(&path, &toml_text).unwrap();
         Config::load(Some(&path), &env).unwrap()

@@ -582,3 +582,25 @@ async fn a_scope_pattern_matching_nothing_is_refused_and_an_orgs_scope_binds_its
     assert_eq!(status, 200);
     assert_eq!(gw.chat(&chat_body("qwen:qwen-turbo")).await.status(), 200, "\"\" allows every model again");
 }
+
+#[tokio::test]
+async fn a_kubernetes_configmap_update_reloads_the_routes() {
+    let backup = MockDashScope::start().await;
+    let mut setup = setup("", LIVE_ON_PRIMARY, &backup, BTreeMap::new());
+    setup.configmap = true;
+    let gw = start_with_mock(setup, MockDashScope::start().await).await;
+    assert_eq!(gw.chat(&chat_body("live")).await.status(), 200);
+    assert_eq!(gw.mock.chat_requests(), 1);
+    let cm = gw.data_dir.path().join("cm");
+    let text = std::fs::read_to_string(cm.join("aigate.toml")).unwrap();
+    crate::harness::swap_configmap(
+        &cm,
+        "..2026_12_01_00_05_00.000000002",
+        &text.replace(LIVE_ON_PRIMARY, LIVE_ON_BACKUP),
+    );
+    let moved = eventually(Duration::from_secs(10), async || {
+        gw.chat(&chat_body("live")).await;
+        backup.chat_requests() > 0
+    });
+    assert!(moved.await, "the swapped ConfigMap's route serves: {:?}", gw.admin_json("/admin/routes").await.1);
+}
