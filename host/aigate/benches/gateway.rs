@@ -418,6 +418,34 @@ fn main() {
         plugin_cost(&dist).await;
         added_latency(&dist).await;
         auth_and_metering().await;
+        metrics_recording();
         admission_checks().await;
     });
+}
+
+/// What the Prometheus metrics add to one call: the attempt (outcome, durations, first
+/// token, tokens, cost) and the request (count, duration), with realistic labels.
+fn metrics_recording() {
+    use aigate::metrics::{AttemptEnded, Metrics};
+
+    let metrics = Metrics::new();
+    let mut samples = Vec::with_capacity(HTTP_REQUESTS);
+    for i in 0..(HTTP_WARMUP + HTTP_REQUESTS) {
+        let started = Instant::now();
+        metrics.attempt(&AttemptEnded {
+            provider: "qwen",
+            model: "qwen-turbo",
+            outcome: "ok",
+            duration: Duration::from_micros(1800),
+            time_to_first_token: Some(Duration::from_micros(900)),
+            tokens: Some((21, 9)),
+            billed: Some(("USD", 0.000_004_1)),
+        });
+        metrics.request("chat_completions", Some(("qwen", "qwen-turbo")), 200, Duration::from_micros(2100));
+        if i >= HTTP_WARMUP {
+            samples.push(started.elapsed());
+        }
+    }
+    println!("\n== Prometheus metrics recorded per call (attempt + request)");
+    micro_report("metrics: one attempt and one request", samples);
 }

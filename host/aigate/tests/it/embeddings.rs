@@ -189,3 +189,38 @@ async fn the_keys_model_scope_holds() {
     assert_error(r, 403, "model_not_allowed").await;
     assert!(embeddings_requests(&gw).is_empty());
 }
+
+#[tokio::test]
+async fn limits_count_the_input_tokens() {
+    let gw = start().await;
+    let key = aigate::admin::create_key(
+        &gw.gateway.as_ref().unwrap().state().store,
+        &aigate::admin::CreateKey { org: "test".into(), tpm: Some(2000), ..Default::default() },
+    )
+    .await
+    .unwrap()
+    .key;
+    let call = |text: String| {
+        let key = key.clone();
+        let http = gw.http.clone();
+        let url = gw.url("/v1/embeddings");
+        async move {
+            http.post(url)
+                .bearer_auth(key)
+                .header("content-type", "application/json")
+                .body(json!({"model": "qwen:text-embedding-v4", "input": text}).to_string())
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // ~1,000 input tokens of 2,000 a minute: exactly the input is reserved (no completion
+    // tokens for an embeddings call), and settled on the provider's count (the same here).
+    let r = call("x".repeat(4000)).await;
+    assert_eq!(r.status(), 200);
+    let left: u64 = r.headers()["x-ratelimit-remaining-tokens"].to_str().unwrap().parse().unwrap();
+    assert!((990..=1000).contains(&left), "{left} tokens left");
+    // ~2,000 more do not fit: refused before the provider is called.
+    assert_error(call("x".repeat(8000)).await, 429, "rate_limit_exceeded").await;
+    assert_eq!(embeddings_requests(&gw).len(), 1);
+}
