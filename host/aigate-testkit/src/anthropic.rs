@@ -418,6 +418,12 @@ fn validate(request: &Map<String, Value>) -> Result<(), AnthropicError> {
                         return invalid(format!("{at}.source: Input tag does not match 'base64' or 'url'"));
                     }
                 }
+                Some("document") if role == "user" => {
+                    let source = block.get("source").and_then(|s| s.get("type")).and_then(Value::as_str);
+                    if !matches!(source, Some("base64" | "text" | "url")) {
+                        return invalid(format!("{at}.source: Input tag does not match 'base64', 'text' or 'url'"));
+                    }
+                }
                 Some("tool_use") if role == "assistant" => {
                     if !block.get("input").is_some_and(Value::is_object) {
                         return invalid(format!("{at}.tool_use.input: Input should be a valid dictionary"));

@@ -182,7 +182,21 @@ async fn handle(
     require_json(&headers)?;
     let bytes = read_body(&headers, body, state.config.max_body_bytes).await?;
     let text = utf8(&bytes)?;
-    let Decoded { model: asked, fallbacks, mut canonical, options } = codec.decode(text)?;
+    let Decoded { model: asked, fallbacks, mut canonical, options, untranslatable } = codec.decode(text)?;
+    // Content only the client's own API can carry: only providers that speak it natively.
+    let serves = |c: &Candidate| match (&untranslatable, codec.native_api()) {
+        (Some(what), api) if !api.is_some_and(|api| c.route.plugin.capabilities().speaks(api)) => {
+            Err(ApiError::invalid_param(
+                "messages",
+                format!(
+                    "{what} has no equivalent for `{}:{}`: only a provider that speaks this API itself \
+                     (passthrough, e.g. `anthropic:…`) can take it. Remove it or choose such a model.",
+                    c.route.provider, c.route.upstream_model
+                ),
+            ))
+        }
+        _ => Ok(()),
+    };
     let prompt_estimate = estimate_prompt_tokens(&canonical);
     let estimate = state.limits.estimate(prompt_estimate, canonical.max_tokens);
     let admission = Admission::begin(
@@ -192,7 +206,7 @@ async fn handle(
         Asked { endpoint: codec.endpoint(), body: text, model: &asked, fallbacks: &fallbacks },
         options.stream,
         estimate,
-        |_| Ok(()),
+        serves,
     )
     .await?;
     let Admission { plan, guard, headers: admitted } = match admission {

@@ -25,6 +25,10 @@ pub struct Decoded {
     /// The canonical request; its `model` is set per attempt to the deployment's model.
     pub canonical: ChatRequest,
     pub options: ClientOptions,
+    /// Content the canonical request left out because it has no place for it (an Anthropic
+    /// `document` block, say), named for the client: only a provider that speaks the API
+    /// natively (`Codec::native_api`, passthrough) may serve such a request.
+    pub untranslatable: Option<String>,
 }
 
 /// One inbound API's wire format; see the module docs.
@@ -225,7 +229,13 @@ impl Codec for OpenAiChat {
     fn decode(&self, body: &str) -> Result<Decoded, ApiError> {
         let request = openai::parse_request(body)?;
         let (canonical, options) = openai::to_canonical(&request, "")?;
-        Ok(Decoded { fallbacks: request.fallbacks.unwrap_or_default(), model: request.model, canonical, options })
+        Ok(Decoded {
+            fallbacks: request.fallbacks.unwrap_or_default(),
+            model: request.model,
+            canonical,
+            options,
+            untranslatable: None,
+        })
     }
 
     fn response(&self, answer: &ChatResponse, model: &str) -> Vec<u8> {

@@ -251,7 +251,12 @@ fn user_message(content: Option<c::MessageContent>) -> c::Message {
 }
 
 /// One Anthropic message → canonical messages (tool results become `tool` messages, first).
-fn convert_message(i: usize, m: &Value, out: &mut Vec<c::Message>) -> Result<(), ApiError> {
+fn convert_message(
+    i: usize,
+    m: &Value,
+    out: &mut Vec<c::Message>,
+    untranslatable: &mut Option<String>,
+) -> Result<(), ApiError> {
     let param = format!("messages[{i}]");
     let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
     let blocks: Vec<Value> = match m.get("content") {
@@ -289,8 +294,10 @@ fn convert_message(i: usize, m: &Value, out: &mut Vec<c::Message>) -> Result<(),
                             reasoning_content: None,
                         });
                     }
+                    // A block the canonical format has no place for (`document`, search results,
+                    // …): left out, and only a provider that speaks Messages may serve it.
                     Some(other) => {
-                        return Err(invalid(&bp, format!("A user message cannot hold `{other}` blocks here.")));
+                        untranslatable.get_or_insert_with(|| format!("`{bp}` (a `{other}` block)"));
                     }
                     None => return Err(invalid(&bp, format!("`{bp}` has no `type`."))),
                 }
@@ -318,7 +325,10 @@ fn convert_message(i: usize, m: &Value, out: &mut Vec<c::Message>) -> Result<(),
                         name: b.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(),
                         arguments: b.get("input").map_or_else(|| "{}".to_owned(), Value::to_string),
                     }),
-                    _ => return Err(invalid(&bp, format!("`{bp}` is not a text, thinking or tool_use block."))),
+                    Some(other) => {
+                        untranslatable.get_or_insert_with(|| format!("`{bp}` (a `{other}` block)"));
+                    }
+                    None => return Err(invalid(&bp, format!("`{bp}` has no `type`."))),
                 }
             }
             out.push(c::Message {
@@ -365,8 +375,9 @@ fn decode(body: &str, require_max_tokens: bool) -> Result<Decoded, ApiError> {
     if list.is_empty() {
         return Err(invalid("messages", "`messages` must hold at least one message."));
     }
+    let mut untranslatable = None;
     for (i, m) in list.iter().enumerate() {
-        convert_message(i, m, &mut messages)?;
+        convert_message(i, m, &mut messages, &mut untranslatable)?;
     }
     let stop = match map.get("stop_sequences") {
         None | Some(Value::Null) => vec![],
@@ -426,7 +437,8 @@ fn decode(body: &str, require_max_tokens: bool) -> Result<Decoded, ApiError> {
         stream,
         extra: String::new(),
     };
-    Ok(Decoded { model, fallbacks, canonical, options: ClientOptions { stream, include_usage: true } })
+    let options = ClientOptions { stream, include_usage: true };
+    Ok(Decoded { model, fallbacks, canonical, options, untranslatable })
 }
 
 fn system(text: String) -> c::Message {

@@ -65,6 +65,9 @@ pub struct Metrics {
     plugin_reloads: IntCounterVec,
     usage_queue_depth: IntGauge,
     usage_spooled: IntGauge,
+    /// One render at a time: the counters copied from elsewhere are brought up to their totals
+    /// by read-then-add, which two concurrent scrapes would do twice.
+    rendering: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -211,6 +214,7 @@ impl Metrics {
             ),
             usage_queue_depth,
             usage_spooled,
+            rendering: std::sync::Mutex::new(()),
             registry: r,
         }
         .with_zeros()
@@ -279,6 +283,7 @@ impl Metrics {
 
     /// The text exposition, with the gauges of the plugin registry and the usage writer read now.
     pub fn render(&self, plugins: &PluginRegistry, usage: Option<&UsageWriter>) -> String {
+        let _one_at_a_time = self.rendering.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         self.plugin_info.reset();
         for status in plugins.statuses() {
             if let (Some(name), Some(version), Some(contract), Some(hash)) =

@@ -346,7 +346,8 @@ fn decode(body: &str) -> Result<Decoded, ApiError> {
         stream,
         extra: extra.unwrap_or_default(),
     };
-    Ok(Decoded { model, fallbacks, canonical, options: ClientOptions { stream, include_usage: true } })
+    let options = ClientOptions { stream, include_usage: true };
+    Ok(Decoded { model, fallbacks, canonical, options, untranslatable: None })
 }
 
 /// The efforts `reasoning.effort` takes (OpenAI's).

@@ -277,3 +277,38 @@ async fn the_anthropic_python_sdk_in_passthrough() {
     // Every request went upstream as the SDK wrote it, but for the model name.
     assert!(upstream.messages_requests().iter().all(|r| r.json()["model"] == "claude-sonnet-4-5"));
 }
+
+#[tokio::test]
+async fn content_only_anthropic_takes_goes_to_anthropic_only() {
+    let (gw, upstream) = start_with_anthropic(setup()).await;
+    let body = |model: &str| {
+        json!({
+            "model": model,
+            "max_tokens": 64,
+            "messages": [{"role": "user", "content": [
+                {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "The grass is green."}},
+                {"type": "text", "text": "What colour is the grass?"}
+            ]}],
+        })
+    };
+    // Passed through as written: Anthropic reads documents.
+    let sent = serde_json::to_vec(&body("claude-sonnet-4-5")).unwrap();
+    assert_eq!(post(&gw, &sent, &[]).await.status(), 200);
+    assert_eq!(upstream.messages_requests()[0].body.as_ref(), sent.as_slice());
+    // Not to a provider it would have to be translated for: a 400 naming the block.
+    let r = post(&gw, &serde_json::to_vec(&body("qwen:qwen-turbo")).unwrap(), &[]).await;
+    assert_eq!(r.status(), 400);
+    let err = r.json_value().await;
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("`messages[0].content[0]` (a `document` block)"),
+        "{err}"
+    );
+    assert_eq!(gw.mock.chat_requests(), 0);
+    // A fallback that cannot take it is left out; the one that can serves.
+    let mut with_fallback = body("qwen:qwen-turbo");
+    with_fallback["fallbacks"] = json!(["claude-sonnet-4-5"]);
+    let r = post(&gw, &serde_json::to_vec(&with_fallback).unwrap(), &[]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-aigate-provider"], "anthropic");
+    assert_eq!(gw.mock.chat_requests(), 0);
+}
