@@ -73,7 +73,8 @@ impl axum::extract::FromRequestParts<Arc<crate::server::AppState>> for Authed {
         parts: &mut axum::http::request::Parts,
         state: &Arc<crate::server::AppState>,
     ) -> Result<Self, ApiError> {
-        state.auth.authenticate(&parts.headers).await.map(Authed)
+        let auth = state.auth.authenticate(&parts.headers);
+        tracing::Instrument::instrument(auth, crate::telemetry::step("auth")).await.map(Authed)
     }
 }
 

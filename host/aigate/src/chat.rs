@@ -28,6 +28,7 @@ use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tracing::{Instrument as _, Span};
 
 use crate::auth::{Authed, Tenant};
 use crate::billing::Charge;
@@ -41,6 +42,7 @@ use crate::router::{self, AttemptFailure, Served};
 use crate::routing::{Candidate, Plan, Route};
 use crate::server::AppState;
 use crate::sse::SseDecoder;
+use crate::telemetry::{self, AttemptSpan};
 use crate::upstream;
 
 /// Maps a plugin fault to the client's error: 503 when out of instance
@@ -320,6 +322,7 @@ impl Admission {
             cfg.lease,
             cfg.ttl,
         )
+        .instrument(telemetry::step("idempotency"))
         .await;
         let metrics = &state.metrics;
         let claim = match begun {
@@ -354,7 +357,7 @@ impl Admission {
             guard.reserve(admitted.reservation);
             Ok::<_, ApiError>(admitted.headers)
         };
-        match limits.await {
+        match limits.instrument(telemetry::step("limits")).await {
             Ok(headers) => Ok(Admitted::Proceed(Admission { plan, guard, headers })),
             Err(e) => {
                 match e.code.as_deref() {
@@ -469,7 +472,14 @@ impl Call {
         let key = guard.idempotency_key().map(str::to_owned);
         let state = &self.state;
         let attempts = router::run(&self.plan, &state.health, &state.config.routing, self.deadline, |c, n| {
-            self.attempt(c, n, key.clone())
+            let span = telemetry::attempt_span(&AttemptSpan {
+                operation: "chat",
+                provider: &c.route.provider,
+                model: &c.route.upstream_model,
+                max_tokens: self.canonical.max_tokens,
+                temperature: self.canonical.temperature,
+            });
+            self.attempt(c, n, key.clone(), span.clone()).instrument(span)
         });
         match attempts.await {
             Ok((Answer::Stream(mut response, relay), served)) => {
@@ -499,6 +509,7 @@ impl Call {
         candidate: Candidate,
         attempt: u32,
         idempotency_key: Option<String>,
+        span: Span,
     ) -> Result<Answer, Failed> {
         let capture = idempotency_key.is_some();
         let Call { state, options, .. } = self;
@@ -513,7 +524,8 @@ impl Call {
         };
         let native = self.passthrough.as_ref().filter(|p| route.plugin.capabilities().speaks(p.api));
         let mut instance = route.plugin.instantiate().await.map_err(|f| fault_error(&f))?;
-        let mut http_request = match instance.build_request(route.base_url.as_str(), &canonical).await {
+        let built = instance.build_request(route.base_url.as_str(), &canonical);
+        let mut http_request = match built.instrument(telemetry::step("plugin build-request")).await {
             Ok(Ok(r)) => r,
             Ok(Err(provider_error)) => {
                 return Err(
@@ -544,6 +556,7 @@ impl Call {
             attempt,
             options.stream,
             idempotency_key,
+            span,
         );
 
         let failed = |error: ApiError, meter: Meter| Failed { error, meter: Some(meter), outcome: Outcome::Failed };
@@ -559,7 +572,8 @@ impl Call {
                 Ok(r) => r,
                 Err(e) => return Err(failed(e, meter)),
             };
-            let parsed = match instance.parse_response(&http_response).await {
+            let parsed = instance.parse_response(&http_response).instrument(telemetry::step("plugin parse-response"));
+            let parsed = match parsed.await {
                 Ok(p) => p,
                 Err(f) => return Err(failed(fault_error(&f), meter)),
             };
@@ -569,6 +583,12 @@ impl Call {
                     let answered =
                         if chat.model.is_empty() { route.upstream_model.as_str() } else { chat.model.as_str() };
                     let model = route.public_model(answered);
+                    meter.span.record("gen_ai.response.model", answered);
+                    let reasons: Vec<&str> =
+                        chat.choices.iter().filter_map(|c| c.finish_reason.as_ref()).map(finish_reason).collect();
+                    if !reasons.is_empty() {
+                        meter.span.record("gen_ai.response.finish_reasons", reasons.join(",").as_str());
+                    }
                     let charge = meter.finish(Outcome::Completed, 200, chat.usage, chat.raw_cost.clone());
                     let body = match native {
                         // The provider's own bytes: the client speaks its API.
@@ -673,6 +693,18 @@ pub(crate) async fn settle(
     response
 }
 
+/// A finish reason as the GenAI conventions write it (OpenAI's words).
+fn finish_reason(reason: &aigate_plugins::canonical::FinishReason) -> &str {
+    use aigate_plugins::canonical::FinishReason as F;
+    match reason {
+        F::Stop => "stop",
+        F::Length => "length",
+        F::ToolCalls => "tool_calls",
+        F::ContentFilter => "content_filter",
+        F::Other(other) => other,
+    }
+}
+
 /// ~4 characters a token over the messages' text: only used when a stream
 /// ends before the provider reported its own count.
 pub(crate) fn estimate_prompt_tokens(request: &ChatRequest) -> u32 {
@@ -716,6 +748,9 @@ pub(crate) struct Meter {
     /// When this attempt began, and its model's metrics label.
     attempt_started: Instant,
     model_label: String,
+    /// The attempt's trace span (`Span::none()` when tracing is off): usage and errors are
+    /// recorded on it when the attempt ends.
+    pub span: Span,
 }
 
 impl Meter {
@@ -726,6 +761,7 @@ impl Meter {
         attempt: u32,
         stream: bool,
         idempotency_key: Option<String>,
+        span: Span,
     ) -> Meter {
         Meter {
             state: who.state.clone(),
@@ -755,6 +791,7 @@ impl Meter {
             started: who.started,
             attempt_started: Instant::now(),
             model_label: crate::metrics::Metrics::model_label(route).to_owned(),
+            span,
         }
     }
 
@@ -777,6 +814,15 @@ impl Meter {
         r.billed_cost = charge.billed;
         r.currency = charge.currency.clone();
         r.unpriced = charge.unpriced;
+        if let Some(u) = &r.usage {
+            self.span.record("gen_ai.usage.input_tokens", i64::from(u.prompt_tokens));
+            self.span.record("gen_ai.usage.output_tokens", i64::from(u.completion_tokens));
+        }
+        if !matches!(outcome, Outcome::Completed) {
+            let kind = if status >= 400 { status.to_string() } else { outcome.as_str().to_owned() };
+            self.span.record("error.type", kind.as_str());
+            self.span.record("otel.status_code", "ERROR");
+        }
         self.state.metrics.attempt(&crate::metrics::AttemptEnded {
             provider: &r.provider,
             model: &self.model_label,
@@ -1062,6 +1108,12 @@ impl Relay {
                     });
                 }
             }
+            if let Some(reason) = chunk.choices.iter().find_map(|c| c.finish_reason.as_ref()) {
+                self.meter.span.record("gen_ai.response.finish_reasons", finish_reason(reason));
+                if !chunk.model.is_empty() {
+                    self.meter.span.record("gen_ai.response.model", chunk.model.as_str());
+                }
+            }
             if has_content && self.first_token.is_none() {
                 self.first_token = Some(self.meter.started.elapsed());
                 self.meter.time_to_first_token(self.first_token);
@@ -1175,6 +1227,7 @@ impl Meter {
             started: self.started,
             attempt_started: self.attempt_started,
             model_label: std::mem::take(&mut self.model_label),
+            span: self.span.clone(),
         }
     }
 

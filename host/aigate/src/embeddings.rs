@@ -191,7 +191,14 @@ async fn handle(
         started,
     };
     let attempts = router::run(&plan, &state.health, &state.config.routing, call.deadline, |c, n| {
-        call.attempt(c.route, n, key.clone())
+        let span = crate::telemetry::attempt_span(&crate::telemetry::AttemptSpan {
+            operation: "embeddings",
+            provider: &c.route.provider,
+            model: &c.route.upstream_model,
+            max_tokens: None,
+            temperature: None,
+        });
+        tracing::Instrument::instrument(call.attempt(c.route, n, key.clone(), span.clone()), span)
     });
     let mut response = tokio::select! {
         outcome = attempts => match outcome {
@@ -231,6 +238,7 @@ impl Call {
         route: Route,
         attempt: u32,
         idempotency_key: Option<String>,
+        span: tracing::Span,
     ) -> Result<(Response, u32), Failed> {
         let state = &self.state;
         let request = EmbeddingsRequest {
@@ -256,7 +264,7 @@ impl Call {
             api: API,
             started: self.started,
         };
-        let meter = Meter::open(who, &route, attempt, false, idempotency_key);
+        let meter = Meter::open(who, &route, attempt, false, idempotency_key, span);
         let failed = |error: ApiError, meter: Meter| Failed { error, meter: Some(meter), outcome: Outcome::Failed };
 
         let upstream_response = match state.upstream.send(&route.provider, upstream_request, self.deadline).await {

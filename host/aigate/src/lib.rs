@@ -35,6 +35,7 @@ pub mod router;
 pub mod routing;
 pub mod server;
 pub mod sse;
+pub mod telemetry;
 pub mod upstream;
 
 pub use config::Config;

@@ -47,20 +47,37 @@ impl fmt::Write for Escaping<'_, '_> {
 /// whenever the queue is empty). The queue is lossless: when it is full
 /// (stderr stalled), loggers wait rather than drop lines. Colours only when stderr is a terminal.
 /// Keep the returned guard alive until exit: dropping it flushes the queue.
+///
+/// With `tracer` (OpenTelemetry traces on, `telemetry.rs`), the gateway's spans also go to it,
+/// whatever the log filter: traces do not depend on how much is logged.
 #[must_use = "dropping the guard stops the log writer; hold it until the process exits"]
-pub fn init(json: bool, filter: tracing_subscriber::EnvFilter) -> tracing_appender::non_blocking::WorkerGuard {
+pub fn init(
+    json: bool,
+    filter: tracing_subscriber::EnvFilter,
+    tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
+) -> tracing_appender::non_blocking::WorkerGuard {
     use std::io::IsTerminal as _;
+
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let ansi = std::io::stderr().is_terminal();
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("aigate-log")
         .finish(std::io::BufWriter::with_capacity(64 << 10, std::io::stderr()));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
-    if json {
-        builder.json().init();
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(ansi);
+    let fmt = if json {
+        fmt.json().with_filter(filter).boxed()
     } else {
-        builder.fmt_fields(text_fields()).init();
-    }
+        fmt.fmt_fields(text_fields()).with_filter(filter).boxed()
+    };
+    let traces = tracer.map(|tracer| {
+        let spans = tracing_subscriber::filter::filter_fn(|m| m.is_span() && m.target().starts_with("aigate"));
+        tracing_opentelemetry::layer().with_tracer(tracer).with_filter(spans)
+    });
+    tracing_subscriber::registry().with(fmt).with(traces).init();
     guard
 }
 

@@ -109,9 +109,12 @@ fn plugin_check(file: &std::path::Path, fixtures: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn init_logging(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
+fn init_logging(
+    json: bool,
+    tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
+) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_env("AIGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    aigate::logging::init(json, filter)
+    aigate::logging::init(json, filter, tracer)
 }
 
 async fn shutdown_signal() {
@@ -141,8 +144,17 @@ fn main() -> ExitCode {
     // `.env` in the working directory, if any, fills unset variables.
     // Runs before any other thread exists, as setting variables requires.
     let _ = dotenvy::dotenv();
+    // OpenTelemetry traces when the environment names an OTLP endpoint (`telemetry.rs`).
+    let traces = match aigate::telemetry::Traces::from_env(&|name| std::env::var(name).ok()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("aigate: traces cannot be exported ({e}); check OTEL_EXPORTER_OTLP_ENDPOINT");
+            return ExitCode::from(2);
+        }
+    };
     // Held to the end of `main`: dropping it flushes the log queue.
-    let _log = init_logging(cli.log_json || cli.log_format.as_deref() == Some("json"));
+    let json = cli.log_json || cli.log_format.as_deref() == Some("json");
+    let _log = init_logging(json, traces.as_ref().map(aigate::telemetry::Traces::tracer));
     if let Some(Command::Plugin { command: PluginCommand::Check { file, fixtures } }) = cli.command {
         return plugin_check(&file, fixtures);
     }
@@ -170,7 +182,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Plugin { .. } => ExitCode::SUCCESS,
-        Command::Serve => block_on(serve(config)),
+        Command::Serve => block_on(serve(config, traces)),
         Command::Migrate => block_on(aigate::cli::run(&config, AdminCommand::Migrate)),
         Command::Keys { command } => block_on(aigate::cli::run(&config, AdminCommand::Keys(command))),
         Command::Prices { command } => block_on(aigate::cli::run(&config, AdminCommand::Prices(command))),
@@ -197,7 +209,10 @@ fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, traces: Option<aigate::telemetry::Traces>) -> anyhow::Result<()> {
+    if let Some(traces) = &traces {
+        traces.attach(tokio::runtime::Handle::current());
+    }
     // First start of the dev setup (embedded SQLite, empty): a dev org and
     // key, printed once. Never on Postgres. (Prices: `Gateway::start` seeds.)
     let dev_key = {
@@ -227,5 +242,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!("shutting down: finishing requests in flight");
         let _ = stop.send(true);
     });
-    gateway.wait().await
+    let served = gateway.wait().await;
+    if let Some(traces) = traces {
+        // Exporting what is left blocks, and sends on this runtime: off its workers.
+        let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+    }
+    served
 }

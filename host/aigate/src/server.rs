@@ -187,8 +187,10 @@ async fn log_requests(request: Request<Body>, next: Next) -> Response {
     let path = request.uri().path().to_owned();
     let id = request_id::of(request.headers());
     let client = request_id::client_of(request.headers()).unwrap_or_default();
-    let response = next.run(request).await;
+    let span = crate::telemetry::request_span(&method, &path, request.headers());
+    let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
     let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     // Who called and who answered, when a model API handled it (`chat::count_request`).
     let caller = response.extensions().get::<chat::Caller>();

@@ -116,9 +116,11 @@ impl Upstream {
     pub async fn send(
         &self,
         provider: &str,
-        request: reqwest::Request,
+        mut request: reqwest::Request,
         deadline: Instant,
     ) -> Result<reqwest::Response, ApiError> {
+        // The attempt's trace context, for a provider that traces too.
+        crate::telemetry::inject(request.headers_mut());
         let first_byte = Instant::now() + self.config.first_byte_timeout;
         let (limit, what, after) = if first_byte < deadline {
             (first_byte, "answer", self.config.first_byte_timeout)
