@@ -13,6 +13,9 @@
 //!    pick and the circuit checks of the attempt loop, and in Anthropic's
 //!    Messages format (`/v1/messages`, the same call through another codec).
 //!
+//! 3. Last, the same call at concurrency 1 with OpenTelemetry traces off and on (the exporter
+//!    pointed at nothing): what tracing adds.
+//!
 //! Numbers, not assertions: record them in docs/benchmarks.md.
 
 use std::collections::BTreeMap;
@@ -160,7 +163,16 @@ async fn load(url: String, body: Arc<Vec<u8>>, auth: String, concurrency: usize)
     run(HTTP_REQUESTS).await
 }
 
-async fn added_latency(dist: &Path) {
+/// A gateway on the mock (providers `qwen` and `qwen2`, route `pair`), a key of org `bench`,
+/// and the folders it lives in.
+struct Bench {
+    mock: MockDashScope,
+    gateway: Gateway,
+    key: String,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+async fn bench_gateway(dist: &Path) -> Bench {
     let mock = MockDashScope::start().await;
     let plugins = tempfile::tempdir().expect("tempdir");
     std::fs::copy(dist.join("qwen.wasm"), plugins.path().join("qwen.wasm")).expect("copy qwen.wasm");
@@ -188,17 +200,23 @@ async fn added_latency(dist: &Path) {
             .expect("key")
             .key;
     let gateway = Gateway::start_with(config, Arc::new(env), store, Arc::new(NullSink)).await.expect("gateway");
+    Bench { mock, gateway, key, _dirs: (plugins, data) }
+}
 
-    let body = |model: &str| {
-        Arc::new(
-            serde_json::to_vec(&serde_json::json!({
-                "model": model,
-                "messages": [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "Who are you?"}],
-                "max_tokens": 64
-            }))
-            .expect("json"),
-        )
-    };
+fn chat_body(model: &str) -> Arc<Vec<u8>> {
+    Arc::new(
+        serde_json::to_vec(&serde_json::json!({
+            "model": model,
+            "messages": [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "Who are you?"}],
+            "max_tokens": 64
+        }))
+        .expect("json"),
+    )
+}
+
+async fn added_latency(dist: &Path) {
+    let Bench { mock, gateway, key, _dirs } = bench_gateway(dist).await;
+    let body = chat_body;
     let direct_auth = format!("Bearer {}", MockDashScope::API_KEY);
     for concurrency in HTTP_CONCURRENCIES {
         let direct =
@@ -262,6 +280,38 @@ async fn added_latency(dist: &Path) {
         }
     }
     gateway.shutdown().await.expect("shutdown");
+}
+
+/// The same call at concurrency 1 without and then with OpenTelemetry traces on (the
+/// tracing-opentelemetry layer, spans made, the OTLP exporter pointed at a port where nothing
+/// listens): what tracing adds. Last, because it installs the process's subscriber.
+async fn traced_latency(dist: &Path) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
+    let Bench { mock, gateway, key, _dirs } = bench_gateway(dist).await;
+    let url = format!("http://{}/v1/chat/completions", gateway.local_addr());
+    let direct_auth = format!("Bearer {}", MockDashScope::API_KEY);
+    let direct = load(format!("{}/chat/completions", mock.base_url()), chat_body("qwen-turbo"), direct_auth, 1).await;
+    let off = load(url.clone(), chat_body("qwen:qwen-turbo"), format!("Bearer {key}"), 1).await;
+    let nothing = |name: &str| (name == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| "http://127.0.0.1:9".to_owned());
+    let traces = aigate::telemetry::Traces::from_env(&nothing).expect("traces").expect("an endpoint is set");
+    traces.attach(tokio::runtime::Handle::current());
+    let spans = tracing_subscriber::filter::filter_fn(|m| m.is_span() && m.target().starts_with("aigate"));
+    tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(traces.tracer()).with_filter(spans))
+        .init();
+    let on = load(url, chat_body("qwen:qwen-turbo"), format!("Bearer {key}"), 1).await;
+    println!("\n== traces on (OTLP exporter pointed at nothing), non-stream chat, concurrency 1");
+    let (d50, d99) = report("direct to the mock upstream", direct);
+    let (off50, off99) = report("through the gateway, traces off", off);
+    let (on50, on99) = report("through the gateway, traces on", on);
+    let added = |g: Duration, d: Duration| (g.as_secs_f64() - d.as_secs_f64()) * 1e6;
+    println!("{:<44} p50={:>8.1} µs  p99={:>8.1} µs", "added, traces off", added(off50, d50), added(off99, d99));
+    println!("{:<44} p50={:>8.1} µs  p99={:>8.1} µs", "added, traces on", added(on50, d50), added(on99, d99));
+    gateway.shutdown().await.expect("shutdown");
+    let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
 }
 
 /// Usage records are dropped here: this bench measures the request path only.
@@ -420,6 +470,7 @@ fn main() {
         auth_and_metering().await;
         metrics_recording();
         admission_checks().await;
+        traced_latency(&dist).await;
     });
 }
 

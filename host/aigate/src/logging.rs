@@ -68,6 +68,12 @@ pub fn init(
         .thread_name("aigate-log")
         .finish(std::io::BufWriter::with_capacity(64 << 10, std::io::stderr()));
     let fmt = tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(ansi);
+    // Log lines are events; the trace spans stay out of them, so a line reads the same
+    // whether traces are on or off.
+    let filter = tracing_subscriber::filter::FilterExt::and(
+        filter,
+        tracing_subscriber::filter::filter_fn(|m| m.is_event()),
+    );
     let fmt = if json {
         fmt.json().with_filter(filter).boxed()
     } else {
