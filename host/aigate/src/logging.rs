@@ -70,10 +70,8 @@ pub fn init(
     let fmt = tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(ansi);
     // Log lines are events; the trace spans stay out of them, so a line reads the same
     // whether traces are on or off.
-    let filter = tracing_subscriber::filter::FilterExt::and(
-        filter,
-        tracing_subscriber::filter::filter_fn(|m| m.is_event()),
-    );
+    let filter =
+        tracing_subscriber::filter::FilterExt::and(filter, tracing_subscriber::filter::filter_fn(|m| m.is_event()));
     let fmt = if json {
         fmt.json().with_filter(filter).boxed()
     } else {
