@@ -94,12 +94,12 @@ pub(crate) struct ServedBy {
     pub fallback: bool,
 }
 
-/// Who called, for the request's log line (a response extension; never sent).
+/// Who called, for the request's log line (a response extension; never sent). Shares the
+/// tenant the request already holds: nothing is copied per request.
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
     pub api: &'static str,
-    pub org: String,
-    pub key_prefix: String,
+    pub tenant: Arc<Tenant>,
 }
 
 /// Counts an answered request of `api` that started at `started`, and notes its caller for the
@@ -107,15 +107,11 @@ pub(crate) struct Caller {
 pub(crate) fn count_request(
     state: &AppState,
     api: &'static str,
-    tenant: &Tenant,
+    tenant: &Arc<Tenant>,
     response: &mut Response,
     started: Instant,
 ) {
-    response.extensions_mut().insert(Caller {
-        api,
-        org: tenant.org_name.to_string(),
-        key_prefix: tenant.key_prefix.to_string(),
-    });
+    response.extensions_mut().insert(Caller { api, tenant: Arc::clone(tenant) });
     let served = response.extensions().get::<ServedBy>();
     if served.is_some_and(|s| s.fallback) {
         state.metrics.fallbacks.with_label_values(&[api]).inc();

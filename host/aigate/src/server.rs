@@ -195,8 +195,8 @@ async fn log_requests(request: Request<Body>, next: Next) -> Response {
     // Who called and who answered, when a model API handled it (`chat::count_request`).
     let caller = response.extensions().get::<chat::Caller>();
     let served = response.extensions().get::<chat::ServedBy>();
-    let org = caller.map_or("", |c| c.org.as_str());
-    let key = caller.map_or("", |c| c.key_prefix.as_str());
+    let org = caller.map_or("", |c| c.tenant.org_name.as_str());
+    let key = caller.map_or("", |c| c.tenant.key_prefix.as_str());
     let api = caller.map_or("", |c| c.api);
     let provider = served.map_or("", |s| &*s.provider);
     let model = served.map_or("", |s| s.model.as_str());
