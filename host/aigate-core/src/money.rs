@@ -164,6 +164,20 @@ impl fmt::Debug for Money {
     }
 }
 
+/// In the OpenAPI document: the decimal text money travels as.
+impl utoipa::PartialSchema for Money {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(r"^-?[0-9]+(\.[0-9]{1,9})?$"))
+            .description(Some("An exact amount: decimal text with up to 9 decimals (e.g. `0.000123450`)."))
+            .examples(["0.40"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Money {}
+
 impl serde::Serialize for Money {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)

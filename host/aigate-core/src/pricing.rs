@@ -79,7 +79,7 @@ pub fn apply_markup(cost: Money, bps: u32) -> Result<Money, MoneyError> {
 
 /// Prices of one model at one provider, globally (`org: None`) or for one
 /// org, from `effective_from` on, in `currency` (ISO 4217, e.g. `USD`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PriceRule {
     pub provider: String,
     pub model: String,
@@ -91,6 +91,7 @@ pub struct PriceRule {
     /// Price of reasoning tokens; `None`: billed as output.
     pub reasoning_output_per_million: Option<Money>,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub effective_from: OffsetDateTime,
     pub currency: String,
 }

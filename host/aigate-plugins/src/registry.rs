@@ -81,7 +81,7 @@ impl fmt::Debug for PluginRegistry {
 /// describe the version being served) and `"refused"` when it serves nothing. `last_error` is
 /// why the file's latest content was refused; with `state == "serving"` it means the previous
 /// version kept serving.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct PluginStatus {
     /// File name within the plugin folder (`qwen.wasm`).
     pub file: String,
@@ -97,6 +97,7 @@ pub struct PluginStatus {
     /// RFC 3339.
     pub loaded_at: Option<String>,
     /// `"serving"` or `"refused"`.
+    #[schema(value_type = String)]
     pub state: &'static str,
     pub last_error: Option<String>,
     /// RFC 3339.

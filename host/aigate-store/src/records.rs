@@ -161,7 +161,7 @@ fn chat_completions() -> String {
 }
 
 /// One ledger row of a request, as `UsageRepo::request_attempts` reads it back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AttemptRow {
     pub attempt: u32,
     pub api: String,
@@ -250,7 +250,7 @@ pub struct InsertOutcome {
 }
 
 /// Sums over some usage, in one currency.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UsageTotals {
     pub currency: String,
     pub requests: u64,

@@ -95,7 +95,7 @@ pub fn shipped_rules() -> Result<Vec<PriceRule>, StoreError> {
 }
 
 /// What seeding did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Seeded {
     /// Rules added (their model had no global rule).
     pub added: usize,

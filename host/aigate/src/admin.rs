@@ -8,7 +8,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use aigate_core::{ModelScope, Money, OrgName, PriceRule};
-use aigate_store::{Budget, KeyRepo, KeySettings, OrgRepo, PriceRepo, Seeded, Store, UsageRepo, UsageSummary};
+use aigate_plugins::PluginStatus;
+use aigate_store::{
+    AttemptRow, Budget, KeyRepo, KeySettings, OrgRepo, PriceRepo, Seeded, Store, UsageRepo, UsageSummary,
+};
 use axum::Json;
 use axum::extract::{Path as UrlPath, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -16,9 +19,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use time::{Date, OffsetDateTime};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorSource};
 use crate::server::AppState;
@@ -57,7 +60,7 @@ fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedKey {
     pub org: String,
     pub name: String,
@@ -67,7 +70,7 @@ pub struct CreatedKey {
     pub key: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     pub org: String,
@@ -196,7 +199,7 @@ pub async fn create_key_in(store: &Store, req: &CreateKey, known: &KnownModels) 
     })
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct KeyInfo {
     pub prefix: String,
     pub name: String,
@@ -246,7 +249,7 @@ pub async fn seed_prices(store: &Store, file: Option<&Path>) -> Result<Seeded, A
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetPrice {
     pub provider: String,
@@ -308,7 +311,8 @@ pub async fn list_prices(store: &Store) -> Result<Vec<PriceRule>, AdminError> {
     Ok(store.list_price_rules().await?)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UsageQuery {
     pub org: String,
     /// First day (YYYY-MM-DD), default 30 days ago.
@@ -345,20 +349,36 @@ fn usage_range(q: &UsageQuery) -> Result<(Date, Date), AdminError> {
     Ok((from, to))
 }
 
-pub async fn usage(store: &Store, q: &UsageQuery) -> Result<Value, AdminError> {
+/// `GET /admin/usage`: an org's usage per day, provider and model, and its totals per currency.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageReport {
+    pub org: String,
+    /// First day counted (YYYY-MM-DD).
+    pub from: String,
+    /// The day after the last one counted.
+    pub to: String,
+    /// Calls no price rule priced (billed 0), and the command that prices them.
+    pub warnings: Vec<String>,
+    pub rows: Vec<UsageRow>,
+    /// One per currency billed.
+    pub totals: Vec<aigate_store::UsageTotals>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageRow {
+    pub day: String,
+    pub provider: String,
+    pub model: String,
+    #[serde(flatten)]
+    pub totals: aigate_store::UsageTotals,
+}
+
+pub async fn usage(store: &Store, q: &UsageQuery) -> Result<UsageReport, AdminError> {
     let name = org_name(&q.org)?;
     let (from, to) = usage_range(q)?;
     let org =
         store.org_by_name(&name).await?.ok_or_else(|| AdminError::NotFound(format!("no org named `{}`", q.org)))?;
     let summary: UsageSummary = store.usage_summary(org.id, from, to).await?;
-    let totals = |t: &aigate_store::UsageTotals| {
-        json!({
-            "currency": t.currency, "requests": t.requests,
-            "prompt_tokens": t.prompt_tokens, "completion_tokens": t.completion_tokens,
-            "cached_tokens": t.cached_tokens, "reasoning_tokens": t.reasoning_tokens,
-            "billed_cost": t.billed_cost.to_string(), "unpriced_requests": t.unpriced_requests,
-        })
-    };
     let mut unpriced: std::collections::BTreeMap<(&str, &str), u64> = Default::default();
     for r in summary.rows.iter().filter(|r| r.totals.unpriced_requests > 0) {
         *unpriced.entry((r.provider.as_str(), r.model.as_str())).or_default() += r.totals.unpriced_requests;
@@ -372,23 +392,26 @@ pub async fn usage(store: &Store, q: &UsageQuery) -> Result<Value, AdminError> {
             )
         })
         .collect();
-    Ok(json!({
-        "org": org.name.as_str(),
-        "from": from.to_string(),
-        "to": to.to_string(),
-        "warnings": warnings,
-        "rows": summary.rows.iter().map(|r| {
-            let mut v = totals(&r.totals);
-            v["provider"] = json!(r.provider);
-            v["model"] = json!(r.model);
-            v["day"] = json!(r.day.to_string());
-            v
-        }).collect::<Vec<_>>(),
-        "totals": summary.totals.iter().map(totals).collect::<Vec<_>>(),
-    }))
+    Ok(UsageReport {
+        org: org.name.as_str().to_owned(),
+        from: from.to_string(),
+        to: to.to_string(),
+        warnings,
+        rows: summary
+            .rows
+            .iter()
+            .map(|r| UsageRow {
+                day: r.day.to_string(),
+                provider: r.provider.clone(),
+                model: r.model.clone(),
+                totals: r.totals.clone(),
+            })
+            .collect(),
+        totals: summary.totals,
+    })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrgSettings {
     #[serde(default)]
@@ -410,12 +433,22 @@ pub struct OrgSettings {
 /// is refused when the org was already billed in another currency this month
 /// (that spend could not be counted); calls priced in another currency are
 /// refused later, on the request path.
+/// An org's settings after `POST /admin/orgs/{org}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrgInfo {
+    pub org: String,
+    pub markup_bps: u32,
+    pub monthly_budget: Option<Money>,
+    pub budget_currency: Option<String>,
+    pub models: Option<String>,
+}
+
 pub async fn update_org(
     store: &Store,
     org: &str,
     s: &OrgSettings,
     default_currency: &str,
-) -> Result<Value, AdminError> {
+) -> Result<OrgInfo, AdminError> {
     update_org_in(store, org, s, default_currency, &KnownModels::any()).await
 }
 
@@ -426,7 +459,7 @@ pub async fn update_org_in(
     s: &OrgSettings,
     default_currency: &str,
     known: &KnownModels,
-) -> Result<Value, AdminError> {
+) -> Result<OrgInfo, AdminError> {
     let name = org_name(org)?;
     let models = match s.models.as_deref() {
         None => None,
@@ -464,13 +497,13 @@ pub async fn update_org_in(
     }
     let org = store.org_by_id(org.id).await?.ok_or_else(|| AdminError::NotFound("org vanished".into()))?;
     let currency = org.monthly_budget.map(|_| org.monthly_budget_currency.as_deref().unwrap_or(default_currency));
-    Ok(json!({
-        "org": org.name.as_str(),
-        "markup_bps": org.markup_bps,
-        "monthly_budget": org.monthly_budget.map(|m| m.to_string()),
-        "budget_currency": currency,
-        "models": org.allowed_models.as_ref().map(ModelScope::to_text),
-    }))
+    Ok(OrgInfo {
+        org: org.name.as_str().to_owned(),
+        markup_bps: org.markup_bps,
+        monthly_budget: org.monthly_budget,
+        budget_currency: currency.map(str::to_owned),
+        models: org.allowed_models.as_ref().map(ModelScope::to_text),
+    })
 }
 
 /// Refuses a budget in `currency` for an org billed in another one this month.
@@ -561,12 +594,40 @@ fn parse_query<T: serde::de::DeserializeOwned>(query: Option<&str>) -> Result<T,
         .map_err(|e| ApiError::invalid_request(format!("Invalid query: {e}.")))
 }
 
+/// A list answer: `{"object": "list", "data": [...]}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct List<T> {
+    #[schema(value_type = String, pattern = "^list$")]
+    pub object: &'static str,
+    pub data: Vec<T>,
+}
+
+impl<T> List<T> {
+    pub fn of(data: Vec<T>) -> Self {
+        List { object: "list", data }
+    }
+}
+
+/// The plugin files of the plugin folder: which version serves, and why a reload was refused.
+#[utoipa::path(get, path = "/admin/plugins", tag = "admin", security(("admin_token" = [])),
+    responses((status = 200, description = "The plugin files and their state.", body = List<PluginStatus>), crate::openapi::AdminErrors))]
 pub async fn plugins(State(state): State<Arc<AppState>>) -> AdminResult {
-    Ok(Json(json!({"object": "list", "data": state.registry.statuses()})).into_response())
+    Ok(Json(List::of(state.registry.statuses())).into_response())
+}
+
+/// The ledger rows of one request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RequestAttempts {
+    pub request_id: String,
+    /// One per provider call, in order.
+    pub attempts: Vec<AttemptRow>,
 }
 
 /// `GET /admin/requests/{id}?org=NAME`: the ledger rows of one request (its `x-request-id`),
 /// one per attempt: where each went, how it ended, what it cost, and the inbound API.
+#[utoipa::path(get, path = "/admin/requests/{id}", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The request's `x-request-id`."), OrgQuery),
+    responses((status = 200, description = "One row per attempt.", body = RequestAttempts), crate::openapi::AdminErrors))]
 pub async fn get_request(
     State(state): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
@@ -584,40 +645,81 @@ pub async fn get_request(
         ))
         .into());
     }
-    Ok(Json(json!({"request_id": id, "attempts": attempts})).into_response())
+    Ok(Json(RequestAttempts { request_id: id, attempts }).into_response())
 }
 
-/// `GET /admin/routes`: the serving routes and aliases, and whether the last reload of the
-/// config file was refused (the last good routes then keep serving).
+/// `GET /admin/routes`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoutesReport {
+    #[schema(value_type = String, pattern = "^list$")]
+    pub object: &'static str,
+    pub data: Vec<RouteInfo>,
+    /// Alias → the model or route it names.
+    pub aliases: std::collections::BTreeMap<String, String>,
+    pub reload: crate::reload::ReloadStatus,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RouteInfo {
+    pub name: String,
+    /// `weighted` or `least-latency`.
+    #[schema(value_type = String)]
+    pub strategy: &'static str,
+    pub fallbacks: Vec<String>,
+    pub retries: u32,
+    pub deployments: Vec<DeploymentInfo>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeploymentInfo {
+    pub provider: String,
+    pub model: String,
+    pub weight: u32,
+    pub priority: u32,
+    pub base_url: Option<String>,
+    /// The environment variable holding its key (never the key).
+    pub api_key_env: String,
+}
+
+/// The serving routes and aliases, and whether the last reload of the config file was refused
+/// (the last good routes then keep serving).
+#[utoipa::path(get, path = "/admin/routes", tag = "admin", security(("admin_token" = [])),
+    responses((status = 200, description = "The serving routes.", body = RoutesReport), crate::openapi::AdminErrors))]
 pub async fn routes(State(state): State<Arc<AppState>>) -> AdminResult {
     let table = state.providers.table();
-    let routes: Vec<Value> = table
+    let data = table
         .routes
         .iter()
-        .map(|(name, r)| {
-            json!({
-                "name": name,
-                "strategy": match r.strategy {
-                    crate::config::Strategy::Weighted => "weighted",
-                    crate::config::Strategy::LeastLatency => "least-latency",
-                },
-                "fallbacks": r.fallbacks,
-                "retries": r.retries.unwrap_or(state.config.routing.retries),
-                "deployments": r.deployments.iter().map(|d| json!({
-                    "provider": d.provider,
-                    "model": d.model,
-                    "weight": d.weight,
-                    "priority": d.priority,
-                    "base_url": d.settings.base_url.as_ref().map(url::Url::as_str),
-                    "api_key_env": d.settings.api_key_env,
-                })).collect::<Vec<_>>(),
-            })
+        .map(|(name, r)| RouteInfo {
+            name: name.clone(),
+            strategy: match r.strategy {
+                crate::config::Strategy::Weighted => "weighted",
+                crate::config::Strategy::LeastLatency => "least-latency",
+            },
+            fallbacks: r.fallbacks.clone(),
+            retries: r.retries.unwrap_or(state.config.routing.retries),
+            deployments: r
+                .deployments
+                .iter()
+                .map(|d| DeploymentInfo {
+                    provider: d.provider.clone(),
+                    model: d.model.clone(),
+                    weight: d.weight,
+                    priority: d.priority,
+                    base_url: d.settings.base_url.as_ref().map(|u| u.as_str().to_owned()),
+                    api_key_env: d.settings.api_key_env.clone(),
+                })
+                .collect(),
         })
         .collect();
-    let status = state.providers.reload_status().clone();
-    Ok(Json(json!({"object": "list", "data": routes, "aliases": table.aliases, "reload": status})).into_response())
+    let reload = state.providers.reload_status().clone();
+    let report = RoutesReport { object: "list", data, aliases: table.aliases.clone(), reload };
+    Ok(Json(report).into_response())
 }
 
+/// Creates a key for an org (creating the org if needed). The key is in this answer only.
+#[utoipa::path(post, path = "/admin/keys", tag = "admin", security(("admin_token" = [])), request_body = CreateKey,
+    responses((status = 201, description = "The key, shown once.", body = CreatedKey), crate::openapi::AdminErrors))]
 pub async fn post_key(State(state): State<Arc<AppState>>, body: Bytes) -> AdminResult {
     let req: CreateKey = parse_body(&body)?;
     let known = KnownModels::of(&state.config, &state.providers.table());
@@ -625,25 +727,46 @@ pub async fn post_key(State(state): State<Arc<AppState>>, body: Bytes) -> AdminR
     Ok((StatusCode::CREATED, Json(key)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OrgQuery {
+    /// The org's name.
     pub org: String,
 }
 
+/// An org's keys (never the key values).
+#[utoipa::path(get, path = "/admin/keys", tag = "admin", security(("admin_token" = [])), params(OrgQuery),
+    responses((status = 200, description = "The org's keys.", body = List<KeyInfo>), crate::openapi::AdminErrors))]
 pub async fn get_keys(State(state): State<Arc<AppState>>, RawQuery(q): RawQuery) -> AdminResult {
     let q: OrgQuery = parse_query(q.as_deref())?;
-    Ok(Json(json!({"object": "list", "data": list_keys(&state.store, &q.org).await?})).into_response())
+    Ok(Json(List::of(list_keys(&state.store, &q.org).await?)).into_response())
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Revoked {
+    /// The prefix of the key revoked.
+    pub revoked: String,
+}
+
+/// Revokes a key: its next call is refused on every replica once their key caches expire.
+#[utoipa::path(post, path = "/admin/keys/{prefix}/revoke", tag = "admin", security(("admin_token" = [])),
+    params(("prefix" = String, Path, description = "The key's prefix, as listed.")),
+    responses((status = 200, description = "Revoked.", body = Revoked), crate::openapi::AdminErrors))]
 pub async fn post_revoke(State(state): State<Arc<AppState>>, UrlPath(prefix): UrlPath<String>) -> AdminResult {
     revoke_key(&state.store, &prefix).await?;
-    Ok(Json(json!({"revoked": prefix})).into_response())
+    Ok(Json(Revoked { revoked: prefix }).into_response())
 }
 
+/// The price rules in force, global and per org.
+#[utoipa::path(get, path = "/admin/prices", tag = "admin", security(("admin_token" = [])),
+    responses((status = 200, description = "The price rules.", body = List<PriceRule>), crate::openapi::AdminErrors))]
 pub async fn get_prices(State(state): State<Arc<AppState>>) -> AdminResult {
-    Ok(Json(json!({"object": "list", "data": list_prices(&state.store).await?})).into_response())
+    Ok(Json(List::of(list_prices(&state.store).await?)).into_response())
 }
 
+/// Adds a price rule, in force from now; it serves at once on this replica.
+#[utoipa::path(post, path = "/admin/prices", tag = "admin", security(("admin_token" = [])), request_body = SetPrice,
+    responses((status = 201, description = "The rule added.", body = PriceRule), crate::openapi::AdminErrors))]
 pub async fn post_price(State(state): State<Arc<AppState>>, body: Bytes) -> AdminResult {
     let req: SetPrice = parse_body(&body)?;
     let rule = set_price(&state.store, &req, &state.config.billing.currency).await?;
@@ -653,21 +776,31 @@ pub async fn post_price(State(state): State<Arc<AppState>>, body: Bytes) -> Admi
     Ok((StatusCode::CREATED, Json(rule)).into_response())
 }
 
+/// Adds the shipped list prices for models that have no global rule yet.
+#[utoipa::path(post, path = "/admin/prices/seed", tag = "admin", security(("admin_token" = [])),
+    responses((status = 200, description = "What seeding did.", body = Seeded), crate::openapi::AdminErrors))]
 pub async fn post_seed(State(state): State<Arc<AppState>>) -> AdminResult {
     let seeded = seed_prices(&state.store, None).await?;
     let _ = state.billing.prices.reload(&state.store).await;
     Ok(Json(seeded).into_response())
 }
 
+/// An org's usage from the daily rollups.
+#[utoipa::path(get, path = "/admin/usage", tag = "admin", security(("admin_token" = [])), params(UsageQuery),
+    responses((status = 200, description = "Usage per day, provider and model.", body = UsageReport), crate::openapi::AdminErrors))]
 pub async fn get_usage(State(state): State<Arc<AppState>>, RawQuery(q): RawQuery) -> AdminResult {
     let q: UsageQuery = parse_query(q.as_deref())?;
     Ok(Json(usage(&state.store, &q).await?).into_response())
 }
 
+/// Sets an org's markup, monthly budget and model scope (creating the org if needed).
+#[utoipa::path(post, path = "/admin/orgs/{org}", tag = "admin", security(("admin_token" = [])),
+    params(("org" = String, Path, description = "The org's name.")), request_body = OrgSettings,
+    responses((status = 200, description = "The org's settings now.", body = OrgInfo), crate::openapi::AdminErrors))]
 pub async fn post_org(State(state): State<Arc<AppState>>, UrlPath(org): UrlPath<String>, body: Bytes) -> AdminResult {
     let s: OrgSettings = parse_body(&body)?;
     let known = KnownModels::of(&state.config, &state.providers.table());
-    let invalidate = update_org_in(&state.store, &org, &s, &state.config.billing.currency, &known).await?;
+    let info = update_org_in(&state.store, &org, &s, &state.config.billing.currency, &known).await?;
     state.auth.forget_all();
-    Ok(Json(invalidate).into_response())
+    Ok(Json(info).into_response())
 }

@@ -142,6 +142,16 @@ pub(crate) fn provider_headers(response: &mut Response, served: &Served) {
     h.insert("x-aigate-attempts", HeaderValue::from(served.attempts));
 }
 
+/// Creates a chat completion: a JSON answer, or with `stream: true` server-sent `data:` events
+/// (`CreateChatCompletionStreamResponse` chunks, usage last when `stream_options.include_usage`)
+/// ending with `data: [DONE]`. An `Idempotency-Key` header makes a retry replay the first answer.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", security(("api_key" = [])),
+    request_body = crate::openai::ChatCompletionRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this call safe: the first answer is replayed.")),
+    responses(
+        (status = 200, description = "The completion; `x-request-id`, `x-aigate-provider`, `x-aigate-cost` and the limit headers say who served it and what it cost.",
+            content((crate::openai::ResponseOut = "application/json"), (crate::openapi::ChatEvents = "text/event-stream"))),
+        crate::openapi::OpenAiErrors))]
 pub async fn chat_completions(
     State(state): State<Arc<AppState>>,
     Authed(tenant): Authed,

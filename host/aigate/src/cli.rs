@@ -191,7 +191,7 @@ async fn run_on(config: &Config, store: &aigate_store::Store, command: AdminComm
         AdminCommand::Prices(PricesCommand::List) => print_json(&admin::list_prices(store).await?)?,
         AdminCommand::Usage { org, from, to } => {
             let report = admin::usage(store, &UsageQuery { org, from, to }).await?;
-            for w in report["warnings"].as_array().into_iter().flatten().filter_map(|w| w.as_str()) {
+            for w in &report.warnings {
                 eprintln!("warning: {w}");
             }
             print_json(&report)?;

@@ -143,11 +143,11 @@ pub trait StreamEncoder: Send {
 }
 
 /// Appends one named SSE event (`event: NAME` and its JSON `data:` line) to `out`.
-pub fn sse_event(out: &mut Vec<u8>, name: &str, data: &Value) {
+pub fn sse_event(out: &mut Vec<u8>, name: &str, data: &impl serde::Serialize) {
     out.extend_from_slice(b"event: ");
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\ndata: ");
-    // Writing a `Value` into a Vec cannot fail.
+    // Writing the wire types (plain data) into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, data);
     out.extend_from_slice(b"\n\n");
 }
@@ -164,6 +164,20 @@ pub mod json {
         match value {
             Value::Object(map) => Ok(map),
             _ => Err(ApiError::invalid_json("The request body must be a JSON object.")),
+        }
+    }
+
+    /// Checks an accepted body against `T`, the request type the OpenAPI document publishes
+    /// for its route (`GET /openapi.json`). Decoders call it after their own checks (which
+    /// give the more specific messages), so every body the gateway accepts is one the document
+    /// describes. The refusal names the first field that does not conform.
+    pub fn conforms<'a, T: serde::Deserialize<'a>>(body: &'a Value) -> Result<(), ApiError> {
+        match serde_path_to_error::deserialize::<_, T>(body) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let path = e.path().to_string();
+                Err(ApiError::invalid_param(&path, format!("`{path}`: {}.", e.into_inner())))
+            }
         }
     }
 

@@ -18,8 +18,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use tokio::time::Instant;
+use utoipa::ToSchema;
 
 use crate::auth::{Authed, Tenant};
 use crate::chat::{self, Admission, Admitted, Asked, Failed, Meter, Metered};
@@ -57,7 +59,18 @@ pub struct Parsed {
 
 /// Parses and validates a body (UTF-8 JSON). Every error is a 400 naming the field.
 pub fn parse(body: &str) -> Result<Parsed, ApiError> {
-    let map = json::object(body)?;
+    let value: Value = serde_json::from_str(body).map_err(|e| {
+        ApiError::invalid_json(format!("The request body is not valid JSON ({e}). Send a JSON object."))
+    })?;
+    let Some(map) = value.as_object() else {
+        return Err(ApiError::invalid_json("The request body must be a JSON object."));
+    };
+    let parsed = parse_object(map)?;
+    json::conforms::<CreateEmbeddingRequest>(&value)?;
+    Ok(parsed)
+}
+
+fn parse_object(map: &Map<String, Value>) -> Result<Parsed, ApiError> {
     const KNOWN: [&str; 6] = ["model", "input", "dimensions", "encoding_format", "user", "fallbacks"];
     if let Some(key) = map.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(ApiError::invalid_param(
@@ -79,10 +92,10 @@ pub fn parse(body: &str) -> Result<Parsed, ApiError> {
         Some(_) => return Err(ApiError::invalid_param("user", "`user` must be a string.")),
     };
     Ok(Parsed {
-        model: json::model(&map)?,
-        fallbacks: json::fallbacks(&map)?,
-        input: input(&map)?,
-        dimensions: json::count(&map, "dimensions", false)?,
+        model: json::model(map)?,
+        fallbacks: json::fallbacks(map)?,
+        input: input(map)?,
+        dimensions: json::count(map, "dimensions", false)?,
         encoding,
         user,
     })
@@ -145,6 +158,12 @@ fn serves_embeddings(candidate: &Candidate) -> Result<(), ApiError> {
     ))
 }
 
+/// Creates embeddings of one text or a list of texts, with a model whose provider serves them.
+#[utoipa::path(post, path = "/v1/embeddings", tag = "openai", security(("api_key" = [])),
+    request_body = CreateEmbeddingRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this call safe: the first answer is replayed.")),
+    responses((status = 200, description = "The vectors, in input order.", body = EmbeddingList),
+        crate::openapi::OpenAiErrors))]
 pub async fn embeddings(
     State(state): State<Arc<AppState>>,
     Authed(tenant): Authed,
@@ -335,31 +354,113 @@ impl Call {
 
 /// OpenAI's embeddings response: a list of `embedding` objects in input order.
 pub fn encode(vectors: &[Vec<f32>], model: &str, usage: &Usage, encoding: Encoding) -> Vec<u8> {
-    let data: Vec<Value> = vectors
+    let data = vectors
         .iter()
         .enumerate()
-        .map(|(index, vector)| {
-            let embedding = match encoding {
-                Encoding::Float => json!(vector),
+        .map(|(index, vector)| Embedding {
+            object: "embedding",
+            index,
+            embedding: match encoding {
+                Encoding::Float => Vector::Float(vector),
                 Encoding::Base64 => {
                     let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
-                    Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+                    Vector::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
                 }
-            };
-            json!({"object": "embedding", "index": index, "embedding": embedding})
+            },
         })
         .collect();
-    let body = json!({
-        "object": "list",
-        "data": data,
-        "model": model,
-        "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens},
-    });
+    let body = EmbeddingList {
+        object: "list",
+        data,
+        model,
+        usage: EmbeddingUsage { prompt_tokens: usage.prompt_tokens, total_tokens: usage.total_tokens },
+    };
     serde_json::to_vec(&body).unwrap_or_default()
+}
+
+// ---- the published wire types -----------------------------------------------------------------
+//
+// What the OpenAPI document (`openapi.rs`) says this API takes and answers: `parse` checks every
+// body it accepts against `CreateEmbeddingRequest`, and `encode` writes `EmbeddingList`.
+
+/// The body of `POST /v1/embeddings`. Other fields are refused.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // read by serde and the schema only
+pub struct CreateEmbeddingRequest<'a> {
+    /// A model the key may call whose provider serves embeddings.
+    #[schema(example = "qwen:text-embedding-v4", min_length = 1)]
+    model: &'a str,
+    #[serde(borrow)]
+    input: EmbeddingInput<'a>,
+    #[schema(minimum = 1, maximum = 4294967295_u64)]
+    dimensions: Option<u32>,
+    encoding_format: Option<EncodingFormat>,
+    user: Option<&'a str>,
+    /// The gateway's own: models to try in order when the requested one fails.
+    #[schema(max_items = 8)]
+    fallbacks: Option<Vec<&'a str>>,
+}
+
+/// One text, or 1 to 2048 texts; none empty (token arrays are refused).
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum EmbeddingInput<'a> {
+    One(&'a str),
+    Many(Vec<&'a str>),
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum EncodingFormat {
+    Float,
+    Base64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = CreateEmbeddingResponse)]
+pub struct EmbeddingList<'a> {
+    #[schema(value_type = String, pattern = "^list$")]
+    object: &'static str,
+    data: Vec<Embedding<'a>>,
+    model: &'a str,
+    usage: EmbeddingUsage,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Embedding<'a> {
+    #[schema(value_type = String, pattern = "^embedding$")]
+    object: &'static str,
+    index: usize,
+    embedding: Vector<'a>,
+}
+
+/// The vector: numbers, or base64 of little-endian float32 (`encoding_format: base64`).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+enum Vector<'a> {
+    #[schema(value_type = Vec<f64>)]
+    Float(#[serde(serialize_with = "widened")] &'a [f32]),
+    Base64(String),
+}
+
+/// Each float widened to f64 exactly (`0.4853515625`), as the provider's number was read, not
+/// the shortest f32 text (`0.48535156`), which a client parsing f64 would read as another value.
+fn widened<S: serde::Serializer>(vector: &&[f32], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(vector.iter().map(|&x| f64::from(x)))
+}
+
+#[derive(Serialize, ToSchema)]
+struct EmbeddingUsage {
+    prompt_tokens: u32,
+    total_tokens: u32,
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

@@ -487,17 +487,25 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
+/// OpenAI's error body, on every error of the OpenAI-shaped routes (and the admin API).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
 pub struct ErrorBody<'a> {
     pub error: ErrorObject<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorObject)]
 pub struct ErrorObject<'a> {
+    /// What went wrong and what to do about it.
     pub message: &'a str,
+    /// `invalid_request_error`, `authentication_error`, `permission_error`, `not_found_error`,
+    /// `rate_limit_error`, `insufficient_quota`, `server_error`, …
     #[serde(rename = "type")]
     pub kind: &'a str,
+    /// The request field at fault, when one is.
     pub param: Option<&'a str>,
+    /// A stable machine-readable code (`invalid_parameter`, `model_not_found`, …).
     pub code: Option<&'a str>,
 }
 

@@ -27,6 +27,7 @@ pub mod metering;
 pub mod metrics;
 pub mod models;
 pub mod openai;
+pub mod openapi;
 pub mod pipeline;
 pub mod reload;
 pub mod request_id;

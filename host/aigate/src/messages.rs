@@ -25,14 +25,28 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::codec::{Codec, Decoded, StreamEncoder, json};
 use crate::error::ApiError;
 use crate::openai::ClientOptions;
 use crate::server::AppState;
 
-/// `POST /v1/messages`.
+/// `POST /v1/messages`: a `message`, or with `stream: true` Anthropic's named events
+/// (`message_start`, `content_block_start` / `_delta` / `_stop`, `message_delta`, `message_stop`).
+#[utoipa::path(post, path = "/v1/messages", tag = "anthropic", security(("anthropic_api_key" = []), ("api_key" = [])),
+    request_body = MessagesRequest,
+    params(
+        ("anthropic-version" = Option<String>, Header, description = "Passed to a provider that speaks Messages natively."),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this call safe: the first answer is replayed."),
+    ),
+    responses(
+        (status = 200, description = "The message.",
+            content((Message = "application/json"), (crate::openapi::MessagesEvents = "text/event-stream"))),
+        crate::openapi::AnthropicErrors))]
 pub async fn messages(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let tenant = match authenticate(&state, &headers).await {
         Ok(t) => t,
@@ -42,6 +56,10 @@ pub async fn messages(State(state): State<Arc<AppState>>, headers: HeaderMap, bo
 }
 
 /// `POST /v1/messages/count_tokens`: `{"input_tokens": N}` from the gateway's estimate.
+#[utoipa::path(post, path = "/v1/messages/count_tokens", tag = "anthropic", security(("anthropic_api_key" = []), ("api_key" = [])),
+    request_body = CountTokensRequest,
+    responses((status = 200, description = "The estimate (about four characters a token).", body = TokenCount),
+        crate::openapi::AnthropicErrors))]
 pub async fn count_tokens(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let counted = async {
         let tenant = authenticate(&state, &headers).await?;
@@ -55,7 +73,7 @@ pub async fn count_tokens(State(state): State<Arc<AppState>>, headers: HeaderMap
         Ok(crate::chat::estimate_prompt_tokens(&decoded.canonical))
     };
     match counted.await {
-        Ok(n) => axum::Json(json!({"input_tokens": n})).into_response(),
+        Ok(input_tokens) => axum::Json(TokenCount { input_tokens }).into_response(),
         Err(e) => AnthropicMessages.error_response(e),
     }
 }
@@ -92,26 +110,26 @@ impl Codec for AnthropicMessages {
         let mut content = Vec::new();
         if let Some(ch) = choice {
             if let Some(thinking) = ch.message.reasoning_content.as_deref().filter(|t| !t.is_empty()) {
-                content.push(json!({"type": "thinking", "thinking": thinking, "signature": ""}));
+                content.push(ResponseBlock::Thinking { thinking, signature: "" });
             }
             if let Some(text) = ch.message.content.as_deref().filter(|t| !t.is_empty()) {
-                content.push(json!({"type": "text", "text": text}));
+                content.push(ResponseBlock::Text { text });
             }
             for call in &ch.message.tool_calls {
                 let input: Value = serde_json::from_str(&call.arguments).unwrap_or_else(|_| json!({}));
-                content.push(json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input}));
+                content.push(ResponseBlock::ToolUse { id: &call.id, name: &call.name, input });
             }
         }
-        let body = json!({
-            "id": message_id(&answer.id),
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": content,
-            "stop_reason": choice.and_then(|ch| ch.finish_reason.as_ref()).map(stop_reason),
-            "stop_sequence": null,
-            "usage": usage(answer.usage.as_ref()),
-        });
+        let body = Message {
+            id: message_id(&answer.id),
+            r#type: "message",
+            role: "assistant",
+            model,
+            content,
+            stop_reason: choice.and_then(|ch| ch.finish_reason.as_ref()).map(stop_reason),
+            stop_sequence: None,
+            usage: usage(answer.usage.as_ref()),
+        };
         serde_json::to_vec(&body).unwrap_or_default()
     }
 
@@ -121,7 +139,7 @@ impl Codec for AnthropicMessages {
 
     fn error_response(&self, err: ApiError) -> Response {
         let (status, kind) = error_type(&err);
-        let body = error_body(kind, &err.message).to_string();
+        let body = serde_json::to_string(&error_body(kind, &err.message)).unwrap_or_default();
         err.into_response_with(status, body)
     }
 
@@ -153,15 +171,22 @@ fn stop_reason(f: &c::FinishReason) -> &'static str {
 }
 
 /// Anthropic's usage: input tokens without the cached ones, which are reported apart.
-fn usage(u: Option<&c::Usage>) -> Value {
-    let Some(u) = u else { return json!({"input_tokens": 0, "output_tokens": 0}) };
+fn usage(u: Option<&c::Usage>) -> MessagesUsage {
+    let Some(u) = u else {
+        return MessagesUsage {
+            input_tokens: 0,
+            output_tokens: 0,
+            cache_read_input_tokens: 0,
+            cache_creation_input_tokens: 0,
+        };
+    };
     let cached = u.cached_tokens.unwrap_or(0);
-    json!({
-        "input_tokens": u.prompt_tokens.saturating_sub(cached),
-        "output_tokens": u.completion_tokens,
-        "cache_read_input_tokens": cached,
-        "cache_creation_input_tokens": 0,
-    })
+    MessagesUsage {
+        input_tokens: u.prompt_tokens.saturating_sub(cached),
+        output_tokens: u.completion_tokens,
+        cache_read_input_tokens: cached,
+        cache_creation_input_tokens: 0,
+    }
 }
 
 /// The status and Anthropic error type of an error on this API.
@@ -182,8 +207,8 @@ fn error_type(err: &ApiError) -> (StatusCode, &'static str) {
     }
 }
 
-fn error_body(kind: &str, message: &str) -> Value {
-    json!({"type": "error", "error": {"type": kind, "message": message}})
+fn error_body<'a>(kind: &'a str, message: &'a str) -> ErrorBody<'a> {
+    ErrorBody { r#type: "error", error: ErrorDetail { r#type: kind, message } }
 }
 
 // ---- decoding -------------------------------------------------------------------------------
@@ -357,11 +382,21 @@ fn decode(body: &str, require_max_tokens: bool) -> Result<Decoded, ApiError> {
     let value: Value = serde_json::from_str(body).map_err(|e| {
         ApiError::invalid_json(format!("The request body is not valid JSON ({e}). Send a JSON object."))
     })?;
-    let Value::Object(map) = value else {
+    let Some(map) = value.as_object() else {
         return Err(ApiError::invalid_json("The request body must be a JSON object."));
     };
-    let model = json::model(&map)?;
-    let max_tokens = json::count(&map, "max_tokens", require_max_tokens)?;
+    let decoded = decode_object(map, require_max_tokens)?;
+    if require_max_tokens {
+        json::conforms::<MessagesRequest>(&value)?;
+    } else {
+        json::conforms::<CountTokensRequest>(&value)?;
+    }
+    Ok(decoded)
+}
+
+fn decode_object(map: &serde_json::Map<String, Value>, require_max_tokens: bool) -> Result<Decoded, ApiError> {
+    let model = json::model(map)?;
+    let max_tokens = json::count(map, "max_tokens", require_max_tokens)?;
     let mut messages = Vec::new();
     match map.get("system") {
         None | Some(Value::Null) => {}
@@ -417,15 +452,15 @@ fn decode(body: &str, require_max_tokens: bool) -> Result<Decoded, ApiError> {
         }
     };
     let stream = map.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let fallbacks = json::fallbacks(&map)?;
+    let fallbacks = json::fallbacks(map)?;
     let canonical = c::ChatRequest {
         model: String::new(),
         messages,
         tools,
         tool_choice,
         parallel_tool_calls,
-        temperature: json::number(&map, "temperature", 0.0, 1.0)?,
-        top_p: json::number(&map, "top_p", 0.0, 1.0)?,
+        temperature: json::number(map, "temperature", 0.0, 1.0)?,
+        top_p: json::number(map, "top_p", 0.0, 1.0)?,
         max_tokens,
         stop,
         seed: None,
@@ -586,6 +621,252 @@ impl StreamEncoder for Events {
         event(&mut out, "message_stop", &json!({"type": "message_stop"}));
         out
     }
+}
+
+// ---- the published wire types -----------------------------------------------------------------
+//
+// What the OpenAPI document (`openapi.rs`) says this API takes and answers. The decoder checks
+// every body it accepts against the request types (`json::conforms`), and `response` writes
+// the `Message` type, so the document cannot describe another API than the one served.
+
+/// The body of `POST /v1/messages` (Anthropic's Messages API). Fields not listed are accepted
+/// and, on a provider that speaks Messages natively, passed through.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)] // read by serde and the schema only
+pub struct MessagesRequest<'a> {
+    /// The most tokens to generate.
+    #[schema(minimum = 1, maximum = 4294967295_u64)]
+    max_tokens: u32,
+    #[serde(flatten, borrow)]
+    params: CountTokensRequest<'a>,
+}
+
+/// The body of `POST /v1/messages/count_tokens`: a Messages request, `max_tokens` optional.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct CountTokensRequest<'a> {
+    /// A model the key may call: `provider:model`, an alias or a route.
+    #[schema(example = "qwen:qwen-plus", min_length = 1)]
+    model: &'a str,
+    #[schema(minimum = 1, maximum = 4294967295_u64)]
+    max_tokens: Option<u32>,
+    #[serde(borrow)]
+    system: Option<SystemPrompt<'a>>,
+    #[serde(borrow)]
+    #[schema(min_items = 1)]
+    messages: Vec<MessageParam<'a>>,
+    stop_sequences: Option<Vec<&'a str>>,
+    stream: Option<bool>,
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    temperature: Option<f64>,
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    top_p: Option<f64>,
+    #[serde(borrow)]
+    tools: Option<Vec<ToolParam<'a>>>,
+    #[serde(borrow)]
+    tool_choice: Option<ToolChoiceParam<'a>>,
+    #[serde(borrow)]
+    metadata: Option<Metadata<'a>>,
+    /// The gateway's own: models to try in order when the requested one fails.
+    #[schema(max_items = 8)]
+    fallbacks: Option<Vec<&'a str>>,
+}
+
+/// `system`: a string or text blocks.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum SystemPrompt<'a> {
+    Text(&'a str),
+    #[serde(borrow)]
+    Blocks(Vec<TextBlock<'a>>),
+}
+
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+struct TextBlock<'a> {
+    #[schema(pattern = "^text$")]
+    r#type: &'a str,
+    text: &'a str,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+struct MessageParam<'a> {
+    role: MessageRole,
+    #[serde(borrow)]
+    content: MessageContent<'a>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum MessageRole {
+    User,
+    Assistant,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum MessageContent<'a> {
+    Text(&'a str),
+    #[serde(borrow)]
+    Blocks(Vec<ContentBlock<'a>>),
+}
+
+/// A content block. Blocks of other types (`document`, search results, …) are accepted and
+/// served only by a provider that speaks Messages natively.
+#[derive(Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[allow(dead_code)]
+enum ContentBlock<'a> {
+    Text {
+        text: &'a str,
+    },
+    Image {
+        #[serde(borrow)]
+        source: ImageSource<'a>,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        /// The call's arguments (`{}` when absent).
+        #[schema(value_type = Option<Object>)]
+        input: Option<IgnoredAny>,
+    },
+    ToolResult {
+        #[schema(min_length = 1)]
+        tool_use_id: &'a str,
+        #[serde(borrow)]
+        content: Option<ToolResultContent<'a>>,
+        is_error: Option<bool>,
+    },
+    Thinking {
+        thinking: &'a str,
+        signature: Option<&'a str>,
+    },
+    RedactedThinking {
+        data: Option<&'a str>,
+    },
+    /// Any other type. Not in the document (`skip_serializing` hides it from the schema; this
+    /// type is only deserialised), which lists the blocks the gateway translates.
+    #[serde(other, skip_serializing)]
+    Other,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[allow(dead_code)]
+enum ImageSource<'a> {
+    Base64 { media_type: Option<&'a str>, data: &'a str },
+    Url { url: &'a str },
+}
+
+/// A tool result's content: a string or blocks (their text is what the model sees).
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum ToolResultContent<'a> {
+    Text(&'a str),
+    #[schema(value_type = Vec<Object>)]
+    Blocks(Vec<IgnoredAny>),
+}
+
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+struct ToolParam<'a> {
+    #[schema(min_length = 1)]
+    name: &'a str,
+    description: Option<&'a str>,
+    #[schema(value_type = Option<Object>)]
+    input_schema: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[allow(dead_code)]
+enum ToolChoiceParam<'a> {
+    Auto { disable_parallel_tool_use: Option<bool> },
+    Any { disable_parallel_tool_use: Option<bool> },
+    Tool { name: &'a str, disable_parallel_tool_use: Option<bool> },
+    None,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+struct Metadata<'a> {
+    user_id: Option<&'a str>,
+}
+
+/// The answer of `POST /v1/messages` without `stream`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = MessagesResponse)]
+pub struct Message<'a> {
+    /// `msg_` and the provider's id.
+    id: String,
+    #[schema(value_type = String, pattern = "^message$")]
+    r#type: &'static str,
+    #[schema(value_type = String, pattern = "^assistant$")]
+    role: &'static str,
+    model: &'a str,
+    content: Vec<ResponseBlock<'a>>,
+    /// `end_turn`, `max_tokens`, `tool_use` or `refusal`.
+    #[schema(value_type = Option<String>)]
+    stop_reason: Option<&'static str>,
+    #[schema(value_type = Option<String>)]
+    stop_sequence: Option<&'static str>,
+    usage: MessagesUsage,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ResponseBlock<'a> {
+    Thinking {
+        thinking: &'a str,
+        signature: &'a str,
+    },
+    Text {
+        text: &'a str,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        #[schema(value_type = Object)]
+        input: Value,
+    },
+}
+
+/// Anthropic's usage: input tokens without the cached ones, which are reported apart.
+#[derive(Serialize, ToSchema)]
+pub struct MessagesUsage {
+    input_tokens: u32,
+    output_tokens: u32,
+    cache_read_input_tokens: u32,
+    cache_creation_input_tokens: u32,
+}
+
+/// `POST /v1/messages/count_tokens`'s answer.
+#[derive(Serialize, ToSchema)]
+pub struct TokenCount {
+    input_tokens: u32,
+}
+
+/// Anthropic's error body, on every error of these two routes.
+#[derive(Serialize, ToSchema)]
+#[schema(as = AnthropicError)]
+pub struct ErrorBody<'a> {
+    #[schema(value_type = String, pattern = "^error$")]
+    r#type: &'static str,
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = AnthropicErrorDetail)]
+pub struct ErrorDetail<'a> {
+    /// `invalid_request_error`, `authentication_error`, `permission_error`, `not_found_error`,
+    /// `request_too_large`, `rate_limit_error`, `overloaded_error` or `api_error`.
+    r#type: &'a str,
+    message: &'a str,
 }
 
 #[cfg(test)]

@@ -24,13 +24,15 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Json, Response};
 use serde::Serialize;
 use tokio::time::Instant;
+use utoipa::ToSchema;
 
 use crate::auth::Authed;
 use crate::error::ApiError;
 use crate::routing::Route;
 use crate::server::AppState;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Model)]
 struct ModelObject {
     id: String,
     object: &'static str,
@@ -38,7 +40,8 @@ struct ModelObject {
     owned_by: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = ListModelsResponse)]
 struct ModelList {
     object: &'static str,
     data: Vec<ModelObject>,
@@ -172,6 +175,9 @@ async fn all_models(state: &AppState) -> (Vec<ModelObject>, Vec<String>) {
     (data, fallbacks)
 }
 
+/// The models this key may call: providers' models, aliases and routes.
+#[utoipa::path(get, path = "/v1/models", tag = "openai", security(("api_key" = [])),
+    responses((status = 200, description = "The models.", body = ModelList), crate::openapi::OpenAiErrors))]
 pub async fn list(State(state): State<Arc<AppState>>, Authed(tenant): Authed) -> Response {
     let (mut data, fallbacks) = all_models(&state).await;
     // Only what this key may call.
@@ -185,6 +191,10 @@ pub async fn list(State(state): State<Arc<AppState>>, Authed(tenant): Authed) ->
     response
 }
 
+/// One model this key may call.
+#[utoipa::path(get, path = "/v1/models/{model}", tag = "openai", security(("api_key" = [])),
+    params(("model" = String, Path, description = "The model's id, e.g. `qwen:qwen-plus`.")),
+    responses((status = 200, description = "The model.", body = ModelObject), crate::openapi::OpenAiErrors))]
 pub async fn get(State(state): State<Arc<AppState>>, Authed(tenant): Authed, Path(id): Path<String>) -> Response {
     let (data, _) = all_models(&state).await;
     match data.into_iter().find(|m| m.id == id && tenant.may_call(&m.id)) {

@@ -8,34 +8,48 @@
 use aigate_plugins::canonical as c;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /v1/chat/completions`. Fields not listed are passed to the provider
+/// unchanged (e.g. DashScope's `enable_thinking` sent through the SDKs' `extra_body`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = CreateChatCompletionRequest)]
 pub struct ChatCompletionRequest {
+    /// A model the key may call: `provider:model`, an alias or a route.
+    #[schema(example = "qwen:qwen-plus", min_length = 1)]
     pub model: String,
+    #[schema(min_items = 1)]
     pub messages: Vec<ChatMessage>,
     #[serde(default)]
     pub stream: Option<bool>,
     #[serde(default)]
     pub stream_options: Option<StreamOptions>,
     #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 2.0)]
     pub temperature: Option<f64>,
     #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub top_p: Option<f64>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 128)]
     pub n: Option<u32>,
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub max_tokens: Option<u32>,
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub max_completion_tokens: Option<u32>,
     #[serde(default)]
     pub stop: Option<Stop>,
     #[serde(default)]
     pub seed: Option<i64>,
     #[serde(default)]
+    #[schema(minimum = -2.0, maximum = 2.0)]
     pub presence_penalty: Option<f64>,
     #[serde(default)]
+    #[schema(minimum = -2.0, maximum = 2.0)]
     pub frequency_penalty: Option<f64>,
     #[serde(default)]
     pub response_format: Option<ResponseFormat>,
@@ -50,26 +64,28 @@ pub struct ChatCompletionRequest {
     /// The gateway's own field (OpenAI SDKs send it through `extra_body`): models to try, in
     /// order, when the requested one fails with a retryable error. Never sent to a provider.
     #[serde(default)]
+    #[schema(max_items = 8)]
     pub fallbacks: Option<Vec<String>>,
     /// Everything else: passed to the provider unchanged.
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct StreamOptions {
     #[serde(default)]
     pub include_usage: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum Stop {
     One(String),
     Many(Vec<String>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ChatMessage {
     pub role: String,
     #[serde(default)]
@@ -84,14 +100,16 @@ pub struct ChatMessage {
     pub reasoning_content: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum Content {
     Text(String),
+    /// Text and image parts as OpenAI defines them.
+    #[schema(value_type = Vec<Object>)]
     Parts(Vec<Value>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ToolCallIn {
     #[serde(default)]
     pub id: Option<String>,
@@ -100,48 +118,50 @@ pub struct ToolCallIn {
     pub function: FunctionCallIn,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct FunctionCallIn {
     pub name: String,
     #[serde(default)]
     pub arguments: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct Tool {
     #[serde(rename = "type")]
     pub kind: String,
     pub function: FunctionDef,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct FunctionDef {
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub parameters: Option<Value>,
     #[serde(default)]
     pub strict: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum ToolChoice {
     Mode(String),
     Named { r#type: String, function: NamedFunction },
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct NamedFunction {
     pub name: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ResponseFormat {
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub json_schema: Option<Value>,
 }
 
@@ -467,7 +487,8 @@ fn role_name(r: &c::Role) -> &'static str {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = CompletionUsage)]
 struct UsageOut {
     prompt_tokens: u32,
     completion_tokens: u32,
@@ -478,12 +499,12 @@ struct UsageOut {
     completion_tokens_details: Option<CompletionDetails>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct PromptDetails {
     cached_tokens: u32,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct CompletionDetails {
     reasoning_tokens: u32,
 }
@@ -498,13 +519,13 @@ fn usage_out(u: &c::Usage) -> UsageOut {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct FunctionOut<'a> {
     name: &'a str,
     arguments: &'a str,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ToolCallOut<'a> {
     id: &'a str,
     #[serde(rename = "type")]
@@ -512,7 +533,7 @@ struct ToolCallOut<'a> {
     function: FunctionOut<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct MessageOut<'a> {
     role: &'static str,
     content: Option<&'a str>,
@@ -523,16 +544,19 @@ struct MessageOut<'a> {
     refusal: Option<&'a str>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ChoiceOut<'a> {
     index: u32,
     message: MessageOut<'a>,
+    #[schema(value_type = Option<Object>)]
     logprobs: Option<()>,
     finish_reason: Option<&'a str>,
 }
 
-#[derive(Serialize)]
-struct ResponseOut<'a> {
+/// The answer of `POST /v1/chat/completions` without `stream`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = CreateChatCompletionResponse)]
+pub(crate) struct ResponseOut<'a> {
     id: &'a str,
     object: &'static str,
     created: u64,
@@ -581,7 +605,7 @@ pub fn response_json(r: &c::ChatResponse, model: &str) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct FunctionDeltaOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
@@ -589,7 +613,7 @@ struct FunctionDeltaOut<'a> {
     arguments: Option<&'a str>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ToolCallDeltaOut<'a> {
     index: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -599,7 +623,7 @@ struct ToolCallDeltaOut<'a> {
     function: FunctionDeltaOut<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct DeltaOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     role: Option<&'static str>,
@@ -614,16 +638,19 @@ struct DeltaOut<'a> {
     tool_calls: Vec<ToolCallDeltaOut<'a>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ChunkChoiceOut<'a> {
     index: u32,
     delta: DeltaOut<'a>,
+    #[schema(value_type = Option<Object>)]
     logprobs: Option<()>,
     finish_reason: Option<&'a str>,
 }
 
-#[derive(Serialize)]
-struct ChunkOut<'a> {
+/// One `data:` event of a chat completion stream (the stream ends with `data: [DONE]`).
+#[derive(Serialize, ToSchema)]
+#[schema(as = CreateChatCompletionStreamResponse)]
+pub(crate) struct ChunkOut<'a> {
     id: &'a str,
     object: &'static str,
     created: u64,

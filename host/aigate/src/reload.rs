@@ -42,7 +42,7 @@ impl RouteTable {
 }
 
 /// What `GET /admin/routes` reports about reloads.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReloadStatus {
     /// The watched config file (`null` when the gateway started without one).
     pub source: Option<String>,

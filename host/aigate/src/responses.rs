@@ -20,7 +20,10 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::auth::Authed;
 use crate::codec::{Codec, Decoded, StreamEncoder, json};
@@ -28,7 +31,15 @@ use crate::error::ApiError;
 use crate::openai::ClientOptions;
 use crate::server::AppState;
 
-/// `POST /v1/responses`.
+/// `POST /v1/responses`: a `response` object, or with `stream: true` the Responses events
+/// (`response.created` … `response.completed`), each with its `sequence_number`. Stateless.
+#[utoipa::path(post, path = "/v1/responses", tag = "openai", security(("api_key" = [])),
+    request_body = ResponsesRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this call safe: the first answer is replayed.")),
+    responses(
+        (status = 200, description = "The response.",
+            content((ResponseObject = "application/json"), (crate::openapi::ResponsesEvents = "text/event-stream"))),
+        crate::openapi::OpenAiErrors))]
 pub async fn responses(
     State(state): State<Arc<AppState>>,
     Authed(tenant): Authed,
@@ -60,7 +71,7 @@ impl Codec for OpenAiResponses {
         let choice = answer.choices.first();
         if let Some(ch) = choice {
             if let Some(text) = ch.message.content.as_deref().filter(|t| !t.is_empty()) {
-                output.push(message_item(&answer.id, text, "completed"));
+                output.push(message_item(format!("msg_{}", answer.id), text, "completed"));
             }
             for call in &ch.message.tool_calls {
                 output.push(call_item(&call.id, &call.name, &call.arguments, "completed"));
@@ -76,28 +87,16 @@ impl Codec for OpenAiResponses {
     }
 }
 
-fn message_item(id: &str, text: &str, status: &str) -> Value {
-    json!({
-        "type": "message",
-        "id": format!("msg_{id}"),
-        "status": status,
-        "role": "assistant",
-        "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
-    })
+fn message_item<'a>(id: String, text: &'a str, status: &'a str) -> OutputItem<'a> {
+    let content = vec![OutputText { r#type: "output_text", text, annotations: [], logprobs: [] }];
+    OutputItem::Message { id, status, role: "assistant", content }
 }
 
-fn call_item(call_id: &str, name: &str, arguments: &str, status: &str) -> Value {
-    json!({
-        "type": "function_call",
-        "id": format!("fc_{call_id}"),
-        "call_id": call_id,
-        "name": name,
-        "arguments": arguments,
-        "status": status,
-    })
+fn call_item<'a>(call_id: &'a str, name: &'a str, arguments: &'a str, status: &'a str) -> OutputItem<'a> {
+    OutputItem::FunctionCall { id: format!("fc_{call_id}"), call_id, name, arguments, status }
 }
 
-fn usage(u: Option<&c::Usage>) -> Value {
+fn usage(u: Option<&c::Usage>) -> ResponsesUsage {
     let u = u.copied().unwrap_or(c::Usage {
         prompt_tokens: 0,
         completion_tokens: 0,
@@ -105,45 +104,45 @@ fn usage(u: Option<&c::Usage>) -> Value {
         cached_tokens: None,
         reasoning_tokens: None,
     });
-    json!({
-        "input_tokens": u.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": u.cached_tokens.unwrap_or(0), "cache_write_tokens": 0},
-        "output_tokens": u.completion_tokens,
-        "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens.unwrap_or(0)},
-        "total_tokens": u.total_tokens,
-    })
+    ResponsesUsage {
+        input_tokens: u.prompt_tokens,
+        input_tokens_details: InputTokensDetails { cached_tokens: u.cached_tokens.unwrap_or(0), cache_write_tokens: 0 },
+        output_tokens: u.completion_tokens,
+        output_tokens_details: OutputTokensDetails { reasoning_tokens: u.reasoning_tokens.unwrap_or(0) },
+        total_tokens: u.total_tokens,
+    }
 }
 
 /// The `response` object: `completed`, or `incomplete` when the answer hit `max_output_tokens`.
-fn response_object(
+fn response_object<'a>(
     id: &str,
     created: u64,
-    model: &str,
-    output: Vec<Value>,
+    model: &'a str,
+    output: Vec<OutputItem<'a>>,
     finish: Option<&c::FinishReason>,
     u: Option<&c::Usage>,
-) -> Value {
-    let (status, incomplete) = match finish {
-        Some(c::FinishReason::Length) => ("incomplete", json!({"reason": "max_output_tokens"})),
-        Some(c::FinishReason::ContentFilter) => ("incomplete", json!({"reason": "content_filter"})),
-        _ => ("completed", Value::Null),
+) -> ResponseObject<'a> {
+    let (status, incomplete_details) = match finish {
+        Some(c::FinishReason::Length) => ("incomplete", Some(IncompleteDetails { reason: "max_output_tokens" })),
+        Some(c::FinishReason::ContentFilter) => ("incomplete", Some(IncompleteDetails { reason: "content_filter" })),
+        _ => ("completed", None),
     };
-    json!({
-        "id": format!("resp_{id}"),
-        "object": "response",
-        "created_at": created,
-        "status": status,
-        "model": model,
-        "output": output,
-        "parallel_tool_calls": true,
-        "tool_choice": "auto",
-        "tools": [],
-        "store": false,
-        "usage": usage(u),
-        "error": null,
-        "incomplete_details": incomplete,
-        "text": {"format": {"type": "text"}},
-    })
+    ResponseObject {
+        id: format!("resp_{id}"),
+        object: "response",
+        created_at: created,
+        status,
+        model,
+        output,
+        parallel_tool_calls: true,
+        tool_choice: "auto",
+        tools: [],
+        store: false,
+        usage: Some(usage(u)),
+        error: None,
+        incomplete_details,
+        text: TextConfig { format: TextFormat { r#type: "text" } },
+    }
 }
 
 // ---- decoding -------------------------------------------------------------------------------
@@ -259,16 +258,22 @@ fn decode(body: &str) -> Result<Decoded, ApiError> {
     let value: Value = serde_json::from_str(body).map_err(|e| {
         ApiError::invalid_json(format!("The request body is not valid JSON ({e}). Send a JSON object."))
     })?;
-    let Value::Object(map) = value else {
+    let Some(map) = value.as_object() else {
         return Err(ApiError::invalid_json("The request body must be a JSON object."));
     };
+    let decoded = decode_object(map)?;
+    json::conforms::<ResponsesRequest>(&value)?;
+    Ok(decoded)
+}
+
+fn decode_object(map: &serde_json::Map<String, Value>) -> Result<Decoded, ApiError> {
     if map.get("previous_response_id").is_some_and(|v| !v.is_null()) {
         return Err(invalid(
             "previous_response_id",
             "This gateway does not store responses: send the whole conversation in `input` instead of `previous_response_id`.",
         ));
     }
-    let model = json::model(&map)?;
+    let model = json::model(map)?;
     let mut messages = Vec::new();
     match map.get("instructions") {
         None | Some(Value::Null) => {}
@@ -323,18 +328,18 @@ fn decode(body: &str) -> Result<Decoded, ApiError> {
             _ => return Err(invalid("text.format", "`text.format.type` is text, json_object or json_schema.")),
         },
     };
-    let max_tokens = json::count(&map, "max_output_tokens", false)?;
+    let max_tokens = json::count(map, "max_output_tokens", false)?;
     let stream = map.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let fallbacks = json::fallbacks(&map)?;
-    let extra = reasoning_effort(&map)?.map(|effort| json!({"reasoning_effort": effort}).to_string());
+    let fallbacks = json::fallbacks(map)?;
+    let extra = reasoning_effort(map)?.map(|effort| json!({"reasoning_effort": effort}).to_string());
     let canonical = c::ChatRequest {
         model: String::new(),
         messages,
         tools,
         tool_choice,
         parallel_tool_calls: map.get("parallel_tool_calls").and_then(Value::as_bool),
-        temperature: json::number(&map, "temperature", 0.0, 2.0)?,
-        top_p: json::number(&map, "top_p", 0.0, 1.0)?,
+        temperature: json::number(map, "temperature", 0.0, 2.0)?,
+        top_p: json::number(map, "top_p", 0.0, 1.0)?,
         max_tokens,
         stop: vec![],
         seed: None,
@@ -399,11 +404,11 @@ impl Events {
         crate::codec::sse_event(out, kind, &data);
     }
 
-    fn skeleton(&self, status: &str) -> Value {
+    fn skeleton(&self, status: &'static str) -> Value {
         let mut r = response_object(&self.id, self.created, &self.model, vec![], None, None);
-        r["status"] = json!(status);
-        r["usage"] = Value::Null;
-        r
+        r.status = status;
+        r.usage = None;
+        json!(r)
     }
 
     fn start(&mut self, out: &mut Vec<u8>, chunk: &c::StreamChunk) {
@@ -421,12 +426,8 @@ impl Events {
 
     fn item_json(&self, index: usize, status: &str) -> Value {
         match &self.items[index] {
-            Item::Message { id, text } => {
-                let mut m = message_item("", text, status);
-                m["id"] = json!(id);
-                m
-            }
-            Item::Call { call_id, name, arguments, .. } => call_item(call_id, name, arguments, status),
+            Item::Message { id, text } => json!(message_item(id.clone(), text, status)),
+            Item::Call { call_id, name, arguments, .. } => json!(call_item(call_id, name, arguments, status)),
         }
     }
 
@@ -566,13 +567,330 @@ impl StreamEncoder for Events {
                 self.event(&mut out, "response.output_item.done", json!({"item": item, "output_index": index}));
             }
         }
-        let output: Vec<Value> = (0..self.items.len()).map(|i| self.item_json(i, "completed")).collect();
+        let output = self
+            .items
+            .iter()
+            .map(|item| match item {
+                Item::Message { id, text } => message_item(id.clone(), text, "completed"),
+                Item::Call { call_id, name, arguments, .. } => call_item(call_id, name, arguments, "completed"),
+            })
+            .collect();
         let response =
             response_object(&self.id, self.created, &self.model, output, self.finish.as_ref(), self.usage.as_ref());
-        let kind = if response["status"] == "incomplete" { "response.incomplete" } else { "response.completed" };
-        self.event(&mut out, kind, json!({"response": response}));
+        let kind = if response.status == "incomplete" { "response.incomplete" } else { "response.completed" };
+        let data = json!({"response": response});
+        self.event(&mut out, kind, data);
         out
     }
+}
+
+// ---- the published wire types -----------------------------------------------------------------
+//
+// What the OpenAPI document (`openapi.rs`) says this API takes and answers. The decoder checks
+// every body it accepts against `ResponsesRequest` (`json::conforms`), and the answer (and the
+// `response` inside stream events) is written from `ResponseObject`.
+
+/// The body of `POST /v1/responses` (OpenAI's Responses API, stateless). Fields not listed are
+/// accepted and ignored.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)] // read by serde and the schema only
+pub struct ResponsesRequest<'a> {
+    /// A model the key may call: `provider:model`, an alias or a route.
+    #[schema(example = "qwen:qwen-plus", min_length = 1)]
+    model: &'a str,
+    /// The conversation: a user message as a string, or items.
+    #[serde(borrow)]
+    input: ResponsesInput<'a>,
+    /// A system message.
+    instructions: Option<&'a str>,
+    #[serde(borrow)]
+    tools: Option<Vec<FunctionTool<'a>>>,
+    #[serde(borrow)]
+    tool_choice: Option<ResponsesToolChoice<'a>>,
+    parallel_tool_calls: Option<bool>,
+    #[schema(minimum = 1, maximum = 4294967295_u64)]
+    max_output_tokens: Option<u32>,
+    #[schema(minimum = 0.0, maximum = 2.0)]
+    temperature: Option<f64>,
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    top_p: Option<f64>,
+    stream: Option<bool>,
+    #[serde(borrow)]
+    text: Option<TextParam<'a>>,
+    reasoning: Option<ReasoningParam>,
+    user: Option<&'a str>,
+    /// Accepted; nothing is stored.
+    store: Option<bool>,
+    /// Refused unless null: nothing is stored, send the whole conversation in `input`.
+    #[schema(value_type = Option<Object>, nullable)]
+    previous_response_id: Option<IgnoredAny>,
+    /// The gateway's own: models to try in order when the requested one fails.
+    #[schema(max_items = 8)]
+    fallbacks: Option<Vec<&'a str>>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum ResponsesInput<'a> {
+    Text(&'a str),
+    #[serde(borrow)]
+    Items(Vec<InputItem<'a>>),
+}
+
+/// An input item; one without `type` is a message.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum InputItem<'a> {
+    #[serde(borrow)]
+    Typed(TypedItem<'a>),
+    #[serde(borrow)]
+    Message(InputMessage<'a>),
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[allow(dead_code)]
+enum TypedItem<'a> {
+    Message {
+        role: InputRole,
+        #[serde(borrow)]
+        content: InputContent<'a>,
+    },
+    FunctionCall {
+        #[schema(min_length = 1)]
+        call_id: &'a str,
+        #[schema(min_length = 1)]
+        name: &'a str,
+        arguments: Option<&'a str>,
+    },
+    FunctionCallOutput {
+        #[schema(min_length = 1)]
+        call_id: &'a str,
+        /// Text, or any JSON (sent as its text).
+        #[schema(value_type = Option<Object>)]
+        output: Option<IgnoredAny>,
+    },
+    /// The model's reasoning from an earlier turn: accepted, not sent on.
+    Reasoning {},
+}
+
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+struct InputMessage<'a> {
+    role: InputRole,
+    #[serde(borrow)]
+    content: InputContent<'a>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum InputRole {
+    User,
+    Assistant,
+    System,
+    Developer,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum InputContent<'a> {
+    Text(&'a str),
+    #[serde(borrow)]
+    Parts(Vec<InputPart<'a>>),
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[allow(dead_code)]
+enum InputPart<'a> {
+    InputText {
+        text: &'a str,
+    },
+    OutputText {
+        text: &'a str,
+    },
+    Text {
+        text: &'a str,
+    },
+    InputImage {
+        /// A URL or a `data:` URL.
+        #[schema(min_length = 1)]
+        image_url: &'a str,
+        detail: Option<&'a str>,
+    },
+}
+
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+struct FunctionTool<'a> {
+    #[schema(pattern = "^function$")]
+    r#type: &'a str,
+    #[schema(min_length = 1)]
+    name: &'a str,
+    description: Option<&'a str>,
+    #[schema(value_type = Option<Object>)]
+    parameters: Option<IgnoredAny>,
+    strict: Option<bool>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum ResponsesToolChoice<'a> {
+    /// `auto`, `none` or `required`.
+    Mode(ToolMode),
+    #[serde(borrow)]
+    Function(NamedTool<'a>),
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum ToolMode {
+    Auto,
+    None,
+    Required,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+struct NamedTool<'a> {
+    name: &'a str,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+struct TextParam<'a> {
+    #[serde(borrow)]
+    format: Option<TextFormatParam<'a>>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[allow(dead_code)]
+enum TextFormatParam<'a> {
+    Text,
+    JsonObject,
+    JsonSchema {
+        name: Option<&'a str>,
+        #[schema(value_type = Option<Object>)]
+        schema: Option<IgnoredAny>,
+        strict: Option<bool>,
+    },
+}
+
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+struct ReasoningParam {
+    effort: Option<Effort>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum Effort {
+    Minimal,
+    Low,
+    Medium,
+    High,
+}
+
+/// The `response` object: the answer without `stream`, and inside `response.*` stream events.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Response)]
+pub struct ResponseObject<'a> {
+    /// `resp_` and the provider's id.
+    id: String,
+    #[schema(value_type = String, pattern = "^response$")]
+    object: &'static str,
+    created_at: u64,
+    /// `completed`, `incomplete`, or `in_progress` in stream events.
+    #[schema(value_type = String)]
+    status: &'static str,
+    model: &'a str,
+    output: Vec<OutputItem<'a>>,
+    parallel_tool_calls: bool,
+    #[schema(value_type = String)]
+    tool_choice: &'static str,
+    #[schema(value_type = Vec<Object>)]
+    tools: [(); 0],
+    store: bool,
+    /// Null in the `in_progress` events.
+    usage: Option<ResponsesUsage>,
+    #[schema(value_type = Option<Object>)]
+    error: Option<()>,
+    incomplete_details: Option<IncompleteDetails>,
+    text: TextConfig,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum OutputItem<'a> {
+    Message {
+        id: String,
+        status: &'a str,
+        #[schema(value_type = String)]
+        role: &'static str,
+        content: Vec<OutputText<'a>>,
+    },
+    FunctionCall {
+        id: String,
+        call_id: &'a str,
+        name: &'a str,
+        /// The arguments as JSON text.
+        arguments: &'a str,
+        status: &'a str,
+    },
+}
+
+#[derive(Serialize, ToSchema)]
+struct OutputText<'a> {
+    #[schema(value_type = String, pattern = "^output_text$")]
+    r#type: &'static str,
+    text: &'a str,
+    #[schema(value_type = Vec<Object>)]
+    annotations: [(); 0],
+    #[schema(value_type = Vec<Object>)]
+    logprobs: [(); 0],
+}
+
+#[derive(Serialize, ToSchema)]
+struct ResponsesUsage {
+    input_tokens: u32,
+    input_tokens_details: InputTokensDetails,
+    output_tokens: u32,
+    output_tokens_details: OutputTokensDetails,
+    total_tokens: u32,
+}
+
+#[derive(Serialize, ToSchema)]
+struct InputTokensDetails {
+    cached_tokens: u32,
+    cache_write_tokens: u32,
+}
+
+#[derive(Serialize, ToSchema)]
+struct OutputTokensDetails {
+    reasoning_tokens: u32,
+}
+
+#[derive(Serialize, ToSchema)]
+struct IncompleteDetails {
+    /// `max_output_tokens` or `content_filter`.
+    #[schema(value_type = String)]
+    reason: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+struct TextConfig {
+    format: TextFormat,
+}
+
+#[derive(Serialize, ToSchema)]
+struct TextFormat {
+    #[schema(value_type = String)]
+    r#type: &'static str,
 }
 
 #[cfg(test)]

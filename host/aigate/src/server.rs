@@ -17,6 +17,7 @@
 //! token unless `metrics.require_admin_token = false`) and, with `AIGATE_METRICS_LISTEN`, alone
 //! on a listener of its own, unauthenticated.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -27,7 +28,7 @@ use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
-use serde_json::json;
+use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -81,7 +82,8 @@ pub struct AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(health))
-        .route("/health/live", get(health))
+        .route("/health/live", get(live))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics_main))
         .route("/v1/models", get(models::list))
@@ -117,42 +119,82 @@ fn admin_routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route_layer(middleware::from_fn_with_state(state, admin::require_admin))
 }
 
-async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    Json(json!({"status": "ok", "plugins": state.registry.plugins().len()}))
+/// `/health` and `/health/live`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Liveness {
+    #[schema(value_type = String, pattern = "^ok$")]
+    status: &'static str,
+    /// Provider plugins loaded.
+    plugins: usize,
 }
 
-/// 200 when every part a call needs answers, else 503 naming each part that does not.
-async fn ready(State(state): State<Arc<AppState>>) -> Response {
+/// `/health/ready`: `ready`, or `not_ready` with each failing part and why.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    #[schema(value_type = String)]
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plugins: Option<usize>,
+    /// Part (`database`, `redis`, `plugins`) → why it fails.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    failing: BTreeMap<&'static str, String>,
+}
+
+/// The process is up (kept for the clients of the first versions; `/health/live` is the same).
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "Up.", body = Liveness)))]
+pub async fn health(State(state): State<Arc<AppState>>) -> Json<Liveness> {
+    Json(Liveness { status: "ok", plugins: state.registry.plugins().len() })
+}
+
+/// Liveness: the process is up and serving HTTP.
+#[utoipa::path(get, path = "/health/live", tag = "operations",
+    responses((status = 200, description = "Up.", body = Liveness)))]
+pub async fn live(state: State<Arc<AppState>>) -> Json<Liveness> {
+    health(state).await
+}
+
+/// Readiness: 200 when every part a call needs answers (the database, Redis when configured,
+/// at least one plugin), else 503 naming each part that does not.
+#[utoipa::path(get, path = "/health/ready", tag = "operations",
+    responses((status = 200, description = "Ready.", body = Readiness),
+        (status = 503, description = "Not ready: `failing` names the parts.", body = Readiness)))]
+pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let timeout = std::time::Duration::from_secs(2);
-    let mut failing = serde_json::Map::new();
+    let mut failing = BTreeMap::new();
     match tokio::time::timeout(timeout, state.store.ping()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            failing.insert("database".into(), json!(e.to_string()));
+            failing.insert("database", e.to_string());
         }
         Err(_) => {
-            failing.insert("database".into(), json!("no answer within 2 s"));
+            failing.insert("database", "no answer within 2 s".to_owned());
         }
     }
     if let Some((conn, options)) = &state.redis
         && let Err(e) = aigate_admission::redis_ping(conn, options).await
     {
-        failing.insert("redis".into(), json!(e.to_string()));
+        failing.insert("redis", e.to_string());
     }
     let plugins = state.registry.plugins().len();
     if plugins == 0 {
-        failing.insert("plugins".into(), json!("no provider plugin is loaded"));
+        failing.insert("plugins", "no provider plugin is loaded".to_owned());
     }
     if failing.is_empty() {
-        Json(json!({"status": "ready", "plugins": plugins})).into_response()
+        Json(Readiness { status: "ready", plugins: Some(plugins), failing }).into_response()
     } else {
-        let body = json!({"status": "not_ready", "failing": failing});
+        let body = Readiness { status: "not_ready", plugins: None, failing };
         (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
 }
 
-/// `GET /metrics` on the main listener: behind the admin token unless configured otherwise.
-async fn metrics_main(State(state): State<Arc<AppState>>, headers: axum::http::HeaderMap) -> Response {
+/// Prometheus metrics (text exposition) on the main listener: behind the admin token unless
+/// `[metrics] require_admin_token = false`; `AIGATE_METRICS_LISTEN` serves them apart, open.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security((), ("admin_token" = [])),
+    responses((status = 200, description = "The metrics.", content_type = "text/plain; version=0.0.4", body = String),
+        crate::openapi::AdminErrors))]
+pub async fn metrics_main(State(state): State<Arc<AppState>>, headers: axum::http::HeaderMap) -> Response {
     if state.config.metrics.require_admin_token
         && let Err(e) = admin::guard(&state, &headers)
     {

@@ -28,6 +28,7 @@ mod hot_reload;
 mod messages;
 mod metrics;
 mod models;
+mod openapi;
 mod passthrough;
 mod plugin_check;
 mod responses;
