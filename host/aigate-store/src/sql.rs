@@ -81,10 +81,24 @@ pub(crate) const PRICE_COLUMNS: &str =
 
 /// Implements [`OrgRepo`](crate::OrgRepo), [`KeyRepo`](crate::KeyRepo),
 /// [`PriceRepo`](crate::PriceRepo) and [`UsageRepo`](crate::UsageRepo) for
-/// `$store`, a type that implements [`Dialect`] and has a `pool` field, its
+/// `$store`, and the pool handle methods every backend has (`close`,
+/// `ping`). `$store` implements [`Dialect`] and has a `pool` field, its
 /// database's pool. Expanded once per backend module.
 macro_rules! sql_backend {
     ($store:ty) => {
+        impl $store {
+            /// Closes the pool, waiting for connections in use to be returned.
+            pub async fn close(&self) {
+                self.pool.close().await;
+            }
+
+            /// One round trip to the database (`SELECT 1`).
+            pub async fn ping(&self) -> Result<(), $crate::StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+        }
+
         // An anonymous scope, so the imports and row decoders stay out of the backend's module.
         const _: () = {
             use std::collections::HashSet;

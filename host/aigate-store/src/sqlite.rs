@@ -78,16 +78,6 @@ impl SqliteStore {
         MIGRATOR.run(&self.pool).await?;
         Ok(())
     }
-
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
-
-    /// One round trip to the database (`SELECT 1`).
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
 }
 
 impl Dialect for SqliteStore {
