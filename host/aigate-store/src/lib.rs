@@ -5,7 +5,8 @@
 //!   applies the migrations of `migrations/sqlite` or `migrations/postgres`.
 //! - The repository traits, one per concern ([`OrgRepo`], [`KeyRepo`],
 //!   [`PriceRepo`], [`UsageRepo`]), implemented by each backend
-//!   ([`SqliteStore`], [`PgStore`]) and by [`Store`].
+//!   ([`SqliteStore`], [`PgStore`]) from one body of SQL (`sql.rs`; each
+//!   backend adds only its dialect) and by [`Store`].
 //! - [`UsageWriter`]: the batched, durable writer the server hands usage
 //!   records to, with a local spool for database outages ([`spool`]).
 //! - Price files ([`seed`]) with the default price rules.
@@ -18,6 +19,7 @@ mod postgres;
 mod records;
 mod repo;
 mod shared;
+mod sql;
 mod sqlite;
 mod store;
 mod writer;

@@ -1,23 +1,21 @@
 //! The Postgres backend: production, shared by any number of gateway replicas.
 //!
-//! Timestamps are TIMESTAMPTZ, days DATE, money BIGINT nano-units. Sums are
-//! cast back to BIGINT (Postgres sums BIGINT into NUMERIC); an overflow is an
-//! error, never a rounded value. Concurrent replicas writing usage lock ledger
-//! and rollup rows in one order (sorted keys), so they cannot deadlock.
+//! Its queries are those of every SQL backend (`sql.rs`); this module holds
+//! what is Postgres' own: the pool, its migrations, and its [`Dialect`]:
+//! timestamps are TIMESTAMPTZ, days DATE, `markup_bps`, `status` and
+//! `attempt` INT (`i32`); money is BIGINT nano-units as everywhere.
+//! Concurrent replicas writing usage lock ledger and rollup rows in one order
+//! (sorted keys), so they cannot deadlock.
 
 use std::time::Duration;
 
-use aigate_core::{KeyHash, KeyId, Money, OrgId, OrgName, PriceRule};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
 use time::{Date, OffsetDateTime};
 
 use crate::StoreError;
-use crate::records::{
-    AttemptRow, Budget, InsertOutcome, KeyRecord, LedgerEntry, NewKey, Org, UsageRow, UsageSummary, UsageTotals,
-};
-use crate::repo::{KeyRepo, OrgRepo, PriceRepo, UsageRepo};
-use crate::shared::{self, INSERT_CHUNK, utc_micros};
+use crate::shared::utc_micros;
+use crate::sql::{Dialect, sql_backend};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
@@ -72,16 +70,6 @@ impl PgStore {
         MIGRATOR.run(&self.pool).await?;
         Ok(())
     }
-
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
-
-    /// One round trip to the database (`SELECT 1`).
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
 }
 
 fn pool_options(settings: &PgSettings) -> PgPoolOptions {
@@ -93,496 +81,31 @@ fn pool_options(settings: &PgSettings) -> PgPoolOptions {
         .test_before_acquire(true)
 }
 
-fn org_from_row(row: &PgRow) -> Result<Org, StoreError> {
-    Ok(Org {
-        id: OrgId(row.try_get("id")?),
-        name: shared::db_org_name(row.try_get("name")?)?,
-        markup_bps: shared::db_to_u32("markup", i64::from(row.try_get::<i32, _>("markup_bps")?))?,
-        monthly_budget: row
-            .try_get::<Option<i64>, _>("monthly_budget_nanos")?
-            .map(|n| shared::db_money("monthly budget", n))
-            .transpose()?,
-        monthly_budget_currency: row.try_get("monthly_budget_currency")?,
-        allowed_models: shared::db_scope(row.try_get("allowed_models")?)?,
-        created_at: row.try_get("created_at")?,
-    })
-}
+impl Dialect for PgStore {
+    type Db = Postgres;
+    type Timestamp = OffsetDateTime;
+    type Day = Date;
+    type Int4 = i32;
 
-const ORG_COLUMNS: &str =
-    "SELECT id, name, markup_bps, monthly_budget_nanos, monthly_budget_currency, allowed_models, created_at FROM orgs";
-
-impl OrgRepo for PgStore {
-    async fn create_org(&self, name: &OrgName) -> Result<Org, StoreError> {
-        let row = sqlx::query(
-            "INSERT INTO orgs (name, created_at) VALUES ($1, $2)
-             RETURNING id, name, markup_bps, monthly_budget_nanos, monthly_budget_currency, allowed_models, created_at",
-        )
-        .bind(name.as_str())
-        .bind(utc_micros(OffsetDateTime::now_utc()))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(shared::conflict_as(&format!("organisation `{name}`")))?;
-        org_from_row(&row)
+    fn timestamp(t: OffsetDateTime) -> Result<OffsetDateTime, StoreError> {
+        Ok(utc_micros(t))
     }
 
-    async fn get_or_create_org(&self, name: &OrgName) -> Result<Org, StoreError> {
-        sqlx::query("INSERT INTO orgs (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-            .bind(name.as_str())
-            .bind(utc_micros(OffsetDateTime::now_utc()))
-            .execute(&self.pool)
-            .await?;
-        self.org_by_name(name).await?.ok_or_else(|| StoreError::NotFound { what: format!("organisation `{name}`") })
+    fn read_timestamp(_what: &str, stored: OffsetDateTime) -> Result<OffsetDateTime, StoreError> {
+        Ok(stored)
     }
 
-    async fn org_by_name(&self, name: &OrgName) -> Result<Option<Org>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{ORG_COLUMNS} WHERE name = $1")))
-            .bind(name.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(org_from_row).transpose()
+    fn day(d: Date) -> Result<Date, StoreError> {
+        Ok(d)
     }
 
-    async fn org_by_id(&self, id: OrgId) -> Result<Option<Org>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{ORG_COLUMNS} WHERE id = $1")))
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(org_from_row).transpose()
+    fn read_day(stored: Date) -> Result<Date, StoreError> {
+        Ok(stored)
     }
 
-    async fn set_markup(&self, id: OrgId, markup_bps: u32) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE orgs SET markup_bps = $1 WHERE id = $2")
-            .bind(shared::markup_to_db(markup_bps)?)
-            .bind(id.0)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound { what: format!("organisation {id}") });
-        }
-        Ok(())
-    }
-
-    async fn set_monthly_budget(&self, id: OrgId, budget: Option<&Budget>) -> Result<(), StoreError> {
-        let (nanos, currency) = shared::validate_budget(budget)?;
-        let done = sqlx::query("UPDATE orgs SET monthly_budget_nanos = $1, monthly_budget_currency = $2 WHERE id = $3")
-            .bind(nanos)
-            .bind(currency)
-            .bind(id.0)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound { what: format!("organisation {id}") });
-        }
-        Ok(())
-    }
-
-    async fn set_allowed_models(&self, id: OrgId, scope: Option<&aigate_core::ModelScope>) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE orgs SET allowed_models = $1 WHERE id = $2")
-            .bind(scope.map(aigate_core::ModelScope::to_text))
-            .bind(id.0)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound { what: format!("organisation {id}") });
-        }
-        Ok(())
-    }
-
-    async fn list_orgs(&self) -> Result<Vec<Org>, StoreError> {
-        let rows =
-            sqlx::query(sqlx::AssertSqlSafe(format!("{ORG_COLUMNS} ORDER BY name"))).fetch_all(&self.pool).await?;
-        rows.iter().map(org_from_row).collect()
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.pool.begin().await
     }
 }
 
-const KEY_COLUMNS: &str = "SELECT k.id, k.org_id, o.name AS org_name, k.name, k.prefix, k.created_at, k.expires_at,
-            k.revoked_at, k.rpm_limit, k.tpm_limit, k.allowed_models, o.allowed_models AS org_allowed_models
-     FROM api_keys k JOIN orgs o ON o.id = k.org_id";
-
-fn key_from_row(row: &PgRow) -> Result<KeyRecord, StoreError> {
-    Ok(KeyRecord {
-        id: KeyId(row.try_get("id")?),
-        org_id: OrgId(row.try_get("org_id")?),
-        org_name: row.try_get("org_name")?,
-        name: row.try_get("name")?,
-        prefix: row.try_get("prefix")?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-        rpm_limit: row
-            .try_get::<Option<i64>, _>("rpm_limit")?
-            .map(|v| shared::db_to_u32("rpm limit", v))
-            .transpose()?,
-        tpm_limit: row
-            .try_get::<Option<i64>, _>("tpm_limit")?
-            .map(|v| shared::db_to_u64("tpm limit", v))
-            .transpose()?,
-        allowed_models: shared::db_scope(row.try_get("allowed_models")?)?,
-        org_allowed_models: shared::db_scope(row.try_get("org_allowed_models")?)?,
-    })
-}
-
-impl KeyRepo for PgStore {
-    async fn insert_key(&self, key: &NewKey) -> Result<KeyRecord, StoreError> {
-        shared::validate_new_key(key)?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO api_keys (org_id, name, prefix, hash, created_at, expires_at, rpm_limit, tpm_limit,
-                 allowed_models)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-        )
-        .bind(key.org_id.0)
-        .bind(&key.name)
-        .bind(&key.prefix)
-        .bind(key.hash.as_str())
-        .bind(utc_micros(OffsetDateTime::now_utc()))
-        .bind(key.expires_at.map(utc_micros))
-        .bind(key.rpm_limit.map(i64::from))
-        .bind(key.tpm_limit.map(shared::u64_to_db))
-        .bind(key.allowed_models.as_ref().map(aigate_core::ModelScope::to_text))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(shared::conflict_as(&format!("key with prefix `{}`", key.prefix)))?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{KEY_COLUMNS} WHERE k.id = $1")))
-            .bind(id)
-            .fetch_one(&self.pool)
-            .await?;
-        key_from_row(&row)
-    }
-
-    async fn find_key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{KEY_COLUMNS} WHERE k.hash = $1")))
-            .bind(hash.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(key_from_row).transpose()
-    }
-
-    async fn list_keys(&self, org: OrgId) -> Result<Vec<KeyRecord>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{KEY_COLUMNS} WHERE k.org_id = $1 ORDER BY k.created_at DESC, k.id DESC"
-        )))
-        .bind(org.0)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(key_from_row).collect()
-    }
-
-    async fn revoke_key(&self, prefix: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
-        if shared::has_nul(prefix) {
-            return Ok(false); // no stored prefix has one
-        }
-        let done = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE prefix = $2 AND revoked_at IS NULL")
-            .bind(utc_micros(at))
-            .bind(prefix)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
-}
-
-const PRICE_COLUMNS: &str = "SELECT provider, model, org_id, input_per_million_nanos, output_per_million_nanos,
-            cached_input_per_million_nanos, reasoning_output_per_million_nanos, currency, effective_from
-     FROM price_rules";
-
-fn price_from_row(row: &PgRow) -> Result<PriceRule, StoreError> {
-    let money = |col: &str| -> Result<Money, StoreError> { shared::db_money("price", row.try_get(col)?) };
-    let opt_money = |col: &str| -> Result<Option<Money>, StoreError> {
-        row.try_get::<Option<i64>, _>(col)?.map(|n| shared::db_money("price", n)).transpose()
-    };
-    Ok(PriceRule {
-        provider: row.try_get("provider")?,
-        model: row.try_get("model")?,
-        org: row.try_get::<Option<i64>, _>("org_id")?.map(OrgId),
-        input_per_million: money("input_per_million_nanos")?,
-        output_per_million: money("output_per_million_nanos")?,
-        cached_input_per_million: opt_money("cached_input_per_million_nanos")?,
-        reasoning_output_per_million: opt_money("reasoning_output_per_million_nanos")?,
-        effective_from: row.try_get("effective_from")?,
-        currency: row.try_get("currency")?,
-    })
-}
-
-impl PriceRepo for PgStore {
-    async fn upsert_price_rule(&self, rule: &PriceRule) -> Result<(), StoreError> {
-        rule.validate().map_err(|e| StoreError::invalid("price rule", e))?;
-        sqlx::query(
-            "INSERT INTO price_rules (provider, model, org_id, input_per_million_nanos, output_per_million_nanos,
-                 cached_input_per_million_nanos, reasoning_output_per_million_nanos, currency, effective_from)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (provider, model, COALESCE(org_id, 0), effective_from) DO UPDATE SET
-                 input_per_million_nanos = excluded.input_per_million_nanos,
-                 output_per_million_nanos = excluded.output_per_million_nanos,
-                 cached_input_per_million_nanos = excluded.cached_input_per_million_nanos,
-                 reasoning_output_per_million_nanos = excluded.reasoning_output_per_million_nanos,
-                 currency = excluded.currency",
-        )
-        .bind(&rule.provider)
-        .bind(&rule.model)
-        .bind(rule.org.map(|o| o.0))
-        .bind(rule.input_per_million.nanos())
-        .bind(rule.output_per_million.nanos())
-        .bind(rule.cached_input_per_million.map(Money::nanos))
-        .bind(rule.reasoning_output_per_million.map(Money::nanos))
-        .bind(&rule.currency)
-        .bind(utc_micros(rule.effective_from))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn effective_price_rule(
-        &self,
-        org: Option<OrgId>,
-        provider: &str,
-        model: &str,
-        at: OffsetDateTime,
-    ) -> Result<Option<PriceRule>, StoreError> {
-        if shared::has_nul(provider) || shared::has_nul(model) {
-            return Ok(None); // no stored rule has one
-        }
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{PRICE_COLUMNS}
-             WHERE provider = $1 AND model = $2 AND (org_id IS NULL OR org_id = $3) AND effective_from <= $4
-             ORDER BY org_id IS NULL, effective_from DESC LIMIT 1"
-        )))
-        .bind(provider)
-        .bind(model)
-        .bind(org.map(|o| o.0))
-        .bind(utc_micros(at))
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(price_from_row).transpose()
-    }
-
-    async fn list_price_rules(&self) -> Result<Vec<PriceRule>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{PRICE_COLUMNS} ORDER BY provider, model, org_id IS NOT NULL, org_id, effective_from"
-        )))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(price_from_row).collect()
-    }
-}
-
-fn totals_from_row(row: &PgRow) -> Result<UsageTotals, StoreError> {
-    let count = |col: &str| -> Result<u64, StoreError> { shared::db_to_u64("usage sum", row.try_get(col)?) };
-    Ok(UsageTotals {
-        currency: row.try_get("currency")?,
-        requests: count("requests")?,
-        prompt_tokens: count("prompt_tokens")?,
-        completion_tokens: count("completion_tokens")?,
-        cached_tokens: count("cached_tokens")?,
-        reasoning_tokens: count("reasoning_tokens")?,
-        billed_cost: shared::db_money("billed cost sum", row.try_get("billed_cost_nanos")?)?,
-        unpriced_requests: count("unpriced_requests")?,
-    })
-}
-
-impl UsageRepo for PgStore {
-    async fn insert_usage(&self, entries: &[LedgerEntry]) -> Result<InsertOutcome, StoreError> {
-        let (unique, in_batch_duplicates) = shared::prepare_batch(entries)?;
-        if unique.is_empty() {
-            return Ok(InsertOutcome { inserted: 0, duplicates: in_batch_duplicates });
-        }
-        let mut tx = self.pool.begin().await?;
-        let mut inserted_ids = std::collections::HashSet::new();
-        for chunk in unique.chunks(INSERT_CHUNK) {
-            let mut q = QueryBuilder::<Postgres>::new(
-                "INSERT INTO usage_ledger (request_id, org_id, key_id, provider, model, stream, prompt_tokens,
-                     completion_tokens, cached_tokens, reasoning_tokens, status, outcome, latency_ms, ttft_ms,
-                     idempotency_key, raw_cost_amount, raw_cost_currency, billed_cost_nanos, currency, created_at,
-                     client_request_id, unpriced, attempt, api) ",
-            );
-            q.push_values(chunk, |mut b, e| {
-                b.push_bind(&e.request_id)
-                    .push_bind(e.org_id.0)
-                    .push_bind(e.key_id.0)
-                    .push_bind(&e.provider)
-                    .push_bind(&e.model)
-                    .push_bind(e.stream)
-                    .push_bind(shared::u64_to_db(e.usage.prompt))
-                    .push_bind(shared::u64_to_db(e.usage.completion))
-                    .push_bind(shared::u64_to_db(e.usage.cached))
-                    .push_bind(shared::u64_to_db(e.usage.reasoning))
-                    .push_bind(i32::from(e.status))
-                    .push_bind(&e.outcome)
-                    .push_bind(shared::u64_to_db(e.latency_ms))
-                    .push_bind(e.ttft_ms.map(shared::u64_to_db))
-                    .push_bind(&e.idempotency_key)
-                    .push_bind(e.raw_cost.as_ref().map(|c| &c.amount))
-                    .push_bind(e.raw_cost.as_ref().map(|c| &c.currency))
-                    .push_bind(e.billed_cost.nanos())
-                    .push_bind(&e.currency)
-                    .push_bind(utc_micros(e.created_at))
-                    .push_bind(e.stored_client_request_id())
-                    .push_bind(e.unpriced)
-                    .push_bind(i32::try_from(e.attempt).unwrap_or(i32::MAX))
-                    .push_bind(&e.api);
-            });
-            q.push(" ON CONFLICT (request_id, attempt) DO NOTHING RETURNING request_id, attempt");
-            let ids: Vec<(String, i32)> = q.build_query_as().fetch_all(&mut *tx).await?;
-            inserted_ids.extend(ids);
-        }
-        let inserted: Vec<&LedgerEntry> = unique
-            .iter()
-            .copied()
-            .filter(|e| inserted_ids.contains(&(e.request_id.clone(), i32::try_from(e.attempt).unwrap_or(i32::MAX))))
-            .collect();
-        let groups = shared::aggregate(inserted.iter().copied())?;
-        let group_list: Vec<_> = groups.into_iter().collect();
-        for chunk in group_list.chunks(INSERT_CHUNK) {
-            let mut q = QueryBuilder::<Postgres>::new(
-                "INSERT INTO usage_daily (org_id, day, key_id, provider, model, currency, requests, prompt_tokens,
-                     completion_tokens, cached_tokens, reasoning_tokens, billed_cost_nanos, unpriced_requests) ",
-            );
-            q.push_values(chunk, |mut b, (k, s)| {
-                b.push_bind(k.org_id.0)
-                    .push_bind(k.day)
-                    .push_bind(k.key_id.0)
-                    .push_bind(&k.provider)
-                    .push_bind(&k.model)
-                    .push_bind(&k.currency)
-                    .push_bind(s.requests)
-                    .push_bind(s.prompt_tokens)
-                    .push_bind(s.completion_tokens)
-                    .push_bind(s.cached_tokens)
-                    .push_bind(s.reasoning_tokens)
-                    .push_bind(s.billed_cost_nanos)
-                    .push_bind(s.unpriced_requests);
-            });
-            q.push(
-                " ON CONFLICT (org_id, day, key_id, provider, model, currency) DO UPDATE SET
-                     requests = usage_daily.requests + excluded.requests,
-                     prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens,
-                     completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens,
-                     cached_tokens = usage_daily.cached_tokens + excluded.cached_tokens,
-                     reasoning_tokens = usage_daily.reasoning_tokens + excluded.reasoning_tokens,
-                     billed_cost_nanos = usage_daily.billed_cost_nanos + excluded.billed_cost_nanos,
-                     unpriced_requests = usage_daily.unpriced_requests + excluded.unpriced_requests",
-            );
-            q.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        let inserted = inserted.len() as u64;
-        Ok(InsertOutcome { inserted, duplicates: entries.len() as u64 - inserted })
-    }
-
-    async fn usage_summary(&self, org: OrgId, from: Date, to: Date) -> Result<UsageSummary, StoreError> {
-        let rows = sqlx::query(
-            "SELECT provider, model, day, currency, SUM(requests)::BIGINT AS requests,
-                    SUM(prompt_tokens)::BIGINT AS prompt_tokens, SUM(completion_tokens)::BIGINT AS completion_tokens,
-                    SUM(cached_tokens)::BIGINT AS cached_tokens, SUM(reasoning_tokens)::BIGINT AS reasoning_tokens,
-                    SUM(billed_cost_nanos)::BIGINT AS billed_cost_nanos,
-                    SUM(unpriced_requests)::BIGINT AS unpriced_requests
-             FROM usage_daily WHERE org_id = $1 AND day >= $2 AND day < $3
-             GROUP BY provider, model, day, currency
-             ORDER BY day, provider, model, currency",
-        )
-        .bind(org.0)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await?;
-        let rows = rows
-            .iter()
-            .map(|row| {
-                Ok(UsageRow {
-                    provider: row.try_get("provider")?,
-                    model: row.try_get("model")?,
-                    day: row.try_get("day")?,
-                    totals: totals_from_row(row)?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        UsageSummary::from_rows(rows)
-    }
-
-    async fn ledger_totals(
-        &self,
-        org: OrgId,
-        from: OffsetDateTime,
-        to: OffsetDateTime,
-    ) -> Result<Vec<UsageTotals>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT currency, SUM(CASE WHEN outcome = 'retried' THEN 0 ELSE 1 END)::BIGINT AS requests, SUM(prompt_tokens)::BIGINT AS prompt_tokens,
-                    SUM(completion_tokens)::BIGINT AS completion_tokens, SUM(cached_tokens)::BIGINT AS cached_tokens,
-                    SUM(reasoning_tokens)::BIGINT AS reasoning_tokens,
-                    SUM(billed_cost_nanos)::BIGINT AS billed_cost_nanos,
-                    COUNT(*) FILTER (WHERE unpriced) AS unpriced_requests
-             FROM usage_ledger WHERE org_id = $1 AND created_at >= $2 AND created_at < $3
-             GROUP BY currency ORDER BY currency",
-        )
-        .bind(org.0)
-        .bind(utc_micros(from))
-        .bind(utc_micros(to))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(totals_from_row).collect()
-    }
-
-    async fn request_attempts(&self, org: OrgId, request_id: &str) -> Result<Vec<AttemptRow>, StoreError> {
-        if shared::has_nul(request_id) {
-            return Ok(Vec::new()); // no stored id has one
-        }
-        let rows = sqlx::query(
-            "SELECT attempt, api, provider, model, outcome, status, prompt_tokens, completion_tokens,
-                    billed_cost_nanos, currency, latency_ms
-             FROM usage_ledger WHERE org_id = $1 AND request_id = $2 ORDER BY attempt",
-        )
-        .bind(org.0)
-        .bind(request_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(AttemptRow {
-                    attempt: shared::db_to_u32("attempt", i64::from(row.try_get::<i32, _>("attempt")?))?,
-                    api: row.try_get("api")?,
-                    provider: row.try_get("provider")?,
-                    model: row.try_get("model")?,
-                    outcome: row.try_get("outcome")?,
-                    status: u16::try_from(shared::db_to_u32("status", i64::from(row.try_get::<i32, _>("status")?))?)
-                        .unwrap_or(u16::MAX),
-                    prompt_tokens: shared::db_to_u64("prompt tokens", row.try_get("prompt_tokens")?)?,
-                    completion_tokens: shared::db_to_u64("completion tokens", row.try_get("completion_tokens")?)?,
-                    billed_cost: shared::db_money("billed cost", row.try_get("billed_cost_nanos")?)?,
-                    currency: row.try_get("currency")?,
-                    latency_ms: shared::db_to_u64("latency", row.try_get("latency_ms")?)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn prune_ledger(&self, older_than: OffsetDateTime, batch_size: u32) -> Result<u64, StoreError> {
-        let cutoff = utc_micros(older_than);
-        let batch = i64::from(batch_size.max(1));
-        let mut total = 0;
-        loop {
-            let done = sqlx::query(
-                "DELETE FROM usage_ledger WHERE id IN
-                     (SELECT id FROM usage_ledger WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
-            )
-            .bind(cutoff)
-            .bind(batch)
-            .execute(&self.pool)
-            .await?;
-            total += done.rows_affected();
-            if done.rows_affected() < batch as u64 {
-                return Ok(total);
-            }
-        }
-    }
-
-    async fn spend_since(&self, org: OrgId, currency: &str, since: Date) -> Result<Money, StoreError> {
-        let nanos: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(billed_cost_nanos), 0)::BIGINT FROM usage_daily
-             WHERE org_id = $1 AND currency = $2 AND day >= $3",
-        )
-        .bind(org.0)
-        .bind(currency)
-        .bind(since)
-        .fetch_one(&self.pool)
-        .await?;
-        shared::db_money("spend", nanos)
-    }
-}
+sql_backend!(PgStore);

@@ -1,6 +1,7 @@
-//! The repository traits: one per concern, each implemented once per database
-//! ([`crate::SqliteStore`], [`crate::PgStore`]) and by [`crate::Store`], which
-//! forwards to whichever backend `DATABASE_URL` chose.
+//! The repository traits: one per concern, each implemented for both
+//! databases ([`crate::SqliteStore`], [`crate::PgStore`]) from one body of
+//! SQL (`sql.rs`), and by [`crate::Store`], which forwards to whichever
+//! backend `DATABASE_URL` chose.
 //!
 //! These traits are the boundary between the gateway and SQL: nothing outside
 //! this crate writes a query (an architecture invariant). They speak the

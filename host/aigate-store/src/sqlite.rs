@@ -1,60 +1,33 @@
 //! The SQLite backend: the embedded default, one file, one machine.
 //!
-//! Timestamps are TEXT in one fixed UTC shape (`2025-01-02T03:04:05.123456Z`)
-//! so that text order is time order in comparisons and indexes; days are
-//! `YYYY-MM-DD`. Write transactions start with `BEGIN IMMEDIATE`, taking the
-//! write lock up front, so they wait on the busy timeout instead of failing
-//! on a lock upgrade.
+//! Its queries are those of every SQL backend (`sql.rs`); this module holds
+//! what is SQLite's own: opening the file (WAL, `synchronous = FULL`, the
+//! busy timeout), its migrations, and its [`Dialect`]:
+//! - timestamps are TEXT in one fixed UTC shape (`2025-01-02T03:04:05.123456Z`)
+//!   so that text order is time order in comparisons and indexes; days are
+//!   `YYYY-MM-DD`;
+//! - integers are INTEGER (`i64`), whatever their declared width;
+//! - write transactions start with `BEGIN IMMEDIATE`, taking the write lock
+//!   up front, so they wait on the busy timeout instead of failing on a lock
+//!   upgrade.
 
 use std::time::Duration;
 
-use aigate_core::{KeyHash, KeyId, Money, OrgId, OrgName, PriceRule};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, Transaction};
 use time::format_description::FormatItem;
 use time::macros::format_description;
 use time::{Date, OffsetDateTime, PrimitiveDateTime};
 
 use crate::StoreError;
-use crate::records::{
-    AttemptRow, Budget, InsertOutcome, KeyRecord, LedgerEntry, NewKey, Org, UsageRow, UsageSummary, UsageTotals,
-};
-use crate::repo::{KeyRepo, OrgRepo, PriceRepo, UsageRepo};
-use crate::shared::{self, INSERT_CHUNK};
+use crate::shared;
+use crate::sql::{Dialect, sql_backend};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 const TS_FORMAT: &[FormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
 const DAY_FORMAT: &[FormatItem<'static>] = format_description!("[year]-[month]-[day]");
-
-fn ts(t: OffsetDateTime) -> Result<String, StoreError> {
-    shared::utc_micros(t).format(TS_FORMAT).map_err(|e| StoreError::invalid("timestamp", e))
-}
-
-fn opt_ts(t: Option<OffsetDateTime>) -> Result<Option<String>, StoreError> {
-    t.map(ts).transpose()
-}
-
-fn parse_ts(what: &str, text: &str) -> Result<OffsetDateTime, StoreError> {
-    PrimitiveDateTime::parse(text, TS_FORMAT)
-        .map(PrimitiveDateTime::assume_utc)
-        .map_err(|e| StoreError::corrupt(what, format!("timestamp `{text}`: {e}")))
-}
-
-fn parse_opt_ts(what: &str, text: Option<String>) -> Result<Option<OffsetDateTime>, StoreError> {
-    text.map(|t| parse_ts(what, &t)).transpose()
-}
-
-fn day(d: Date) -> Result<String, StoreError> {
-    d.format(DAY_FORMAT).map_err(|e| StoreError::invalid("day", e))
-}
-
-fn parse_day(text: &str) -> Result<Date, StoreError> {
-    Date::parse(text, DAY_FORMAT).map_err(|e| StoreError::corrupt("usage day", format!("`{text}`: {e}")))
-}
 
 /// Settings of the embedded database.
 #[derive(Debug, Clone)]
@@ -105,513 +78,35 @@ impl SqliteStore {
         MIGRATOR.run(&self.pool).await?;
         Ok(())
     }
+}
 
-    pub async fn close(&self) {
-        self.pool.close().await;
+impl Dialect for SqliteStore {
+    type Db = Sqlite;
+    type Timestamp = String;
+    type Day = String;
+    type Int4 = i64;
+
+    fn timestamp(t: OffsetDateTime) -> Result<String, StoreError> {
+        shared::utc_micros(t).format(TS_FORMAT).map_err(|e| StoreError::invalid("timestamp", e))
     }
 
-    /// One round trip to the database (`SELECT 1`).
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+    fn read_timestamp(what: &str, stored: String) -> Result<OffsetDateTime, StoreError> {
+        PrimitiveDateTime::parse(&stored, TS_FORMAT)
+            .map(PrimitiveDateTime::assume_utc)
+            .map_err(|e| StoreError::corrupt(what, format!("timestamp `{stored}`: {e}")))
+    }
+
+    fn day(d: Date) -> Result<String, StoreError> {
+        d.format(DAY_FORMAT).map_err(|e| StoreError::invalid("day", e))
+    }
+
+    fn read_day(stored: String) -> Result<Date, StoreError> {
+        Date::parse(&stored, DAY_FORMAT).map_err(|e| StoreError::corrupt("usage day", format!("`{stored}`: {e}")))
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 }
 
-fn org_from_row(row: &SqliteRow) -> Result<Org, StoreError> {
-    Ok(Org {
-        id: OrgId(row.try_get("id")?),
-        name: shared::db_org_name(row.try_get("name")?)?,
-        markup_bps: shared::db_to_u32("markup", row.try_get("markup_bps")?)?,
-        monthly_budget: row
-            .try_get::<Option<i64>, _>("monthly_budget_nanos")?
-            .map(|n| shared::db_money("monthly budget", n))
-            .transpose()?,
-        monthly_budget_currency: row.try_get("monthly_budget_currency")?,
-        allowed_models: shared::db_scope(row.try_get("allowed_models")?)?,
-        created_at: parse_ts("organisation created_at", row.try_get("created_at")?)?,
-    })
-}
-
-const ORG_COLUMNS: &str =
-    "SELECT id, name, markup_bps, monthly_budget_nanos, monthly_budget_currency, allowed_models, created_at FROM orgs";
-
-impl OrgRepo for SqliteStore {
-    async fn create_org(&self, name: &OrgName) -> Result<Org, StoreError> {
-        let row = sqlx::query(
-            "INSERT INTO orgs (name, created_at) VALUES (?, ?)
-             RETURNING id, name, markup_bps, monthly_budget_nanos, monthly_budget_currency, allowed_models, created_at",
-        )
-        .bind(name.as_str())
-        .bind(ts(OffsetDateTime::now_utc())?)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(shared::conflict_as(&format!("organisation `{name}`")))?;
-        org_from_row(&row)
-    }
-
-    async fn get_or_create_org(&self, name: &OrgName) -> Result<Org, StoreError> {
-        sqlx::query("INSERT INTO orgs (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
-            .bind(name.as_str())
-            .bind(ts(OffsetDateTime::now_utc())?)
-            .execute(&self.pool)
-            .await?;
-        self.org_by_name(name).await?.ok_or_else(|| StoreError::NotFound { what: format!("organisation `{name}`") })
-    }
-
-    async fn org_by_name(&self, name: &OrgName) -> Result<Option<Org>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{ORG_COLUMNS} WHERE name = ?")))
-            .bind(name.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(org_from_row).transpose()
-    }
-
-    async fn org_by_id(&self, id: OrgId) -> Result<Option<Org>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{ORG_COLUMNS} WHERE id = ?")))
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(org_from_row).transpose()
-    }
-
-    async fn set_markup(&self, id: OrgId, markup_bps: u32) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE orgs SET markup_bps = ? WHERE id = ?")
-            .bind(shared::markup_to_db(markup_bps)?)
-            .bind(id.0)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound { what: format!("organisation {id}") });
-        }
-        Ok(())
-    }
-
-    async fn set_monthly_budget(&self, id: OrgId, budget: Option<&Budget>) -> Result<(), StoreError> {
-        let (nanos, currency) = shared::validate_budget(budget)?;
-        let done = sqlx::query("UPDATE orgs SET monthly_budget_nanos = ?, monthly_budget_currency = ? WHERE id = ?")
-            .bind(nanos)
-            .bind(currency)
-            .bind(id.0)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound { what: format!("organisation {id}") });
-        }
-        Ok(())
-    }
-
-    async fn set_allowed_models(&self, id: OrgId, scope: Option<&aigate_core::ModelScope>) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE orgs SET allowed_models = ? WHERE id = ?")
-            .bind(scope.map(aigate_core::ModelScope::to_text))
-            .bind(id.0)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound { what: format!("organisation {id}") });
-        }
-        Ok(())
-    }
-
-    async fn list_orgs(&self) -> Result<Vec<Org>, StoreError> {
-        let rows =
-            sqlx::query(sqlx::AssertSqlSafe(format!("{ORG_COLUMNS} ORDER BY name"))).fetch_all(&self.pool).await?;
-        rows.iter().map(org_from_row).collect()
-    }
-}
-
-const KEY_COLUMNS: &str = "SELECT k.id, k.org_id, o.name AS org_name, k.name, k.prefix, k.created_at, k.expires_at,
-            k.revoked_at, k.rpm_limit, k.tpm_limit, k.allowed_models, o.allowed_models AS org_allowed_models
-     FROM api_keys k JOIN orgs o ON o.id = k.org_id";
-
-fn key_from_row(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
-    Ok(KeyRecord {
-        id: KeyId(row.try_get("id")?),
-        org_id: OrgId(row.try_get("org_id")?),
-        org_name: row.try_get("org_name")?,
-        name: row.try_get("name")?,
-        prefix: row.try_get("prefix")?,
-        created_at: parse_ts("key created_at", row.try_get("created_at")?)?,
-        expires_at: parse_opt_ts("key expires_at", row.try_get("expires_at")?)?,
-        revoked_at: parse_opt_ts("key revoked_at", row.try_get("revoked_at")?)?,
-        rpm_limit: row
-            .try_get::<Option<i64>, _>("rpm_limit")?
-            .map(|v| shared::db_to_u32("rpm limit", v))
-            .transpose()?,
-        tpm_limit: row
-            .try_get::<Option<i64>, _>("tpm_limit")?
-            .map(|v| shared::db_to_u64("tpm limit", v))
-            .transpose()?,
-        allowed_models: shared::db_scope(row.try_get("allowed_models")?)?,
-        org_allowed_models: shared::db_scope(row.try_get("org_allowed_models")?)?,
-    })
-}
-
-impl KeyRepo for SqliteStore {
-    async fn insert_key(&self, key: &NewKey) -> Result<KeyRecord, StoreError> {
-        shared::validate_new_key(key)?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO api_keys (org_id, name, prefix, hash, created_at, expires_at, rpm_limit, tpm_limit,
-                 allowed_models)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(key.org_id.0)
-        .bind(&key.name)
-        .bind(&key.prefix)
-        .bind(key.hash.as_str())
-        .bind(ts(OffsetDateTime::now_utc())?)
-        .bind(opt_ts(key.expires_at)?)
-        .bind(key.rpm_limit.map(i64::from))
-        .bind(key.tpm_limit.map(shared::u64_to_db))
-        .bind(key.allowed_models.as_ref().map(aigate_core::ModelScope::to_text))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(shared::conflict_as(&format!("key with prefix `{}`", key.prefix)))?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{KEY_COLUMNS} WHERE k.id = ?")))
-            .bind(id)
-            .fetch_one(&self.pool)
-            .await?;
-        key_from_row(&row)
-    }
-
-    async fn find_key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{KEY_COLUMNS} WHERE k.hash = ?")))
-            .bind(hash.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(key_from_row).transpose()
-    }
-
-    async fn list_keys(&self, org: OrgId) -> Result<Vec<KeyRecord>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{KEY_COLUMNS} WHERE k.org_id = ? ORDER BY k.created_at DESC, k.id DESC"
-        )))
-        .bind(org.0)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(key_from_row).collect()
-    }
-
-    async fn revoke_key(&self, prefix: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
-        if shared::has_nul(prefix) {
-            return Ok(false); // no stored prefix has one
-        }
-        let done = sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE prefix = ? AND revoked_at IS NULL")
-            .bind(ts(at)?)
-            .bind(prefix)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
-}
-
-const PRICE_COLUMNS: &str = "SELECT provider, model, org_id, input_per_million_nanos, output_per_million_nanos,
-            cached_input_per_million_nanos, reasoning_output_per_million_nanos, currency, effective_from
-     FROM price_rules";
-
-fn price_from_row(row: &SqliteRow) -> Result<PriceRule, StoreError> {
-    let money = |col: &str| -> Result<Money, StoreError> { shared::db_money("price", row.try_get(col)?) };
-    let opt_money = |col: &str| -> Result<Option<Money>, StoreError> {
-        row.try_get::<Option<i64>, _>(col)?.map(|n| shared::db_money("price", n)).transpose()
-    };
-    Ok(PriceRule {
-        provider: row.try_get("provider")?,
-        model: row.try_get("model")?,
-        org: row.try_get::<Option<i64>, _>("org_id")?.map(OrgId),
-        input_per_million: money("input_per_million_nanos")?,
-        output_per_million: money("output_per_million_nanos")?,
-        cached_input_per_million: opt_money("cached_input_per_million_nanos")?,
-        reasoning_output_per_million: opt_money("reasoning_output_per_million_nanos")?,
-        effective_from: parse_ts("price effective_from", row.try_get("effective_from")?)?,
-        currency: row.try_get("currency")?,
-    })
-}
-
-impl PriceRepo for SqliteStore {
-    async fn upsert_price_rule(&self, rule: &PriceRule) -> Result<(), StoreError> {
-        rule.validate().map_err(|e| StoreError::invalid("price rule", e))?;
-        sqlx::query(
-            "INSERT INTO price_rules (provider, model, org_id, input_per_million_nanos, output_per_million_nanos,
-                 cached_input_per_million_nanos, reasoning_output_per_million_nanos, currency, effective_from)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (provider, model, COALESCE(org_id, 0), effective_from) DO UPDATE SET
-                 input_per_million_nanos = excluded.input_per_million_nanos,
-                 output_per_million_nanos = excluded.output_per_million_nanos,
-                 cached_input_per_million_nanos = excluded.cached_input_per_million_nanos,
-                 reasoning_output_per_million_nanos = excluded.reasoning_output_per_million_nanos,
-                 currency = excluded.currency",
-        )
-        .bind(&rule.provider)
-        .bind(&rule.model)
-        .bind(rule.org.map(|o| o.0))
-        .bind(rule.input_per_million.nanos())
-        .bind(rule.output_per_million.nanos())
-        .bind(rule.cached_input_per_million.map(Money::nanos))
-        .bind(rule.reasoning_output_per_million.map(Money::nanos))
-        .bind(&rule.currency)
-        .bind(ts(rule.effective_from)?)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn effective_price_rule(
-        &self,
-        org: Option<OrgId>,
-        provider: &str,
-        model: &str,
-        at: OffsetDateTime,
-    ) -> Result<Option<PriceRule>, StoreError> {
-        if shared::has_nul(provider) || shared::has_nul(model) {
-            return Ok(None); // no stored rule has one
-        }
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{PRICE_COLUMNS}
-             WHERE provider = ? AND model = ? AND (org_id IS NULL OR org_id = ?) AND effective_from <= ?
-             ORDER BY org_id IS NULL, effective_from DESC LIMIT 1"
-        )))
-        .bind(provider)
-        .bind(model)
-        .bind(org.map(|o| o.0))
-        .bind(ts(at)?)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(price_from_row).transpose()
-    }
-
-    async fn list_price_rules(&self) -> Result<Vec<PriceRule>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{PRICE_COLUMNS} ORDER BY provider, model, org_id IS NOT NULL, org_id, effective_from"
-        )))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(price_from_row).collect()
-    }
-}
-
-fn totals_from_row(row: &SqliteRow) -> Result<UsageTotals, StoreError> {
-    let count = |col: &str| -> Result<u64, StoreError> { shared::db_to_u64("usage sum", row.try_get(col)?) };
-    Ok(UsageTotals {
-        currency: row.try_get("currency")?,
-        requests: count("requests")?,
-        prompt_tokens: count("prompt_tokens")?,
-        completion_tokens: count("completion_tokens")?,
-        cached_tokens: count("cached_tokens")?,
-        reasoning_tokens: count("reasoning_tokens")?,
-        billed_cost: shared::db_money("billed cost sum", row.try_get("billed_cost_nanos")?)?,
-        unpriced_requests: count("unpriced_requests")?,
-    })
-}
-
-impl UsageRepo for SqliteStore {
-    async fn insert_usage(&self, entries: &[LedgerEntry]) -> Result<InsertOutcome, StoreError> {
-        let (unique, in_batch_duplicates) = shared::prepare_batch(entries)?;
-        if unique.is_empty() {
-            return Ok(InsertOutcome { inserted: 0, duplicates: in_batch_duplicates });
-        }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut inserted_ids = std::collections::HashSet::new();
-        for chunk in unique.chunks(INSERT_CHUNK) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO usage_ledger (request_id, org_id, key_id, provider, model, stream, prompt_tokens,
-                     completion_tokens, cached_tokens, reasoning_tokens, status, outcome, latency_ms, ttft_ms,
-                     idempotency_key, raw_cost_amount, raw_cost_currency, billed_cost_nanos, currency, created_at,
-                     client_request_id, unpriced, attempt, api) ",
-            );
-            let mut created = Vec::with_capacity(chunk.len());
-            for e in chunk {
-                created.push(ts(e.created_at)?);
-            }
-            q.push_values(chunk.iter().zip(created), |mut b, (e, created_at)| {
-                b.push_bind(&e.request_id)
-                    .push_bind(e.org_id.0)
-                    .push_bind(e.key_id.0)
-                    .push_bind(&e.provider)
-                    .push_bind(&e.model)
-                    .push_bind(e.stream)
-                    .push_bind(shared::u64_to_db(e.usage.prompt))
-                    .push_bind(shared::u64_to_db(e.usage.completion))
-                    .push_bind(shared::u64_to_db(e.usage.cached))
-                    .push_bind(shared::u64_to_db(e.usage.reasoning))
-                    .push_bind(i64::from(e.status))
-                    .push_bind(&e.outcome)
-                    .push_bind(shared::u64_to_db(e.latency_ms))
-                    .push_bind(e.ttft_ms.map(shared::u64_to_db))
-                    .push_bind(&e.idempotency_key)
-                    .push_bind(e.raw_cost.as_ref().map(|c| &c.amount))
-                    .push_bind(e.raw_cost.as_ref().map(|c| &c.currency))
-                    .push_bind(e.billed_cost.nanos())
-                    .push_bind(&e.currency)
-                    .push_bind(created_at)
-                    .push_bind(e.stored_client_request_id())
-                    .push_bind(e.unpriced)
-                    .push_bind(i64::from(e.attempt))
-                    .push_bind(&e.api);
-            });
-            q.push(" ON CONFLICT (request_id, attempt) DO NOTHING RETURNING request_id, attempt");
-            let ids: Vec<(String, i64)> = q.build_query_as().fetch_all(&mut *tx).await?;
-            inserted_ids.extend(ids);
-        }
-        let inserted: Vec<&LedgerEntry> = unique
-            .iter()
-            .copied()
-            .filter(|e| inserted_ids.contains(&(e.request_id.clone(), i64::from(e.attempt))))
-            .collect();
-        let groups = shared::aggregate(inserted.iter().copied())?;
-        let group_list: Vec<_> = groups.into_iter().collect();
-        for chunk in group_list.chunks(INSERT_CHUNK) {
-            let mut days = Vec::with_capacity(chunk.len());
-            for (k, _) in chunk {
-                days.push(day(k.day)?);
-            }
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO usage_daily (org_id, day, key_id, provider, model, currency, requests, prompt_tokens,
-                     completion_tokens, cached_tokens, reasoning_tokens, billed_cost_nanos, unpriced_requests) ",
-            );
-            q.push_values(chunk.iter().zip(days), |mut b, ((k, s), day)| {
-                b.push_bind(k.org_id.0)
-                    .push_bind(day)
-                    .push_bind(k.key_id.0)
-                    .push_bind(&k.provider)
-                    .push_bind(&k.model)
-                    .push_bind(&k.currency)
-                    .push_bind(s.requests)
-                    .push_bind(s.prompt_tokens)
-                    .push_bind(s.completion_tokens)
-                    .push_bind(s.cached_tokens)
-                    .push_bind(s.reasoning_tokens)
-                    .push_bind(s.billed_cost_nanos)
-                    .push_bind(s.unpriced_requests);
-            });
-            q.push(
-                " ON CONFLICT (org_id, day, key_id, provider, model, currency) DO UPDATE SET
-                     requests = usage_daily.requests + excluded.requests,
-                     prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens,
-                     completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens,
-                     cached_tokens = usage_daily.cached_tokens + excluded.cached_tokens,
-                     reasoning_tokens = usage_daily.reasoning_tokens + excluded.reasoning_tokens,
-                     billed_cost_nanos = usage_daily.billed_cost_nanos + excluded.billed_cost_nanos,
-                     unpriced_requests = usage_daily.unpriced_requests + excluded.unpriced_requests",
-            );
-            q.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        let inserted = inserted.len() as u64;
-        Ok(InsertOutcome { inserted, duplicates: entries.len() as u64 - inserted })
-    }
-
-    async fn usage_summary(&self, org: OrgId, from: Date, to: Date) -> Result<UsageSummary, StoreError> {
-        let rows = sqlx::query(
-            "SELECT provider, model, day, currency, SUM(requests) AS requests, SUM(prompt_tokens) AS prompt_tokens,
-                    SUM(completion_tokens) AS completion_tokens, SUM(cached_tokens) AS cached_tokens,
-                    SUM(reasoning_tokens) AS reasoning_tokens, SUM(billed_cost_nanos) AS billed_cost_nanos,
-                    SUM(unpriced_requests) AS unpriced_requests
-             FROM usage_daily WHERE org_id = ? AND day >= ? AND day < ?
-             GROUP BY provider, model, day, currency
-             ORDER BY day, provider, model, currency",
-        )
-        .bind(org.0)
-        .bind(day(from)?)
-        .bind(day(to)?)
-        .fetch_all(&self.pool)
-        .await?;
-        let rows = rows
-            .iter()
-            .map(|row| {
-                Ok(UsageRow {
-                    provider: row.try_get("provider")?,
-                    model: row.try_get("model")?,
-                    day: parse_day(row.try_get("day")?)?,
-                    totals: totals_from_row(row)?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        UsageSummary::from_rows(rows)
-    }
-
-    async fn ledger_totals(
-        &self,
-        org: OrgId,
-        from: OffsetDateTime,
-        to: OffsetDateTime,
-    ) -> Result<Vec<UsageTotals>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT currency, SUM(CASE WHEN outcome = 'retried' THEN 0 ELSE 1 END) AS requests, SUM(prompt_tokens) AS prompt_tokens,
-                    SUM(completion_tokens) AS completion_tokens, SUM(cached_tokens) AS cached_tokens,
-                    SUM(reasoning_tokens) AS reasoning_tokens, SUM(billed_cost_nanos) AS billed_cost_nanos,
-                    SUM(unpriced) AS unpriced_requests
-             FROM usage_ledger WHERE org_id = ? AND created_at >= ? AND created_at < ?
-             GROUP BY currency ORDER BY currency",
-        )
-        .bind(org.0)
-        .bind(ts(from)?)
-        .bind(ts(to)?)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(totals_from_row).collect()
-    }
-
-    async fn request_attempts(&self, org: OrgId, request_id: &str) -> Result<Vec<AttemptRow>, StoreError> {
-        if shared::has_nul(request_id) {
-            return Ok(Vec::new()); // no stored id has one
-        }
-        let rows = sqlx::query(
-            "SELECT attempt, api, provider, model, outcome, status, prompt_tokens, completion_tokens,
-                    billed_cost_nanos, currency, latency_ms
-             FROM usage_ledger WHERE org_id = ? AND request_id = ? ORDER BY attempt",
-        )
-        .bind(org.0)
-        .bind(request_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(AttemptRow {
-                    attempt: shared::db_to_u32("attempt", row.try_get::<i64, _>("attempt")?)?,
-                    api: row.try_get("api")?,
-                    provider: row.try_get("provider")?,
-                    model: row.try_get("model")?,
-                    outcome: row.try_get("outcome")?,
-                    status: u16::try_from(shared::db_to_u32("status", row.try_get::<i64, _>("status")?)?)
-                        .unwrap_or(u16::MAX),
-                    prompt_tokens: shared::db_to_u64("prompt tokens", row.try_get("prompt_tokens")?)?,
-                    completion_tokens: shared::db_to_u64("completion tokens", row.try_get("completion_tokens")?)?,
-                    billed_cost: shared::db_money("billed cost", row.try_get("billed_cost_nanos")?)?,
-                    currency: row.try_get("currency")?,
-                    latency_ms: shared::db_to_u64("latency", row.try_get("latency_ms")?)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn prune_ledger(&self, older_than: OffsetDateTime, batch_size: u32) -> Result<u64, StoreError> {
-        let cutoff = ts(older_than)?;
-        let batch = i64::from(batch_size.max(1));
-        let mut total = 0;
-        loop {
-            let done = sqlx::query(
-                "DELETE FROM usage_ledger WHERE id IN
-                     (SELECT id FROM usage_ledger WHERE created_at < ? ORDER BY created_at LIMIT ?)",
-            )
-            .bind(&cutoff)
-            .bind(batch)
-            .execute(&self.pool)
-            .await?;
-            total += done.rows_affected();
-            if done.rows_affected() < batch as u64 {
-                return Ok(total);
-            }
-        }
-    }
-
-    async fn spend_since(&self, org: OrgId, currency: &str, since: Date) -> Result<Money, StoreError> {
-        let nanos: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(billed_cost_nanos), 0) FROM usage_daily WHERE org_id = ? AND currency = ? AND day >= ?",
-        )
-        .bind(org.0)
-        .bind(currency)
-        .bind(day(since)?)
-        .fetch_one(&self.pool)
-        .await?;
-        shared::db_money("spend", nanos)
-    }
-}
+sql_backend!(SqliteStore);
