@@ -125,6 +125,11 @@ async fn plugin_cost(dist: &Path) {
 }
 
 async fn load(url: String, body: Arc<Vec<u8>>, auth: String, concurrency: usize) -> Vec<Duration> {
+    load_n(url, body, auth, concurrency, HTTP_REQUESTS).await
+}
+
+/// `n` calls (after a warm-up) at `concurrency`, each one's latency.
+async fn load_n(url: String, body: Arc<Vec<u8>>, auth: String, concurrency: usize, n: usize) -> Vec<Duration> {
     let client = reqwest::Client::builder().tcp_nodelay(true).build().expect("client");
     let run = |n: usize| {
         let (client, url, body, auth) = (client.clone(), url.clone(), body.clone(), auth.clone());
@@ -160,7 +165,7 @@ async fn load(url: String, body: Arc<Vec<u8>>, auth: String, concurrency: usize)
         }
     };
     run(HTTP_WARMUP).await;
-    run(HTTP_REQUESTS).await
+    run(n).await
 }
 
 /// A gateway on the mock (providers `qwen` and `qwen2`, route `pair`), a key of org `bench`,
@@ -282,34 +287,44 @@ async fn added_latency(dist: &Path) {
     gateway.shutdown().await.expect("shutdown");
 }
 
-/// The same call at concurrency 1 without and then with OpenTelemetry traces on (the
-/// tracing-opentelemetry layer, spans made, the OTLP exporter pointed at a port where nothing
-/// listens): what tracing adds. Last, because it installs the process's subscriber.
+/// The same call at concurrency 1 with OpenTelemetry traces off and on (the
+/// tracing-opentelemetry layer installed, the OTLP exporter pointed at a port where nothing
+/// listens): what tracing adds. Off and on alternate in blocks of calls on the same gateway
+/// (`telemetry::set_enabled`), so a change of the machine's load weighs on both alike. Last,
+/// because it installs the process's subscriber.
 async fn traced_latency(dist: &Path) {
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
+    const BLOCKS: usize = 10;
 
     let Bench { mock, gateway, key, _dirs } = bench_gateway(dist).await;
     let url = format!("http://{}/v1/chat/completions", gateway.local_addr());
     let direct_auth = format!("Bearer {}", MockDashScope::API_KEY);
     let direct = load(format!("{}/chat/completions", mock.base_url()), chat_body("qwen-turbo"), direct_auth, 1).await;
-    let off = load(url.clone(), chat_body("qwen:qwen-turbo"), format!("Bearer {key}"), 1).await;
     let nothing = |name: &str| (name == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| "http://127.0.0.1:9".to_owned());
     let traces = aigate::telemetry::Traces::from_env(&nothing).expect("traces").expect("an endpoint is set");
     traces.attach(tokio::runtime::Handle::current());
     let spans = tracing_subscriber::filter::filter_fn(|m| m.is_span() && m.target().starts_with("aigate"));
-    tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(traces.tracer()).with_filter(spans))
-        .init();
-    let on = load(url, chat_body("qwen:qwen-turbo"), format!("Bearer {key}"), 1).await;
-    println!("\n== traces on (OTLP exporter pointed at nothing), non-stream chat, concurrency 1");
+    tracing_subscriber::registry().with(aigate::telemetry::layer(traces.tracer()).with_filter(spans)).init();
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for block in 0..2 * BLOCKS {
+        let traced = block % 2 == 1;
+        aigate::telemetry::set_enabled(traced);
+        let samples =
+            load_n(url.clone(), chat_body("qwen:qwen-turbo"), format!("Bearer {key}"), 1, HTTP_REQUESTS / BLOCKS).await;
+        if traced { on.extend(samples) } else { off.extend(samples) }
+    }
+    println!(
+        "\n== traces on (OTLP exporter pointed at nothing), non-stream chat, concurrency 1, off and on interleaved"
+    );
     let (d50, d99) = report("direct to the mock upstream", direct);
     let (off50, off99) = report("through the gateway, traces off", off);
     let (on50, on99) = report("through the gateway, traces on", on);
     let added = |g: Duration, d: Duration| (g.as_secs_f64() - d.as_secs_f64()) * 1e6;
     println!("{:<44} p50={:>8.1} µs  p99={:>8.1} µs", "added, traces off", added(off50, d50), added(off99, d99));
     println!("{:<44} p50={:>8.1} µs  p99={:>8.1} µs", "added, traces on", added(on50, d50), added(on99, d99));
+    println!("{:<44} p50={:>8.1} µs  p99={:>8.1} µs", "traces on − off", added(on50, off50), added(on99, off99));
     gateway.shutdown().await.expect("shutdown");
     let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
 }

@@ -79,7 +79,7 @@ pub fn init(
     };
     let traces = tracer.map(|tracer| {
         let spans = tracing_subscriber::filter::filter_fn(|m| m.is_span() && m.target().starts_with("aigate"));
-        tracing_opentelemetry::layer().with_tracer(tracer).with_filter(spans)
+        crate::telemetry::layer(tracer).with_filter(spans)
     });
     tracing_subscriber::registry().with(fmt).with(traces).init();
     guard

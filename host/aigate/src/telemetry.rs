@@ -34,6 +34,13 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
+/// Stops or resumes making spans, the exporter staying installed: `cargo xtask bench` compares
+/// the same process with and without traces in interleaved blocks of calls. Turning spans on
+/// in a process without [`Traces`] makes spans nothing exports.
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
 /// The exporter of a process that traces: its tracer for the subscriber's layer, and the
 /// provider to flush at exit. The exporter sends on the gateway's tokio runtime, which
 /// [`Traces::attach`] hands it once it runs.
@@ -79,6 +86,24 @@ impl Traces {
             tracing::warn!("traces not all exported at exit: {e}");
         }
     }
+}
+
+/// The `tracing` layer that turns the gateway's spans into OpenTelemetry spans for `tracer`.
+/// Only what the conventions ask for is recorded: no source location, thread, target or
+/// busy/idle attributes, and no OpenTelemetry context switched on every poll of an
+/// instrumented future ([`inject`] reads the span's own context); each of those costs the
+/// request path time and every exported span bytes.
+pub fn layer<S>(tracer: SdkTracer) -> tracing_opentelemetry::OpenTelemetryLayer<S, SdkTracer>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
+        .with_context_activation(false)
 }
 
 /// The OTLP exporter's HTTP client: the batch processor calls it from a thread of its own,
