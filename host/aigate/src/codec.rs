@@ -156,6 +156,26 @@ pub fn sse_event(out: &mut Vec<u8>, name: &str, data: &impl serde::Serialize) {
 pub mod json {
     use super::{ApiError, Map, Value};
 
+    /// Decodes a JSON object body with `decode`, then checks it against the request type the
+    /// OpenAPI document publishes for the route (`conforms`, e.g. `json::conforms::<T>`): the
+    /// decoder's own checks give the more specific messages; the check after them makes
+    /// every accepted body one the document describes.
+    pub fn decode_conforming<R>(
+        body: &str,
+        decode: impl FnOnce(&Map<String, Value>) -> Result<R, ApiError>,
+        conforms: impl FnOnce(&Value) -> Result<(), ApiError>,
+    ) -> Result<R, ApiError> {
+        let value: Value = serde_json::from_str(body).map_err(|e| {
+            ApiError::invalid_json(format!("The request body is not valid JSON ({e}). Send a JSON object."))
+        })?;
+        let Some(map) = value.as_object() else {
+            return Err(ApiError::invalid_json("The request body must be a JSON object."));
+        };
+        let decoded = decode(map)?;
+        conforms(&value)?;
+        Ok(decoded)
+    }
+
     /// The body as a JSON object.
     pub fn object(body: &str) -> Result<Map<String, Value>, ApiError> {
         let value: Value = serde_json::from_str(body).map_err(|e| {
@@ -167,10 +187,8 @@ pub mod json {
         }
     }
 
-    /// Checks an accepted body against `T`, the request type the OpenAPI document publishes
-    /// for its route (`GET /openapi.json`). Decoders call it after their own checks (which
-    /// give the more specific messages), so every body the gateway accepts is one the document
-    /// describes. The refusal names the first field that does not conform.
+    /// Checks a body against `T`, the request type the OpenAPI document publishes for its
+    /// route (`GET /openapi.json`). The refusal names the first field that does not conform.
     pub fn conforms<'a, T: serde::Deserialize<'a>>(body: &'a Value) -> Result<(), ApiError> {
         match serde_path_to_error::deserialize::<_, T>(body) {
             Ok(_) => Ok(()),

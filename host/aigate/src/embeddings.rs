@@ -59,15 +59,7 @@ pub struct Parsed {
 
 /// Parses and validates a body (UTF-8 JSON). Every error is a 400 naming the field.
 pub fn parse(body: &str) -> Result<Parsed, ApiError> {
-    let value: Value = serde_json::from_str(body).map_err(|e| {
-        ApiError::invalid_json(format!("The request body is not valid JSON ({e}). Send a JSON object."))
-    })?;
-    let Some(map) = value.as_object() else {
-        return Err(ApiError::invalid_json("The request body must be a JSON object."));
-    };
-    let parsed = parse_object(map)?;
-    json::conforms::<CreateEmbeddingRequest>(&value)?;
-    Ok(parsed)
+    json::decode_conforming(body, parse_object, |value| json::conforms::<CreateEmbeddingRequest>(value))
 }
 
 fn parse_object(map: &Map<String, Value>) -> Result<Parsed, ApiError> {

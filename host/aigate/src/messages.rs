@@ -379,19 +379,17 @@ fn convert_message(
 
 /// Parses a Messages body; `max_tokens` is required on `/v1/messages`, not on `count_tokens`.
 fn decode(body: &str, require_max_tokens: bool) -> Result<Decoded, ApiError> {
-    let value: Value = serde_json::from_str(body).map_err(|e| {
-        ApiError::invalid_json(format!("The request body is not valid JSON ({e}). Send a JSON object."))
-    })?;
-    let Some(map) = value.as_object() else {
-        return Err(ApiError::invalid_json("The request body must be a JSON object."));
-    };
-    let decoded = decode_object(map, require_max_tokens)?;
-    if require_max_tokens {
-        json::conforms::<MessagesRequest>(&value)?;
-    } else {
-        json::conforms::<CountTokensRequest>(&value)?;
-    }
-    Ok(decoded)
+    json::decode_conforming(
+        body,
+        |map| decode_object(map, require_max_tokens),
+        |value| {
+            if require_max_tokens {
+                json::conforms::<MessagesRequest>(value)
+            } else {
+                json::conforms::<CountTokensRequest>(value)
+            }
+        },
+    )
 }
 
 fn decode_object(map: &serde_json::Map<String, Value>, require_max_tokens: bool) -> Result<Decoded, ApiError> {

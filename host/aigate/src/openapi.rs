@@ -2,7 +2,7 @@
 //! the wire types the handlers parse and write, so it cannot drift from what is served.
 //!
 //! - Request bodies: the types the decoders check every accepted body against
-//!   (`codec::json::conforms`; `ChatCompletionRequest` and the admin bodies are parsed
+//!   (`codec::json::decode_conforming`; `ChatCompletionRequest` and the admin bodies are parsed
 //!   straight into theirs).
 //! - Answers: the types the encoders serialise (`openai.rs`, `messages.rs`, `responses.rs`,
 //!   `embeddings.rs`, `models.rs`, `admin.rs`). Streams are `text/event-stream`; their events

@@ -255,15 +255,7 @@ fn input_items(items: &[Value], messages: &mut Vec<c::Message>) -> Result<(), Ap
 }
 
 fn decode(body: &str) -> Result<Decoded, ApiError> {
-    let value: Value = serde_json::from_str(body).map_err(|e| {
-        ApiError::invalid_json(format!("The request body is not valid JSON ({e}). Send a JSON object."))
-    })?;
-    let Some(map) = value.as_object() else {
-        return Err(ApiError::invalid_json("The request body must be a JSON object."));
-    };
-    let decoded = decode_object(map)?;
-    json::conforms::<ResponsesRequest>(&value)?;
-    Ok(decoded)
+    json::decode_conforming(body, decode_object, |value| json::conforms::<ResponsesRequest>(value))
 }
 
 fn decode_object(map: &serde_json::Map<String, Value>) -> Result<Decoded, ApiError> {
