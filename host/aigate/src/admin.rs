@@ -537,21 +537,29 @@ pub async fn ensure_dev_key(config: &crate::Config, store: &Store) -> Result<Opt
 
 // ---- HTTP --------------------------------------------------------------------
 
-/// Checks `Authorization: Bearer <AIGATE_ADMIN_TOKEN>`. Admin routes answer
-/// 404 when no token is configured, as if they did not exist.
 /// The route layer in front of every `/admin/*` route (`server::router`): no handler runs
-/// without the admin token.
+/// without the admin token. Admin routes answer 404 when no token is configured, as if they
+/// did not exist. A request with an `Authorization` header is judged by it alone
+/// ([`guard`]); one without may instead carry a signed-in operator console session
+/// (`console::admit`): reads pass, changes need the session's CSRF token (403 without).
 pub async fn require_admin(
     State(state): State<Arc<AppState>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    match guard(&state, request.headers()) {
+    let verdict = match guard(&state, request.headers()) {
+        Err(e) if state.config.admin_token.is_some() && !request.headers().contains_key(header::AUTHORIZATION) => {
+            crate::console::admit(&state, request.method(), request.headers()).unwrap_or(Err(e))
+        }
+        verdict => verdict,
+    };
+    match verdict {
         Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),
     }
 }
 
+/// Checks `Authorization: Bearer <AIGATE_ADMIN_TOKEN>`.
 pub(crate) fn guard(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &state.config.admin_token else {
         return Err(ApiError::not_found(

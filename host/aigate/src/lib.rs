@@ -16,6 +16,7 @@ pub mod chat;
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod console;
 pub mod credentials;
 pub mod embeddings;
 pub mod error;

@@ -9,7 +9,9 @@
 //!    latency; error responses are logged here, once, with their source.
 //! 3. `CatchPanic`: a panic in a handler becomes a 500 OpenAI-shaped error
 //!    instead of a dropped connection.
-//! 4. The routes. Unknown paths and methods get OpenAI-shaped 404/405 errors.
+//! 4. The routes. Unknown paths and methods get OpenAI-shaped 404/405 errors. The admin
+//!    routes add `admin::require_admin`; the operator console (`/console`, `console.rs`)
+//!    adds its own (console off without the admin token, its security headers).
 //!
 //! Health: `/health` (the process answers), `/health/live` (the same, for liveness probes),
 //! `/health/ready` (the database answers, Redis when configured, at least one plugin is
@@ -77,6 +79,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The Redis connection of limits and idempotency, when `REDIS_URL` is set (readiness).
     pub redis: Option<(ConnectionManager, RedisOptions)>,
+    /// Signed-in operator console sessions of this replica (`console.rs`).
+    pub console: crate::console::ConsoleSessions,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -94,6 +98,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/embeddings", post(crate::embeddings::embeddings))
         .route("/v1/messages/count_tokens", post(crate::messages::count_tokens))
         .merge(admin_routes(state.clone()))
+        .merge(crate::console::routes(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -428,6 +433,7 @@ impl Gateway {
             stop_calls: CancellationToken::new(),
             metrics: Arc::new(Metrics::new()),
             redis,
+            console: crate::console::ConsoleSessions::default(),
         });
         let listener = TcpListener::bind(config.listen)
             .await

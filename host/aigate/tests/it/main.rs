@@ -16,6 +16,7 @@ mod billing;
 mod bounded;
 mod chat;
 mod codemap;
+mod console;
 mod contract;
 mod contract_versions;
 mod credentials;
