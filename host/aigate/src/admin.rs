@@ -399,13 +399,8 @@ pub async fn usage(store: &Store, q: &UsageQuery) -> Result<UsageReport, AdminEr
         warnings,
         rows: summary
             .rows
-            .iter()
-            .map(|r| UsageRow {
-                day: r.day.to_string(),
-                provider: r.provider.clone(),
-                model: r.model.clone(),
-                totals: r.totals.clone(),
-            })
+            .into_iter()
+            .map(|r| UsageRow { day: r.day.to_string(), provider: r.provider, model: r.model, totals: r.totals })
             .collect(),
         totals: summary.totals,
     })

@@ -176,17 +176,6 @@ pub mod json {
         Ok(decoded)
     }
 
-    /// The body as a JSON object.
-    pub fn object(body: &str) -> Result<Map<String, Value>, ApiError> {
-        let value: Value = serde_json::from_str(body).map_err(|e| {
-            ApiError::invalid_json(format!("The request body is not valid JSON ({e}). Send a JSON object."))
-        })?;
-        match value {
-            Value::Object(map) => Ok(map),
-            _ => Err(ApiError::invalid_json("The request body must be a JSON object.")),
-        }
-    }
-
     /// Checks a body against `T`, the request type the OpenAPI document publishes for its
     /// route (`GET /openapi.json`). The refusal names the first field that does not conform.
     pub fn conforms<'a, T: serde::Deserialize<'a>>(body: &'a Value) -> Result<(), ApiError> {

@@ -379,16 +379,14 @@ fn convert_message(
 
 /// Parses a Messages body; `max_tokens` is required on `/v1/messages`, not on `count_tokens`.
 fn decode(body: &str, require_max_tokens: bool) -> Result<Decoded, ApiError> {
+    // `MessagesRequest` is `CountTokensRequest` with `max_tokens` required, which
+    // `decode_object` already enforces (a whole number from 1 to 2^32-1) when
+    // `require_max_tokens`: checking the common type is checking either, without the copy of
+    // the whole body that `#[serde(flatten)]` deserialisation makes.
     json::decode_conforming(
         body,
         |map| decode_object(map, require_max_tokens),
-        |value| {
-            if require_max_tokens {
-                json::conforms::<MessagesRequest>(value)
-            } else {
-                json::conforms::<CountTokensRequest>(value)
-            }
-        },
+        |value| json::conforms::<CountTokensRequest>(value),
     )
 }
 
@@ -624,13 +622,14 @@ impl StreamEncoder for Events {
 // ---- the published wire types -----------------------------------------------------------------
 //
 // What the OpenAPI document (`openapi.rs`) says this API takes and answers. The decoder checks
-// every body it accepts against the request types (`json::conforms`), and `response` writes
-// the `Message` type, so the document cannot describe another API than the one served.
+// every body it accepts against `CountTokensRequest` (`json::conforms`; `MessagesRequest` adds
+// only the `max_tokens` the decoder requires itself), and `response` writes the `Message`
+// type, so the document cannot describe another API than the one served.
 
 /// The body of `POST /v1/messages` (Anthropic's Messages API). Fields not listed are accepted
 /// and, on a provider that speaks Messages natively, passed through.
 #[derive(Deserialize, ToSchema)]
-#[allow(dead_code)] // read by serde and the schema only
+#[allow(dead_code)] // read by the schema (and serde, for its `flatten` and `borrow` attributes)
 pub struct MessagesRequest<'a> {
     /// The most tokens to generate.
     #[schema(minimum = 1, maximum = 4294967295_u64)]
