@@ -155,7 +155,10 @@ async fn fuzz(gw: &TestGateway, token: &str, include: &str) {
         .args(["--header", &format!("Authorization: Bearer {token}")])
         // Bounded: at most this many cases per operation and this long per run.
         .args(["--max-examples", "30", "--max-time", "90", "--seed", "1", "--request-timeout", "20"])
-        .args(["--phases", "examples,coverage,fuzzing", "--workers", "2", "--generation-database", "none"])
+        // Not the `examples` phase: extracting examples from the schemas crashed inside
+        // Hypothesis once in CI (a `FlakyFailure` in Schemathesis' own example generation,
+        // no request sent); `coverage` still sends each schema's boundary and enum values.
+        .args(["--phases", "coverage,fuzzing", "--workers", "2", "--generation-database", "none"])
         .current_dir(gw.data_dir.path())
         .kill_on_drop(true)
         .output();
