@@ -14,6 +14,7 @@ mod anthropic;
 mod bad_input;
 mod billing;
 mod bounded;
+mod browser;
 mod chat;
 mod codemap;
 mod console;
