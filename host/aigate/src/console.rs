@@ -1,6 +1,6 @@
-//! The operator console: HTML pages under `/console` (keys, plugins, prices, usage) whose
-//! script calls the admin API (`/admin/*`) with a signed-in session instead of the Bearer
-//! token. It has no path of its own into the store: every read and change is an admin call.
+//! The operator console: HTML pages under `/console` (usage, requests, keys, orgs, prices,
+//! plugins) whose script calls the admin API (`/admin/*`) with a signed-in session instead of
+//! the Bearer token. It has no path of its own into the store: every read and change is an admin call.
 //!
 //! Sign-in: `GET /console/login` serves a form; `POST /console/login` with the admin token
 //! (compared by digest, as `admin::guard` does) opens a session kept in memory on this
@@ -81,11 +81,18 @@ struct Page {
     body: &'static str,
 }
 
-static PAGES: [Page; 4] = [
-    Page { path: "/console/keys", name: "keys", title: "Keys", body: include_str!("../console/keys.html") },
-    Page { path: "/console/plugins", name: "plugins", title: "Plugins", body: include_str!("../console/plugins.html") },
-    Page { path: "/console/prices", name: "prices", title: "Prices", body: include_str!("../console/prices.html") },
+static PAGES: [Page; 6] = [
     Page { path: "/console/usage", name: "usage", title: "Usage", body: include_str!("../console/usage.html") },
+    Page {
+        path: "/console/requests",
+        name: "requests",
+        title: "Requests",
+        body: include_str!("../console/requests.html"),
+    },
+    Page { path: "/console/keys", name: "keys", title: "Keys", body: include_str!("../console/keys.html") },
+    Page { path: "/console/orgs", name: "orgs", title: "Organisations", body: include_str!("../console/orgs.html") },
+    Page { path: "/console/prices", name: "prices", title: "Prices", body: include_str!("../console/prices.html") },
+    Page { path: "/console/plugins", name: "plugins", title: "Plugins", body: include_str!("../console/plugins.html") },
 ];
 
 // ---- sessions ------------------------------------------------------------------

@@ -10,8 +10,16 @@ use serde_json::{Value, json};
 
 use crate::harness::{ADMIN_TOKEN, JsonBody, Setup, TestGateway, start, start_with};
 
-const PAGES: [&str; 6] =
-    ["/console", "/console/", "/console/keys", "/console/plugins", "/console/prices", "/console/usage"];
+const PAGES: [&str; 8] = [
+    "/console",
+    "/console/",
+    "/console/usage",
+    "/console/requests",
+    "/console/keys",
+    "/console/orgs",
+    "/console/prices",
+    "/console/plugins",
+];
 
 /// A client that does not follow redirects (they are what these tests check) and keeps no cookies.
 fn browser() -> reqwest::Client {
@@ -268,6 +276,8 @@ async fn the_key_value_is_shown_once_and_never_again() {
         "/console/plugins",
         "/console/prices",
         "/console/usage",
+        "/console/requests",
+        "/console/orgs",
         "/console/session",
         "/admin/keys?org=console",
         "/admin/usage?org=console",
@@ -280,7 +290,7 @@ async fn the_key_value_is_shown_once_and_never_again() {
         let text = r.text().await.unwrap();
         later.push((path, text));
     }
-    let listed: Value = serde_json::from_str(&later[5].1).unwrap();
+    let listed: Value = serde_json::from_str(&later[7].1).unwrap();
     assert_eq!(listed["data"][0]["prefix"], created["prefix"], "the key is listed, by prefix");
     for (path, text) in later {
         assert!(!text.contains(&key), "{path} shows the key");
