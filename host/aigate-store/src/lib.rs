@@ -31,7 +31,8 @@ pub use error::StoreError;
 pub use postgres::{PgSettings, PgStore};
 pub use records::{
     AttemptRow, Budget, InsertOutcome, KeyRecord, KeyStatus, LedgerEntry, MAX_CLIENT_REQUEST_ID_CHARS, NewKey, Org,
-    RETRIED, RawCost, UsageRow, UsageSummary, UsageTotals, client_request_id,
+    OrgSpend, RETRIED, RawCost, RequestFilter, RequestRow, UsageFilter, UsageRow, UsageSummary, UsageTotals,
+    client_request_id,
 };
 pub use repo::{KeyRepo, OrgRepo, PriceRepo, UsageRepo};
 pub use seed::Seeded;

@@ -65,6 +65,9 @@ pub struct KeyRecord {
     pub allowed_models: Option<ModelScope>,
     /// The models every key of its org may call (`None`: all).
     pub org_allowed_models: Option<ModelScope>,
+    /// The `created_at` of the key's latest ledger row (`None`: never used).
+    /// Set when usage is written, so it lags a call by the writer's batching.
+    pub last_used_at: Option<OffsetDateTime>,
 }
 
 /// Whether a key may be used at a given moment, and if not, why.
@@ -319,4 +322,71 @@ impl UsageSummary {
         }
         Ok(UsageSummary { rows, totals: totals.into_values().collect() })
     }
+}
+
+/// What [`crate::UsageRepo::usage_series`] narrows an org's rollups to; the
+/// default is everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageFilter {
+    /// Only this key's usage.
+    pub key: Option<KeyId>,
+    /// Only this model (the exact name, as the ledger records it).
+    pub model: Option<String>,
+}
+
+/// What one org was billed in one currency over some days.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgSpend {
+    pub org_id: OrgId,
+    pub currency: String,
+    pub billed_cost: Money,
+}
+
+/// Which requests [`crate::UsageRepo::recent_requests`] lists; every filter
+/// is optional and they combine with AND.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestFilter {
+    pub org: Option<OrgId>,
+    pub key: Option<KeyId>,
+    /// The model of the final attempt (the exact name, as the ledger records it).
+    pub model: Option<String>,
+    /// The HTTP statuses of the final attempt (half-open: `500..600` is 5xx).
+    pub status: Option<std::ops::Range<u16>>,
+    /// At most this many requests (at least 1 is read).
+    pub limit: u32,
+}
+
+impl Default for RequestFilter {
+    fn default() -> RequestFilter {
+        RequestFilter { org: None, key: None, model: None, status: None, limit: 50 }
+    }
+}
+
+/// One request as the recent-requests list shows it: its final attempt's
+/// ledger row (where it went, how it ended, its latency and time to first
+/// token, both measured from the request's start), and how many attempts it
+/// took. Tokens and cost are the final attempt's; an earlier attempt (a
+/// retry or fallback, made only before any content reached the client) is in
+/// [`crate::UsageRepo::request_attempts`]. No prompt or completion text: the
+/// ledger has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRow {
+    pub request_id: String,
+    pub client_request_id: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub org_name: String,
+    pub key_prefix: String,
+    pub api: String,
+    pub provider: String,
+    pub model: String,
+    pub stream: bool,
+    pub status: u16,
+    pub outcome: String,
+    /// The final attempt's number: 1 when the first call answered.
+    pub attempts: u32,
+    pub latency_ms: u64,
+    pub ttft_ms: Option<u64>,
+    pub usage: TokenUsage,
+    pub billed_cost: Money,
+    pub currency: String,
 }

@@ -28,7 +28,8 @@ use time::{Date, OffsetDateTime};
 
 use crate::StoreError;
 use crate::records::{
-    AttemptRow, Budget, InsertOutcome, KeyRecord, LedgerEntry, NewKey, Org, UsageSummary, UsageTotals,
+    AttemptRow, Budget, InsertOutcome, KeyRecord, LedgerEntry, NewKey, Org, OrgSpend, RequestFilter, RequestRow,
+    UsageFilter, UsageSummary, UsageTotals,
 };
 use crate::seed::Seeded;
 
@@ -92,6 +93,9 @@ pub trait KeyRepo: Send + Sync {
     /// This is the authentication lookup: one indexed read by hash, joined
     /// with the org's name. Callers cache the result briefly.
     fn find_key_by_hash(&self, hash: &KeyHash) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
+
+    /// The key with that visible prefix, in whatever state (`None`: no such key).
+    fn key_by_prefix(&self, prefix: &str) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
 
     /// The org's keys, newest first, in every state.
     fn list_keys(&self, org: OrgId) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
@@ -176,7 +180,9 @@ pub trait UsageRepo: Send + Sync {
     /// is already in the ledger, or repeated within the batch (the first
     /// wins), are skipped and counted in neither table. So re-delivering a
     /// batch (a retry after an ambiguous commit, a spool replay) never
-    /// double counts, and rollups always equal ledger sums.
+    /// double counts, and rollups always equal ledger sums. In the same
+    /// transaction, each key with new rows gets `last_used_at` = the latest
+    /// `created_at` among them, unless it already holds a later one.
     ///
     /// All or nothing: on error nothing of the batch was written. An entry
     /// failing [`LedgerEntry::validate`], or refused by a constraint (an
@@ -186,15 +192,44 @@ pub trait UsageRepo: Send + Sync {
 
     /// The org's usage from the rollups for the UTC days `from..to`
     /// (half-open: `to` is the day after the last, so consecutive ranges
-    /// never count a day twice), grouped
-    /// by provider, model, day and currency, with totals per currency. Reads
-    /// only rollups, so it keeps working after the ledger is pruned.
+    /// never count a day twice), narrowed by `filter` (one key, one model),
+    /// grouped by provider, model, day and currency, with totals per
+    /// currency. Reads only rollups, never the ledger: one index range of the
+    /// org's days, however many requests they count, and it keeps working
+    /// after the ledger is pruned.
+    fn usage_series(
+        &self,
+        org: OrgId,
+        from: Date,
+        to: Date,
+        filter: &UsageFilter,
+    ) -> impl Future<Output = Result<UsageSummary, StoreError>> + Send;
+
+    /// [`UsageRepo::usage_series`] of all the org's usage.
     fn usage_summary(
         &self,
         org: OrgId,
         from: Date,
         to: Date,
-    ) -> impl Future<Output = Result<UsageSummary, StoreError>> + Send;
+    ) -> impl Future<Output = Result<UsageSummary, StoreError>> + Send {
+        async move { self.usage_series(org, from, to, &UsageFilter::default()).await }
+    }
+
+    /// What every org was billed on the UTC days `from..to` (half-open), per
+    /// currency, from the rollups, in one query: one entry per org and
+    /// currency with rows, ordered by org id and currency.
+    fn spend_by_org(&self, from: Date, to: Date) -> impl Future<Output = Result<Vec<OrgSpend>, StoreError>> + Send;
+
+    /// The latest requests matching `filter`, newest first (by `created_at`,
+    /// then insertion order), one [`RequestRow`] per request: its final
+    /// attempt (the highest `attempt` written). Walks a ledger index by time
+    /// (the key's, the org's or the global one), so an unfiltered page reads
+    /// about `limit` rows; a filter on model or status reads past the rows it
+    /// skips.
+    fn recent_requests(
+        &self,
+        filter: &RequestFilter,
+    ) -> impl Future<Output = Result<Vec<RequestRow>, StoreError>> + Send;
 
     /// Totals per currency straight from the ledger rows created in
     /// `from..to` (half-open). For audits and for proving the rollups do not

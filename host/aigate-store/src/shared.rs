@@ -95,6 +95,18 @@ pub(crate) fn aggregate<'a>(
     Ok(groups)
 }
 
+/// The latest `created_at` of each key among the inserted entries, in key
+/// order (the order every writer locks key rows in): what `last_used_at`
+/// moves forward to.
+pub(crate) fn last_used<'a>(inserted: impl IntoIterator<Item = &'a LedgerEntry>) -> BTreeMap<KeyId, OffsetDateTime> {
+    let mut latest: BTreeMap<KeyId, OffsetDateTime> = BTreeMap::new();
+    for e in inserted {
+        let at = latest.entry(e.key_id).or_insert(e.created_at);
+        *at = (*at).max(e.created_at);
+    }
+    latest
+}
+
 /// Postgres text cannot hold NUL; SQLite can. Refusing it everywhere keeps
 /// both backends answering alike.
 pub(crate) fn has_nul(text: &str) -> bool {

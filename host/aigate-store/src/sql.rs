@@ -70,7 +70,7 @@ pub(crate) const ORG_COLUMNS: &str =
 /// The columns a [`KeyRecord`](crate::KeyRecord) is read from, with its org's name and scope.
 pub(crate) const KEY_COLUMNS: &str = "SELECT k.id, k.org_id, o.name AS org_name, k.name, k.prefix, k.created_at,
             k.expires_at, k.revoked_at, k.rpm_limit, k.tpm_limit, k.allowed_models,
-            o.allowed_models AS org_allowed_models
+            o.allowed_models AS org_allowed_models, k.last_used_at
      FROM api_keys k JOIN orgs o ON o.id = k.org_id";
 
 /// The columns a [`PriceRule`](aigate_core::PriceRule) is read from.
@@ -103,14 +103,14 @@ macro_rules! sql_backend {
         const _: () = {
             use std::collections::HashSet;
 
-            use aigate_core::{KeyHash, KeyId, ModelScope, Money, OrgId, OrgName, PriceRule};
+            use aigate_core::{KeyHash, KeyId, ModelScope, Money, OrgId, OrgName, PriceRule, TokenUsage};
             use sqlx::{Database, QueryBuilder, Row};
             use time::{Date, OffsetDateTime};
 
             use $crate::StoreError;
             use $crate::records::{
-                AttemptRow, Budget, InsertOutcome, KeyRecord, LedgerEntry, NewKey, Org, UsageRow, UsageSummary,
-                UsageTotals,
+                AttemptRow, Budget, InsertOutcome, KeyRecord, LedgerEntry, NewKey, Org, OrgSpend, RequestFilter,
+                RequestRow, UsageFilter, UsageRow, UsageSummary, UsageTotals,
             };
             use $crate::repo::{KeyRepo, OrgRepo, PriceRepo, UsageRepo};
             use $crate::shared::{self, INSERT_CHUNK};
@@ -266,6 +266,7 @@ macro_rules! sql_backend {
                         .transpose()?,
                     allowed_models: shared::db_scope(row.try_get("allowed_models")?)?,
                     org_allowed_models: shared::db_scope(row.try_get("org_allowed_models")?)?,
+                    last_used_at: read_opt_timestamp(row, "last_used_at", "key last_used_at")?,
                 })
             }
 
@@ -299,6 +300,17 @@ macro_rules! sql_backend {
                 async fn find_key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
                     let row = sqlx::query(sqlx::AssertSqlSafe(format!("{KEY_COLUMNS} WHERE k.hash = $1")))
                         .bind(hash.as_str())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    row.as_ref().map(key_from_row).transpose()
+                }
+
+                async fn key_by_prefix(&self, prefix: &str) -> Result<Option<KeyRecord>, StoreError> {
+                    if shared::has_nul(prefix) {
+                        return Ok(None); // no stored prefix has one
+                    }
+                    let row = sqlx::query(sqlx::AssertSqlSafe(format!("{KEY_COLUMNS} WHERE k.prefix = $1")))
+                        .bind(prefix)
                         .fetch_optional(&self.pool)
                         .await?;
                     row.as_ref().map(key_from_row).transpose()
@@ -442,6 +454,36 @@ macro_rules! sql_backend {
                 })
             }
 
+            fn request_from_row(row: &DbRow) -> Result<RequestRow, StoreError> {
+                let count =
+                    |col: &str| -> Result<u64, StoreError> { shared::db_to_u64(col, row.try_get(col)?) };
+                Ok(RequestRow {
+                    request_id: row.try_get("request_id")?,
+                    client_request_id: row.try_get("client_request_id")?,
+                    created_at: read_timestamp(row, "created_at", "ledger created_at")?,
+                    org_name: row.try_get("org_name")?,
+                    key_prefix: row.try_get("key_prefix")?,
+                    api: row.try_get("api")?,
+                    provider: row.try_get("provider")?,
+                    model: row.try_get("model")?,
+                    stream: row.try_get("stream")?,
+                    status: u16::try_from(shared::db_to_u32("status", read_int4(row, "status")?)?)
+                        .unwrap_or(u16::MAX),
+                    outcome: row.try_get("outcome")?,
+                    attempts: shared::db_to_u32("attempt", read_int4(row, "attempt")?)?,
+                    latency_ms: count("latency_ms")?,
+                    ttft_ms: row.try_get::<Option<i64>, _>("ttft_ms")?.map(|v| shared::db_to_u64("ttft_ms", v)).transpose()?,
+                    usage: TokenUsage {
+                        prompt: count("prompt_tokens")?,
+                        completion: count("completion_tokens")?,
+                        cached: count("cached_tokens")?,
+                        reasoning: count("reasoning_tokens")?,
+                    },
+                    billed_cost: shared::db_money("billed cost", row.try_get("billed_cost_nanos")?)?,
+                    currency: row.try_get("currency")?,
+                })
+            }
+
             impl UsageRepo for $store {
                 async fn insert_usage(&self, entries: &[LedgerEntry]) -> Result<InsertOutcome, StoreError> {
                     let (unique, in_batch_duplicates) = shared::prepare_batch(entries)?;
@@ -537,13 +579,35 @@ macro_rules! sql_backend {
                         );
                         q.build().execute(&mut *tx).await?;
                     }
+                    for (key, at) in shared::last_used(inserted.iter().copied()) {
+                        let at = <$store>::timestamp(at)?;
+                        sqlx::query(
+                            "UPDATE api_keys SET last_used_at = $1
+                             WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
+                        )
+                        .bind(&at)
+                        .bind(key.0)
+                        .bind(&at)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                     tx.commit().await?;
                     let inserted = inserted.len() as u64;
                     Ok(InsertOutcome { inserted, duplicates: entries.len() as u64 - inserted })
                 }
 
-                async fn usage_summary(&self, org: OrgId, from: Date, to: Date) -> Result<UsageSummary, StoreError> {
-                    let rows = sqlx::query(
+                async fn usage_series(
+                    &self,
+                    org: OrgId,
+                    from: Date,
+                    to: Date,
+                    filter: &UsageFilter,
+                ) -> Result<UsageSummary, StoreError> {
+                    if filter.model.as_deref().is_some_and(shared::has_nul) {
+                        return Ok(UsageSummary::default()); // no stored model has one
+                    }
+                    // The primary key (org_id, day, …) is the index: one range of the org's days.
+                    let mut q = QueryBuilder::<Db>::new(
                         "SELECT provider, model, day, currency, CAST(SUM(requests) AS BIGINT) AS requests,
                                 CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens,
                                 CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens,
@@ -551,15 +615,19 @@ macro_rules! sql_backend {
                                 CAST(SUM(reasoning_tokens) AS BIGINT) AS reasoning_tokens,
                                 CAST(SUM(billed_cost_nanos) AS BIGINT) AS billed_cost_nanos,
                                 CAST(SUM(unpriced_requests) AS BIGINT) AS unpriced_requests
-                         FROM usage_daily WHERE org_id = $1 AND day >= $2 AND day < $3
-                         GROUP BY provider, model, day, currency
-                         ORDER BY day, provider, model, currency",
-                    )
-                    .bind(org.0)
-                    .bind(<$store>::day(from)?)
-                    .bind(<$store>::day(to)?)
-                    .fetch_all(&self.pool)
-                    .await?;
+                         FROM usage_daily WHERE org_id = ",
+                    );
+                    q.push_bind(org.0);
+                    q.push(" AND day >= ").push_bind(<$store>::day(from)?);
+                    q.push(" AND day < ").push_bind(<$store>::day(to)?);
+                    if let Some(key) = filter.key {
+                        q.push(" AND key_id = ").push_bind(key.0);
+                    }
+                    if let Some(model) = &filter.model {
+                        q.push(" AND model = ").push_bind(model.clone());
+                    }
+                    q.push(" GROUP BY provider, model, day, currency ORDER BY day, provider, model, currency");
+                    let rows = q.build().fetch_all(&self.pool).await?;
                     let rows = rows
                         .iter()
                         .map(|row| {
@@ -572,6 +640,66 @@ macro_rules! sql_backend {
                         })
                         .collect::<Result<Vec<_>, StoreError>>()?;
                     UsageSummary::from_rows(rows)
+                }
+
+                async fn spend_by_org(&self, from: Date, to: Date) -> Result<Vec<OrgSpend>, StoreError> {
+                    // Driven by the orgs, so each org's days are one range of the rollups' primary key.
+                    let rows = sqlx::query(
+                        "SELECT o.id AS org_id, d.currency,
+                                CAST(SUM(d.billed_cost_nanos) AS BIGINT) AS billed_cost_nanos
+                         FROM orgs o JOIN usage_daily d ON d.org_id = o.id
+                         WHERE d.day >= $1 AND d.day < $2
+                         GROUP BY o.id, d.currency ORDER BY o.id, d.currency",
+                    )
+                    .bind(<$store>::day(from)?)
+                    .bind(<$store>::day(to)?)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    rows.iter()
+                        .map(|row| {
+                            Ok(OrgSpend {
+                                org_id: OrgId(row.try_get("org_id")?),
+                                currency: row.try_get("currency")?,
+                                billed_cost: shared::db_money("spend", row.try_get("billed_cost_nanos")?)?,
+                            })
+                        })
+                        .collect()
+                }
+
+                async fn recent_requests(&self, filter: &RequestFilter) -> Result<Vec<RequestRow>, StoreError> {
+                    if filter.model.as_deref().is_some_and(shared::has_nul) {
+                        return Ok(Vec::new()); // no stored model has one
+                    }
+                    // A request's final attempt is its row with no later attempt: a probe of the
+                    // (request_id, attempt) unique index per row read. The rows are read newest
+                    // first from an index by time: the key's, the org's or the whole ledger's.
+                    let mut q = QueryBuilder::<Db>::new(
+                        "SELECT l.request_id, l.client_request_id, l.created_at, o.name AS org_name,
+                                k.prefix AS key_prefix, l.api, l.provider, l.model, l.stream, l.status, l.outcome,
+                                l.attempt, l.latency_ms, l.ttft_ms, l.prompt_tokens, l.completion_tokens,
+                                l.cached_tokens, l.reasoning_tokens, l.billed_cost_nanos, l.currency
+                         FROM usage_ledger l
+                         JOIN orgs o ON o.id = l.org_id
+                         JOIN api_keys k ON k.id = l.key_id
+                         WHERE NOT EXISTS (SELECT 1 FROM usage_ledger later
+                                           WHERE later.request_id = l.request_id AND later.attempt > l.attempt)",
+                    );
+                    if let Some(org) = filter.org {
+                        q.push(" AND l.org_id = ").push_bind(org.0);
+                    }
+                    if let Some(key) = filter.key {
+                        q.push(" AND l.key_id = ").push_bind(key.0);
+                    }
+                    if let Some(model) = &filter.model {
+                        q.push(" AND l.model = ").push_bind(model.clone());
+                    }
+                    if let Some(status) = &filter.status {
+                        q.push(" AND l.status >= ").push_bind(Int4::from(i32::from(status.start)));
+                        q.push(" AND l.status < ").push_bind(Int4::from(i32::from(status.end)));
+                    }
+                    q.push(" ORDER BY l.created_at DESC, l.id DESC LIMIT ").push_bind(i64::from(filter.limit.max(1)));
+                    let rows = q.build().fetch_all(&self.pool).await?;
+                    rows.iter().map(request_from_row).collect()
                 }
 
                 async fn ledger_totals(

@@ -11,7 +11,8 @@ use time::{Date, OffsetDateTime};
 use crate::StoreError;
 use crate::postgres::{PgSettings, PgStore};
 use crate::records::{
-    AttemptRow, Budget, InsertOutcome, KeyRecord, LedgerEntry, NewKey, Org, UsageSummary, UsageTotals,
+    AttemptRow, Budget, InsertOutcome, KeyRecord, LedgerEntry, NewKey, Org, OrgSpend, RequestFilter, RequestRow,
+    UsageFilter, UsageSummary, UsageTotals,
 };
 use crate::repo::{KeyRepo, OrgRepo, PriceRepo, UsageRepo};
 use crate::sqlite::{SqliteSettings, SqliteStore};
@@ -211,6 +212,9 @@ impl KeyRepo for Store {
     async fn find_key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
         forward!(self, s => s.find_key_by_hash(hash))
     }
+    async fn key_by_prefix(&self, prefix: &str) -> Result<Option<KeyRecord>, StoreError> {
+        forward!(self, s => s.key_by_prefix(prefix))
+    }
     async fn list_keys(&self, org: OrgId) -> Result<Vec<KeyRecord>, StoreError> {
         forward!(self, s => s.list_keys(org))
     }
@@ -241,8 +245,20 @@ impl UsageRepo for Store {
     async fn insert_usage(&self, entries: &[LedgerEntry]) -> Result<InsertOutcome, StoreError> {
         forward!(self, s => s.insert_usage(entries))
     }
-    async fn usage_summary(&self, org: OrgId, from: Date, to: Date) -> Result<UsageSummary, StoreError> {
-        forward!(self, s => s.usage_summary(org, from, to))
+    async fn usage_series(
+        &self,
+        org: OrgId,
+        from: Date,
+        to: Date,
+        filter: &UsageFilter,
+    ) -> Result<UsageSummary, StoreError> {
+        forward!(self, s => s.usage_series(org, from, to, filter))
+    }
+    async fn spend_by_org(&self, from: Date, to: Date) -> Result<Vec<OrgSpend>, StoreError> {
+        forward!(self, s => s.spend_by_org(from, to))
+    }
+    async fn recent_requests(&self, filter: &RequestFilter) -> Result<Vec<RequestRow>, StoreError> {
+        forward!(self, s => s.recent_requests(filter))
     }
     async fn ledger_totals(
         &self,

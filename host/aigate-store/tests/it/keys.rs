@@ -1,11 +1,11 @@
 //! API keys: create, find, list, revoke, expire; hostile lookups.
 
-use aigate_core::{ApiKey, KeyHash, ModelScope, OrgId};
-use aigate_store::{KeyRepo, KeySettings, KeyStatus, NewKey, OrgRepo, Store, StoreError, issue_key};
+use aigate_core::{ApiKey, KeyHash, KeyId, ModelScope, OrgId};
+use aigate_store::{KeyRepo, KeySettings, KeyStatus, NewKey, OrgRepo, Store, StoreError, UsageRepo, issue_key};
 use time::{Duration, OffsetDateTime};
 
 use crate::store_suite;
-use crate::support::org_name;
+use crate::support::{DAY0, Rng, entry, org_name, org_with_keys, request_id};
 
 async fn create_find_list_revoke(store: &Store) {
     let org = store.get_or_create_org(&org_name("acme")).await.unwrap();
@@ -24,6 +24,7 @@ async fn create_find_list_revoke(store: &Store) {
     assert_eq!((found.rpm_limit, found.tpm_limit), (Some(60), Some(100_000)));
     assert_eq!(found.status(OffsetDateTime::now_utc()), KeyStatus::Active);
 
+    assert_eq!(store.key_by_prefix(&found.prefix).await.unwrap(), Some(found.clone()));
     let second = issue_key(store, org.id, &KeySettings::default()).await.unwrap();
     let listed = store.list_keys(org.id).await.unwrap();
     assert_eq!(listed.len(), 2);
@@ -61,6 +62,7 @@ async fn unknown_and_sql_looking_keys_find_nothing(store: &Store) {
         assert_eq!(store.find_key_by_hash(&KeyHash::of(presented)).await.unwrap(), None, "{presented:?}");
         // The prefix goes to SQL as is: no pattern matching, no injection.
         assert!(!store.revoke_key(presented, OffsetDateTime::now_utc()).await.unwrap(), "{presented:?}");
+        assert_eq!(store.key_by_prefix(presented).await.unwrap(), None, "{presented:?}");
     }
     let still = store.find_key_by_hash(issued.key.hash()).await.unwrap().unwrap();
     assert_eq!(still.revoked_at, None);
@@ -112,7 +114,51 @@ async fn model_scopes_of_keys_and_orgs(store: &Store) {
     assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
 }
 
+/// `last_used_at` is the latest `created_at` of the key's ledger rows, set
+/// with them: it only moves forward, and re-delivered rows (skipped as
+/// duplicates) leave it alone.
+async fn last_used_at_follows_the_latest_new_row(store: &Store) {
+    let (org, keys) = org_with_keys(store, "acme", 3).await;
+    let last_used = async |key: KeyId| {
+        let listed = store.list_keys(org).await.unwrap();
+        listed.into_iter().find(|k| k.id == key).unwrap().last_used_at
+    };
+    assert_eq!(last_used(keys[0]).await, None, "never used");
+    let mut rng = Rng::new(31);
+    let at = |minutes: i64| DAY0 + Duration::minutes(minutes) + Duration::microseconds(7);
+    let row = |rng: &mut Rng, key: KeyId, minutes: i64| {
+        let mut e = entry(rng, org, key, request_id());
+        e.created_at = at(minutes);
+        e
+    };
+
+    // The latest of the batch, per key, whatever the order in the batch.
+    let late = row(&mut rng, keys[0], 30);
+    let batch = [row(&mut rng, keys[0], 10), late.clone(), row(&mut rng, keys[0], 20), row(&mut rng, keys[1], 5)];
+    assert_eq!(store.insert_usage(&batch).await.unwrap().inserted, 4);
+    assert_eq!(last_used(keys[0]).await, Some(at(30)));
+    assert_eq!(last_used(keys[1]).await, Some(at(5)));
+    assert_eq!(last_used(keys[2]).await, None, "a key without rows is untouched");
+
+    // An older row arriving late does not move it back.
+    store.insert_usage(&[row(&mut rng, keys[0], 1)]).await.unwrap();
+    assert_eq!(last_used(keys[0]).await, Some(at(30)));
+
+    // A duplicate with a later time is skipped, and so is its time.
+    let mut again = late.clone();
+    again.created_at = at(90);
+    let outcome = store.insert_usage(&[again]).await.unwrap();
+    assert_eq!((outcome.inserted, outcome.duplicates), (0, 1));
+    assert_eq!(last_used(keys[0]).await, Some(at(30)));
+
+    // A later new row moves it forward.
+    store.insert_usage(&[row(&mut rng, keys[0], 45), row(&mut rng, keys[1], 6)]).await.unwrap();
+    assert_eq!(last_used(keys[0]).await, Some(at(45)));
+    assert_eq!(last_used(keys[1]).await, Some(at(6)));
+}
+
 store_suite!(
+    last_used_at_follows_the_latest_new_row,
     model_scopes_of_keys_and_orgs,
     create_find_list_revoke,
     expired_keys_are_returned_with_their_expiry,

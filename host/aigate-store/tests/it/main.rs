@@ -14,6 +14,7 @@ mod support;
 
 mod connect;
 mod keys;
+mod million;
 mod orgs;
 mod prices;
 mod usage;

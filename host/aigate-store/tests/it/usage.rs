@@ -2,8 +2,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use aigate_core::{KeyId, Money, OrgId};
-use aigate_store::{LedgerEntry, Store, StoreError, UsageRepo, UsageTotals};
+use aigate_core::{KeyId, Money, OrgId, TokenUsage};
+use aigate_store::{
+    KeyRepo, LedgerEntry, OrgSpend, RequestFilter, RequestRow, Store, StoreError, UsageFilter, UsageRepo, UsageTotals,
+};
 use time::{Date, Duration};
 
 use crate::store_suite;
@@ -265,7 +267,207 @@ async fn each_attempt_is_a_row_and_retried_ones_are_not_requests(store: &Store) 
     assert!(matches!(store.insert_usage(&[zero]).await.unwrap_err(), StoreError::Invalid { .. }));
 }
 
+/// The rollups narrowed to one key, one model or both equal the sums of
+/// exactly those rows; a key of another org, or a model nobody called,
+/// finds nothing.
+async fn usage_series_narrows_to_a_key_and_a_model(store: &Store) {
+    let (acme, beta, kept) = write_random_usage(store, 0xF17E).await;
+    let acme_keys: Vec<KeyId> = store.list_keys(acme).await.unwrap().into_iter().map(|k| k.id).collect();
+    let beta_key = store.list_keys(beta).await.unwrap()[0].id;
+    let series = async |key: Option<KeyId>, model: Option<&str>| {
+        let filter = UsageFilter { key, model: model.map(str::to_owned) };
+        store.usage_series(acme, day(0), day(3), &filter).await.unwrap()
+    };
+    for key in [None, Some(acme_keys[0]), Some(acme_keys[1])] {
+        for model in [None, Some("qwen-plus"), Some("gpt-x")] {
+            let mine = kept.iter().filter(|e| {
+                e.org_id == acme && key.is_none_or(|k| e.key_id == k) && model.is_none_or(|m| e.model == m)
+            });
+            let got = series(key, model).await;
+            assert_eq!(got.totals, expected_totals(mine), "key {key:?}, model {model:?}");
+            assert!(got.rows.iter().all(|r| model.is_none_or(|m| r.model == m)));
+        }
+    }
+    assert_eq!(series(Some(beta_key), None).await.rows, [], "another org's key");
+    assert_eq!(series(None, Some("qwen-PLUS")).await.rows, [], "exact names only");
+    assert_eq!(series(None, Some("qwen\0plus")).await.rows, [], "no NUL reaches SQL");
+    assert_eq!(series(None, None).await, store.usage_summary(acme, day(0), day(3)).await.unwrap());
+}
+
+/// Every org's spend per currency over some days, in one call, equals the
+/// sums of its rows.
+async fn spend_by_org_sums_each_orgs_rollups_per_currency(store: &Store) {
+    let (acme, beta, kept) = write_random_usage(store, 0x5BE4D).await;
+    let _idle = org_with_keys(store, "idle", 1).await;
+    for (from, to) in [(day(0), day(3)), (day(1), day(2)), (day(2), day(30))] {
+        let mut expected = Vec::new();
+        for org in [acme, beta] {
+            let mut per_currency: BTreeMap<&str, Money> = BTreeMap::new();
+            for e in kept.iter().filter(|e| e.org_id == org && e.day() >= from && e.day() < to) {
+                let sum = per_currency.entry(&e.currency).or_insert(Money::ZERO);
+                *sum = sum.checked_add(e.billed_cost).unwrap();
+            }
+            expected.extend(per_currency.into_iter().map(|(currency, billed_cost)| OrgSpend {
+                org_id: org,
+                currency: currency.to_owned(),
+                billed_cost,
+            }));
+        }
+        assert_eq!(store.spend_by_org(from, to).await.unwrap(), expected, "{from}..{to}");
+    }
+    assert_eq!(store.spend_by_org(day(5), day(6)).await.unwrap(), [], "no usage, no entry");
+}
+
+/// Requests of two orgs, a quarter of them answered on a second attempt
+/// after a retried first one, written in uneven batches: every row
+/// (attempts included) in the order the ledger got them (a batch is written
+/// sorted by request id and attempt).
+async fn write_requests(store: &Store) -> (OrgId, OrgId, Vec<LedgerEntry>) {
+    let (acme, acme_keys) = org_with_keys(store, "acme", 2).await;
+    let (beta, beta_keys) = org_with_keys(store, "beta", 1).await;
+    let owners = [(acme, acme_keys[0]), (acme, acme_keys[1]), (beta, beta_keys[0])];
+    let mut rng = Rng::new(0x2E0);
+    let mut rows = Vec::new();
+    for i in 0..150 {
+        let &(org, key) = rng.pick(&owners);
+        let mut last = entry(&mut rng, org, key, request_id());
+        last.created_at = DAY0 + Duration::seconds(i * 10) + Duration::microseconds(i);
+        if i % 4 == 0 {
+            let mut first = last.clone();
+            first.outcome = aigate_store::RETRIED.to_owned();
+            first.status = 503;
+            first.model = "gpt-x".into();
+            first.created_at -= Duration::seconds(2);
+            rows.push(first);
+            last.attempt = 2;
+        }
+        rows.push(last);
+    }
+    // Two requests at the same instant, written one after the other: the later write is newer.
+    for _ in 0..2 {
+        let mut tie = entry(&mut rng, acme, acme_keys[0], request_id());
+        tie.created_at = DAY0 + Duration::days(1);
+        rows.push(tie);
+    }
+    let mut written = Vec::with_capacity(rows.len());
+    let mut at = 0;
+    while at < rows.len() {
+        let end = (at + 1 + rng.below(12) as usize).min(rows.len());
+        let mut batch = rows[at..end].to_vec();
+        assert_eq!(store.insert_usage(&batch).await.unwrap().inserted, batch.len() as u64);
+        batch.sort_by(|a, b| (&a.request_id, a.attempt).cmp(&(&b.request_id, b.attempt)));
+        written.extend(batch);
+        at = end;
+    }
+    (acme, beta, written)
+}
+
+/// Which requests a filter should keep, computed here, independently of SQL.
+type Keep<'a> = Box<dyn Fn(&LedgerEntry) -> bool + 'a>;
+
+/// The recent requests: one per request (its final attempt, with the number
+/// of attempts), newest first, ties in insertion order, every filter on the
+/// final attempt, at most `limit`.
+async fn recent_requests_list_final_attempts_newest_first(store: &Store) {
+    let (acme, beta, rows) = write_requests(store).await;
+    let mut prefixes = std::collections::HashMap::new();
+    for org in [acme, beta] {
+        for k in store.list_keys(org).await.unwrap() {
+            prefixes.insert(k.id, (k.org_name.clone(), k.prefix.clone()));
+        }
+    }
+    // Insertion order is each row's position; the final attempt has the highest number.
+    let mut finals: Vec<(usize, &LedgerEntry)> = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        match finals.iter().position(|(_, f)| f.request_id == row.request_id) {
+            Some(p) if finals[p].1.attempt < row.attempt => finals[p] = (i, row),
+            Some(_) => {}
+            None => finals.push((i, row)),
+        }
+    }
+    finals.sort_by_key(|&(written, e)| std::cmp::Reverse((e.created_at, written)));
+    let expected = |keep: &dyn Fn(&LedgerEntry) -> bool, limit: usize| -> Vec<String> {
+        finals.iter().map(|(_, e)| e).filter(|e| keep(e)).take(limit).map(|e| e.request_id.clone()).collect()
+    };
+    let list = async |filter: RequestFilter| -> Vec<RequestRow> { store.recent_requests(&filter).await.unwrap() };
+    let ids = |got: Vec<RequestRow>| -> Vec<String> { got.into_iter().map(|r| r.request_id).collect() };
+
+    let all = list(RequestFilter { limit: 500, ..Default::default() }).await;
+    assert_eq!(all.len(), 152, "one row per request");
+    assert_eq!(ids(all.clone()), expected(&|_| true, 500));
+    // Every field of a request answered on its second attempt.
+    let (_, second) = finals.iter().find(|(_, e)| e.attempt == 2).unwrap();
+    let row = all.iter().find(|r| r.request_id == second.request_id).unwrap();
+    let (org_name, key_prefix) = prefixes[&second.key_id].clone();
+    let u = second.usage;
+    assert_eq!(
+        row,
+        &RequestRow {
+            request_id: second.request_id.clone(),
+            client_request_id: second.stored_client_request_id().map(str::to_owned),
+            created_at: second.created_at,
+            org_name,
+            key_prefix,
+            api: second.api.clone(),
+            provider: second.provider.clone(),
+            model: second.model.clone(),
+            stream: second.stream,
+            status: second.status,
+            outcome: second.outcome.clone(),
+            attempts: 2,
+            latency_ms: second.latency_ms,
+            ttft_ms: second.ttft_ms,
+            usage: TokenUsage { prompt: u.prompt, completion: u.completion, cached: u.cached, reasoning: u.reasoning },
+            billed_cost: second.billed_cost,
+            currency: second.currency.clone(),
+        }
+    );
+    assert!(all.iter().all(|r| r.outcome != aigate_store::RETRIED), "never an earlier attempt");
+
+    assert_eq!(ids(list(RequestFilter { limit: 7, ..Default::default() }).await), expected(&|_| true, 7));
+    assert_eq!(ids(list(RequestFilter { limit: 0, ..Default::default() }).await).len(), 1, "at least one");
+    let acme_key = rows.iter().find(|e| e.org_id == acme).unwrap().key_id;
+    let cases: Vec<(RequestFilter, Keep)> = vec![
+        (RequestFilter { org: Some(acme), ..Default::default() }, Box::new(|e| e.org_id == acme)),
+        (RequestFilter { org: Some(beta), limit: 500, ..Default::default() }, Box::new(|e| e.org_id == beta)),
+        (RequestFilter { key: Some(acme_key), limit: 500, ..Default::default() }, Box::new(|e| e.key_id == acme_key)),
+        (
+            RequestFilter { model: Some("gpt-x".into()), limit: 500, ..Default::default() },
+            Box::new(|e| e.model == "gpt-x"),
+        ),
+        (RequestFilter { status: Some(500..600), limit: 500, ..Default::default() }, Box::new(|e| e.status >= 500)),
+        (RequestFilter { status: Some(429..430), limit: 500, ..Default::default() }, Box::new(|e| e.status == 429)),
+        (
+            RequestFilter {
+                org: Some(acme),
+                key: Some(acme_key),
+                model: Some("qwen-plus".into()),
+                status: Some(200..300),
+                limit: 500,
+            },
+            Box::new(|e| e.key_id == acme_key && e.model == "qwen-plus" && e.status / 100 == 2),
+        ),
+        (RequestFilter { org: Some(beta), key: Some(acme_key), ..Default::default() }, Box::new(|_| false)),
+        (RequestFilter { org: Some(OrgId(987_654)), ..Default::default() }, Box::new(|_| false)),
+        (RequestFilter { model: Some("gpt\0x".into()), ..Default::default() }, Box::new(|_| false)),
+    ];
+    for (filter, keep) in cases {
+        let limit = filter.limit as usize;
+        let got = ids(list(filter.clone()).await);
+        assert_eq!(got, expected(&*keep, limit), "{filter:?}");
+        assert!(!got.is_empty() || expected(&*keep, 1).is_empty());
+    }
+    // A retried first attempt answered 503 does not make its request a 5xx one.
+    let retried_only: Vec<&str> =
+        finals.iter().filter(|(_, e)| e.attempt == 2 && e.status < 500).map(|(_, e)| e.request_id.as_str()).collect();
+    let five = ids(list(RequestFilter { status: Some(500..600), limit: 500, ..Default::default() }).await);
+    assert!(retried_only.iter().all(|id| !five.iter().any(|f| f == id)));
+}
+
 store_suite!(
+    usage_series_narrows_to_a_key_and_a_model,
+    spend_by_org_sums_each_orgs_rollups_per_currency,
+    recent_requests_list_final_attempts_newest_first,
     each_attempt_is_a_row_and_retried_ones_are_not_requests,
     usage_ranges_are_half_open,
     client_request_ids_are_not_unique_and_never_refuse_a_row,

@@ -140,8 +140,23 @@ impl UsageRepo for Flaky {
         self.check()?;
         self.store.insert_usage(entries).await
     }
-    async fn usage_summary(&self, org: OrgId, from: Date, to: Date) -> Result<UsageSummary, StoreError> {
-        self.store.usage_summary(org, from, to).await
+    async fn usage_series(
+        &self,
+        org: OrgId,
+        from: Date,
+        to: Date,
+        filter: &aigate_store::UsageFilter,
+    ) -> Result<UsageSummary, StoreError> {
+        self.store.usage_series(org, from, to, filter).await
+    }
+    async fn spend_by_org(&self, from: Date, to: Date) -> Result<Vec<aigate_store::OrgSpend>, StoreError> {
+        self.store.spend_by_org(from, to).await
+    }
+    async fn recent_requests(
+        &self,
+        filter: &aigate_store::RequestFilter,
+    ) -> Result<Vec<aigate_store::RequestRow>, StoreError> {
+        self.store.recent_requests(filter).await
     }
     async fn ledger_totals(
         &self,
