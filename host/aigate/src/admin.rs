@@ -10,7 +10,8 @@ use std::sync::Arc;
 use aigate_core::{ModelScope, Money, OrgName, PriceRule};
 use aigate_plugins::PluginStatus;
 use aigate_store::{
-    AttemptRow, Budget, KeyRepo, KeySettings, OrgRepo, PriceRepo, Seeded, Store, UsageRepo, UsageSummary,
+    AttemptRow, Budget, KeyRecord, KeyRepo, KeySettings, OrgRepo, PriceRepo, RequestFilter, Seeded, Store, UsageFilter,
+    UsageRepo, UsageSummary,
 };
 use axum::Json;
 use axum::extract::{Path as UrlPath, RawQuery, State};
@@ -210,6 +211,9 @@ pub struct KeyInfo {
     pub tpm: Option<u64>,
     /// The key's model scope (`null`: every model).
     pub models: Option<String>,
+    /// When its latest metered call was made (`null`: never). Written with the call's usage,
+    /// so it trails the call by the usage writer's batching (about a second).
+    pub last_used_at: Option<String>,
 }
 
 pub async fn list_keys(store: &Store, org: &str) -> Result<Vec<KeyInfo>, AdminError> {
@@ -228,8 +232,32 @@ pub async fn list_keys(store: &Store, org: &str) -> Result<Vec<KeyInfo>, AdminEr
             rpm: k.rpm_limit,
             tpm: k.tpm_limit,
             models: k.allowed_models.as_ref().map(ModelScope::to_text),
+            last_used_at: k.last_used_at.map(rfc3339),
         })
         .collect())
+}
+
+/// The key with visible prefix `prefix`, which must belong to `org` when one is given.
+async fn key_of(store: &Store, prefix: &str, org: Option<&aigate_store::Org>) -> Result<KeyRecord, AdminError> {
+    let key = store.key_by_prefix(prefix).await?;
+    match (key, org) {
+        (Some(key), Some(org)) if key.org_id != org.id => {
+            Err(AdminError::NotFound(format!("org `{}` has no key with prefix `{prefix}`", org.name)))
+        }
+        (Some(key), _) => Ok(key),
+        (None, _) => Err(AdminError::NotFound(format!("no key with prefix `{prefix}`"))),
+    }
+}
+
+/// An org by name, or 404.
+async fn existing_org(store: &Store, name: &str) -> Result<aigate_store::Org, AdminError> {
+    let parsed = org_name(name)?;
+    store.org_by_name(&parsed).await?.ok_or_else(|| AdminError::NotFound(format!("no org named `{name}`")))
+}
+
+/// A filter's value: absent or blank means no filter (a form's empty field).
+fn filter_value(value: Option<&str>) -> Option<&str> {
+    value.map(str::trim).filter(|v| !v.is_empty())
 }
 
 pub async fn revoke_key(store: &Store, prefix: &str) -> Result<(), AdminError> {
@@ -311,7 +339,7 @@ pub async fn list_prices(store: &Store) -> Result<Vec<PriceRule>, AdminError> {
     Ok(store.list_price_rules().await?)
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UsageQuery {
     pub org: String,
@@ -321,6 +349,12 @@ pub struct UsageQuery {
     /// Day after the last (YYYY-MM-DD), default tomorrow.
     #[serde(default)]
     pub to: Option<String>,
+    /// Only this key's usage: its prefix, as listed (a key of the org; blank: every key).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Only this model's usage: its exact name as metered (`qwen-turbo`; blank: every model).
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 fn day(field: &str, text: &str) -> Result<Date, AdminError> {
@@ -373,12 +407,18 @@ pub struct UsageRow {
     pub totals: aigate_store::UsageTotals,
 }
 
+/// An org's usage over days from the rollups (never the ledger), optionally of one key or
+/// one model.
 pub async fn usage(store: &Store, q: &UsageQuery) -> Result<UsageReport, AdminError> {
-    let name = org_name(&q.org)?;
+    org_name(&q.org)?;
     let (from, to) = usage_range(q)?;
-    let org =
-        store.org_by_name(&name).await?.ok_or_else(|| AdminError::NotFound(format!("no org named `{}`", q.org)))?;
-    let summary: UsageSummary = store.usage_summary(org.id, from, to).await?;
+    let org = existing_org(store, &q.org).await?;
+    let key = match filter_value(q.key.as_deref()) {
+        Some(prefix) => Some(key_of(store, prefix, Some(&org)).await?.id),
+        None => None,
+    };
+    let filter = UsageFilter { key, model: filter_value(q.model.as_deref()).map(str::to_owned) };
+    let summary: UsageSummary = store.usage_series(org.id, from, to, &filter).await?;
     let mut unpriced: std::collections::BTreeMap<(&str, &str), u64> = Default::default();
     for r in summary.rows.iter().filter(|r| r.totals.unpriced_requests > 0) {
         *unpriced.entry((r.provider.as_str(), r.model.as_str())).or_default() += r.totals.unpriced_requests;
@@ -499,6 +539,192 @@ pub async fn update_org_in(
         budget_currency: currency.map(str::to_owned),
         models: org.allowed_models.as_ref().map(ModelScope::to_text),
     })
+}
+
+/// One org in `GET /admin/orgs`: its settings and this month's spend.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrgOverview {
+    pub org: String,
+    pub markup_bps: u32,
+    pub monthly_budget: Option<Money>,
+    /// The currency the budget counts (`null` without a budget).
+    pub budget_currency: Option<String>,
+    /// The models every key of the org may call (`null`: every model).
+    pub models: Option<String>,
+    /// The first day of this month (UTC, YYYY-MM-01): where `month_spend` starts.
+    pub month_start: String,
+    /// What the org was billed this month, per currency its calls were priced in (from the
+    /// daily rollups; empty before its first call of the month).
+    pub month_spend: Vec<MonthSpend>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MonthSpend {
+    pub currency: String,
+    pub billed_cost: Money,
+}
+
+/// Every org, by name, with its markup, budget and this month's spend (what the budget
+/// burns): two queries whatever the number of orgs.
+pub async fn orgs_overview(store: &Store, default_currency: &str) -> Result<Vec<OrgOverview>, AdminError> {
+    let today = OffsetDateTime::now_utc().date();
+    let month_start = today.replace_day(1).unwrap_or(today);
+    let next_month = month_start.checked_add(time::Duration::days(31)).and_then(|d| d.replace_day(1).ok());
+    let orgs = store.list_orgs().await?;
+    let mut spend: std::collections::HashMap<aigate_core::OrgId, Vec<MonthSpend>> = Default::default();
+    for s in store.spend_by_org(month_start, next_month.unwrap_or(Date::MAX)).await? {
+        spend.entry(s.org_id).or_default().push(MonthSpend { currency: s.currency, billed_cost: s.billed_cost });
+    }
+    Ok(orgs
+        .into_iter()
+        .map(|org| OrgOverview {
+            org: org.name.as_str().to_owned(),
+            markup_bps: org.markup_bps,
+            monthly_budget: org.monthly_budget,
+            budget_currency: org
+                .monthly_budget
+                .map(|_| org.monthly_budget_currency.clone().unwrap_or_else(|| default_currency.to_owned())),
+            models: org.allowed_models.as_ref().map(ModelScope::to_text),
+            month_start: month_start.to_string(),
+            month_spend: spend.remove(&org.id).unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// The most requests `GET /admin/requests` lists at once.
+pub const MAX_REQUESTS_LIMIT: u32 = 500;
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RequestsQuery {
+    /// Only this org's requests (its name; blank: every org).
+    #[serde(default)]
+    pub org: Option<String>,
+    /// Only this key's requests: its prefix, as listed (blank: every key).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Only requests whose final attempt called this model: its exact name as metered.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Only requests answered with this status: `2xx`, `4xx`, `5xx` or a code such as `429`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// How many requests, newest first: 1 to 500, default 50.
+    #[serde(default, deserialize_with = "limit_text")]
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+}
+
+/// `limit` from the query's text (blank: the default), refused with the range it must be in
+/// (not serde's "invalid digit found in string", which names no field).
+fn limit_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.trim().is_empty() {
+        return Ok(None); // a form's empty field: the default
+    }
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!("`limit` = `{text}` is not a whole number from 1 to {MAX_REQUESTS_LIMIT}"))
+    })
+}
+
+/// One request in `GET /admin/requests`: its final attempt (where it went, how it ended,
+/// latency and time to first token from the request's start, tokens and cost) and how
+/// many attempts it took; `GET /admin/requests/{id}` lists each attempt. Never any prompt
+/// or completion text: the ledger has none.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RequestSummary {
+    /// The gateway's request id (`x-request-id`).
+    pub request_id: String,
+    /// The id the client sent, if well-formed.
+    pub client_request_id: Option<String>,
+    /// When the final attempt ended (RFC 3339).
+    pub created_at: String,
+    pub org: String,
+    pub key_prefix: String,
+    /// The inbound API: `chat_completions`, `messages`, `responses` or `embeddings`.
+    pub api: String,
+    pub provider: String,
+    pub model: String,
+    pub stream: bool,
+    /// The HTTP status the client got.
+    pub status: u16,
+    /// `completed`, `provider_error`, `cancelled` or `failed`.
+    pub outcome: String,
+    pub attempts: u32,
+    pub latency_ms: u64,
+    /// Streams: time to the first content (`null` otherwise, or when none came).
+    pub ttft_ms: Option<u64>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cached_tokens: u64,
+    pub reasoning_tokens: u64,
+    /// What the final attempt was billed, markup included.
+    pub billed_cost: Money,
+    pub currency: String,
+}
+
+/// `status` as the half-open range of codes it selects.
+fn status_filter(text: &str) -> Result<std::ops::Range<u16>, AdminError> {
+    match text {
+        "2xx" => Ok(200..300),
+        "4xx" => Ok(400..500),
+        "5xx" => Ok(500..600),
+        code if code.len() == 3 && code.bytes().all(|b| b.is_ascii_digit()) => match code.parse::<u16>() {
+            Ok(n) if (100..600).contains(&n) => Ok(n..n + 1),
+            _ => Err(AdminError::Invalid(format!("`status` = `{code}` is not an HTTP status (100 to 599)"))),
+        },
+        other => Err(AdminError::Invalid(format!(
+            "`status` = `{other}` is not accepted: use `2xx`, `4xx`, `5xx` or a 3-digit status code such as `429`"
+        ))),
+    }
+}
+
+/// The latest requests, newest first, filtered by org, key, model and status.
+pub async fn recent_requests(store: &Store, q: &RequestsQuery) -> Result<Vec<RequestSummary>, AdminError> {
+    let limit = in_range("limit", q.limit, 1..=MAX_REQUESTS_LIMIT)?.unwrap_or(50);
+    let status = filter_value(q.status.as_deref()).map(status_filter).transpose()?;
+    let org = match filter_value(q.org.as_deref()) {
+        Some(name) => Some(existing_org(store, name).await?),
+        None => None,
+    };
+    let key = match filter_value(q.key.as_deref()) {
+        Some(prefix) => Some(key_of(store, prefix, org.as_ref()).await?.id),
+        None => None,
+    };
+    let filter = RequestFilter {
+        org: org.map(|o| o.id),
+        key,
+        model: filter_value(q.model.as_deref()).map(str::to_owned),
+        status,
+        limit,
+    };
+    Ok(store
+        .recent_requests(&filter)
+        .await?
+        .into_iter()
+        .map(|r| RequestSummary {
+            request_id: r.request_id,
+            client_request_id: r.client_request_id,
+            created_at: rfc3339(r.created_at),
+            org: r.org_name,
+            key_prefix: r.key_prefix,
+            api: r.api,
+            provider: r.provider,
+            model: r.model,
+            stream: r.stream,
+            status: r.status,
+            outcome: r.outcome,
+            attempts: r.attempts,
+            latency_ms: r.latency_ms,
+            ttft_ms: r.ttft_ms,
+            prompt_tokens: r.usage.prompt,
+            completion_tokens: r.usage.completion,
+            cached_tokens: r.usage.cached,
+            reasoning_tokens: r.usage.reasoning,
+            billed_cost: r.billed_cost,
+            currency: r.currency,
+        })
+        .collect())
 }
 
 /// Refuses a budget in `currency` for an org billed in another one this month.
@@ -651,6 +877,16 @@ pub async fn get_request(
     Ok(Json(RequestAttempts { request_id: id, attempts }).into_response())
 }
 
+/// The latest requests, newest first, one per request (its final attempt), from the ledger:
+/// filter by org, key, model and status.
+#[utoipa::path(get, path = "/admin/requests", tag = "admin", security(("admin_token" = [])), params(RequestsQuery),
+    responses((status = 200, description = "The latest requests, newest first.", body = List<RequestSummary>),
+        crate::openapi::AdminErrors))]
+pub async fn get_requests(State(state): State<Arc<AppState>>, RawQuery(q): RawQuery) -> AdminResult {
+    let q: RequestsQuery = parse_query(q.as_deref())?;
+    Ok(Json(List::of(recent_requests(&state.store, &q).await?)).into_response())
+}
+
 /// `GET /admin/routes`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RoutesReport {
@@ -794,6 +1030,13 @@ pub async fn post_seed(State(state): State<Arc<AppState>>) -> AdminResult {
 pub async fn get_usage(State(state): State<Arc<AppState>>, RawQuery(q): RawQuery) -> AdminResult {
     let q: UsageQuery = parse_query(q.as_deref())?;
     Ok(Json(usage(&state.store, &q).await?).into_response())
+}
+
+/// Every org, by name: markup, budget, model scope and this month's spend per currency.
+#[utoipa::path(get, path = "/admin/orgs", tag = "admin", security(("admin_token" = [])),
+    responses((status = 200, description = "The orgs, by name.", body = List<OrgOverview>), crate::openapi::AdminErrors))]
+pub async fn get_orgs(State(state): State<Arc<AppState>>) -> AdminResult {
+    Ok(Json(List::of(orgs_overview(&state.store, &state.config.billing.currency).await?)).into_response())
 }
 
 /// Sets an org's markup, monthly budget and model scope (creating the org if needed).

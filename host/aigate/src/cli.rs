@@ -190,7 +190,7 @@ async fn run_on(config: &Config, store: &aigate_store::Store, command: AdminComm
         }
         AdminCommand::Prices(PricesCommand::List) => print_json(&admin::list_prices(store).await?)?,
         AdminCommand::Usage { org, from, to } => {
-            let report = admin::usage(store, &UsageQuery { org, from, to }).await?;
+            let report = admin::usage(store, &UsageQuery { org, from, to, ..Default::default() }).await?;
             for w in &report.warnings {
                 eprintln!("warning: {w}");
             }

@@ -55,6 +55,8 @@ use crate::error::ErrorBody;
         crate::admin::post_seed,
         crate::admin::get_usage,
         crate::admin::get_request,
+        crate::admin::get_requests,
+        crate::admin::get_orgs,
         crate::admin::post_org,
     ),
     // The error bodies the `IntoResponses` below refer to by name.

@@ -119,7 +119,9 @@ fn admin_routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/admin/prices", get(admin::get_prices).post(admin::post_price))
         .route("/admin/prices/seed", post(admin::post_seed))
         .route("/admin/usage", get(admin::get_usage))
+        .route("/admin/requests", get(admin::get_requests))
         .route("/admin/requests/{id}", get(admin::get_request))
+        .route("/admin/orgs", get(admin::get_orgs))
         .route("/admin/orgs/{org}", post(admin::post_org))
         .route_layer(middleware::from_fn_with_state(state, admin::require_admin))
 }

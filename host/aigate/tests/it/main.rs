@@ -18,6 +18,7 @@ mod browser;
 mod chat;
 mod codemap;
 mod console;
+mod console_data;
 mod contract;
 mod contract_versions;
 mod credentials;
