@@ -1,9 +1,9 @@
 //! The operator console in a real browser: Debian's `chromium`, headless, driven over
 //! WebDriver (`chromedriver`, through `fantoccini`). An operator signs in, adds a price rule,
-//! creates a key and reads it off the page; calls made with that key show in the usage
-//! report; the key is revoked from its row (through the confirm dialog) and its next call is
-//! refused; a plugin file swapped on disk shows its new version on the open plugins page
-//! without a reload.
+//! creates a key and reads it off the page; calls made with that key (plain and streamed) show
+//! in the usage report and its chart's data, and by request id on the requests page; the key
+//! is revoked from its row (through the confirm dialog) and its next call is refused; a plugin
+//! file swapped on disk shows its new version on the open plugins page without a reload.
 //!
 //! Every page is photographed at 1280 and 390 px into `target/console-screenshots/` (an
 //! artefact of the run, not committed; `docs/console.md` shows copies of the 1280 px ones).
@@ -198,14 +198,18 @@ impl Browser {
     }
 
     /// The body rows of table `css`, each a map from its column's heading to the cell's
-    /// text, read in one call (columns found by heading, not position).
+    /// text, and from each of the row's `data-*` attribute names to its value, read in one
+    /// call (columns found by heading, not position).
     async fn table(&self, css: &str) -> Vec<BTreeMap<String, String>> {
         self.js(
             "const t = document.querySelector(arguments[0]);
              if (!t || !t.tHead || !t.tBodies[0]) return [];
              const heads = Array.from(t.tHead.rows[0].cells, c => c.textContent.trim());
              return Array.from(t.tBodies[0].rows, r =>
-               Object.fromEntries(Array.from(r.cells, (c, i) => [heads[i] || String(i), c.textContent.trim()])));",
+               Object.fromEntries([
+                 ...Array.from(r.cells, (c, i) => [heads[i] || String(i), c.textContent.trim()]),
+                 ...r.getAttributeNames().filter(n => n.startsWith('data-')).map(n => [n, r.getAttribute(n)]),
+               ]));",
             vec![json!(css)],
         )
         .await
@@ -225,16 +229,23 @@ impl Browser {
             self.js("return new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));", vec![]).await;
     }
 
-    /// Photographs the whole page at each of [`WIDTHS`] as `<name>-<width>.png`.
-    async fn photograph(&self, name: &str) {
+    /// Opens `path` in a viewport of each of [`WIDTHS`] in turn (so the page lays itself out
+    /// and draws its chart for that width, as it would on such a screen), waits for an element
+    /// `ready` (what the page loads), and photographs the whole page as `<name>-<width>.png`.
+    async fn photograph(&self, path: &str, ready: &str) {
+        let name = path.rsplit('/').next().unwrap_or(path);
         for width in WIDTHS {
             self.viewport(width, HEIGHT).await;
+            self.open(path).await;
+            self.find(ready).await;
             let full: u32 = self.js("return document.documentElement.scrollHeight;", vec![]).await;
             self.viewport(width, full.clamp(HEIGHT / 2, 4 * HEIGHT)).await;
-            // A phone lays a page wider than its screen out at that width, shown shrunk: say so.
+            // On a phone a page wider than the screen pans sideways or shows shrunk: say which
+            // element makes it so (a finding to fix in the page, not a failure of this test).
             let laid_out: u32 = self.js("return document.documentElement.scrollWidth;", vec![]).await;
             if laid_out > width {
-                eprintln!("note: the {name} page is {laid_out} px wide in a {width} px viewport");
+                let wide: Vec<String> = self.js(WIDER_THAN_THE_PAGE, vec![json!(width)]).await;
+                eprintln!("note: the {name} page is {laid_out} px wide in a {width} px viewport: {wide:?}");
             }
             let png = self.client.screenshot().await.unwrap();
             std::fs::write(self.shots.join(format!("{name}-{width}.png")), png).unwrap();
@@ -259,6 +270,30 @@ impl Browser {
         format!("page: {url}\nscreenshot: {shot}")
     }
 }
+
+/// The elements that reach past `arguments[0]` px outside any scrolling box, outermost first
+/// (an absolutely positioned one escapes the scrolling boxes that are not its containing block).
+const WIDER_THAN_THE_PAGE: &str = "
+    const width = arguments[0], out = [];
+    const positioned = (e) => getComputedStyle(e).position !== 'static';
+    const held = (e) => {
+      let skipping = ['absolute', 'fixed'].includes(getComputedStyle(e).position);
+      for (let p = e.parentElement; p && p !== document.body; p = p.parentElement) {
+        if (skipping && !positioned(p)) continue;
+        skipping = ['absolute', 'fixed'].includes(getComputedStyle(p).position);
+        if (['auto', 'scroll', 'hidden', 'clip'].includes(getComputedStyle(p).overflowX)) return true;
+      }
+      return false;
+    };
+    const past = (e) => e.getBoundingClientRect().right > width + 1;
+    for (const e of document.querySelectorAll('body *')) {
+      const parent = e.parentElement;
+      if (past(e) && !held(e) && (parent === document.body || !past(parent) || held(parent))) {
+        out.push(e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + [...e.classList].map(c => '.' + c).join('')
+          + ' (in ' + parent.tagName.toLowerCase() + ') to ' + Math.round(e.getBoundingClientRect().right) + ' px');
+      }
+    }
+    return out.slice(0, 5);";
 
 /// `POST /session/{id}/goog/cdp/execute`: chromedriver's door to the DevTools protocol.
 #[derive(Debug)]
@@ -290,9 +325,16 @@ async fn an_operator_works_the_console_in_a_browser() {
             std::fs::remove_file(old.path()).unwrap();
         }
     }
-    let outcome = AssertUnwindSafe(operator_flow(&gw, &browser)).catch_unwind().await;
-    let failure = match &outcome {
-        Ok(()) => None,
+    // Every wait in the flow has its own deadline; this one catches a browser command that hangs.
+    let flow = tokio::time::timeout(Duration::from_secs(120), operator_flow(&gw, &browser));
+    let at = async || {
+        let described = AssertUnwindSafe(browser.describe_failure()).catch_unwind();
+        let described = tokio::time::timeout(Duration::from_secs(10), described).await;
+        described.ok().and_then(Result::ok).unwrap_or_else(|| "(the browser did not answer)".to_owned())
+    };
+    let failure = match AssertUnwindSafe(flow).catch_unwind().await {
+        Ok(Ok(())) => None,
+        Ok(Err(_)) => Some(format!("the browser flow ran past 120 s\n{}", at().await)),
         Err(panic) => {
             let message = panic
                 .downcast_ref::<String>()
@@ -300,8 +342,7 @@ async fn an_operator_works_the_console_in_a_browser() {
                 .or_else(|| panic.downcast_ref::<&str>().copied())
                 .unwrap_or("(no message)")
                 .to_owned();
-            let at = AssertUnwindSafe(browser.describe_failure()).catch_unwind().await.unwrap_or_default();
-            Some(format!("{message}\n{at}"))
+            Some(format!("{message}\n{}", at().await))
         }
     };
     browser.quit().await;
@@ -317,11 +358,12 @@ async fn operator_flow(gw: &TestGateway, b: &Browser) {
         (b.path().await == "/console/login").then_some(())
     })
     .await;
-    b.photograph("login").await;
+    b.photograph("/console/login", "#token").await;
     b.type_into("#token", ADMIN_TOKEN).await;
     b.click("form.card button[type=submit]").await;
-    until(Duration::from_secs(10), "the keys page after signing in", async || {
-        (b.path().await == "/console/keys").then_some(())
+    until(Duration::from_secs(10), "a console page after signing in", async || {
+        let path = b.path().await;
+        (path.starts_with("/console/") && path != "/console/login").then_some(())
     })
     .await;
 
@@ -391,6 +433,42 @@ async fn operator_flow(gw: &TestGateway, b: &Browser) {
     .await;
     let totals = b.table("#totals-table").await;
     assert!(totals.iter().any(|t| cell(t, "Requests") == "3"), "totals: {totals:?}");
+    // The chart's data: by requests, one bar of qwen-turbo holding the 3 calls.
+    b.click("#usage-metric option[value=requests]").await;
+    let chart = until(Duration::from_secs(5), "the usage chart drawn by requests", async || {
+        let chart: Value = b
+            .js(
+                "const c = document.querySelector('#usage-chart');
+                 return c && {metric: c.dataset.metric, total: c.dataset.total,
+                              bars: Array.from(c.querySelectorAll('rect title'), t => t.textContent)};",
+                vec![],
+            )
+            .await;
+        (chart["metric"] == "requests").then_some(chart)
+    })
+    .await;
+    assert_eq!(chart["total"], "3", "{chart}");
+    let bars = chart["bars"].as_array().unwrap();
+    assert!(bars.iter().any(|t| t.as_str().unwrap().ends_with("qwen:qwen-turbo: 3")), "{chart}");
+
+    // The requests page lists each call by its request id.
+    b.open("/console/requests").await;
+    let listed = until(Duration::from_secs(15), "the calls' request ids on the requests page", async || {
+        let rows = b.table("#requests-table").await;
+        let found: Vec<_> =
+            ids.iter().filter_map(|id| rows.iter().find(|r| cell(r, "data-request-id") == id)).collect();
+        if found.len() == ids.len() {
+            return Some(found.into_iter().cloned().collect::<Vec<_>>());
+        }
+        b.click("#requests-form button[type=submit]").await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        None
+    })
+    .await;
+    for row in &listed {
+        assert!(cell(row, "Status").contains("200") && cell(row, "Model").contains("qwen-turbo"), "{row:?}");
+        assert!(cell(row, "Key").contains(&prefix), "the key's prefix: {row:?}");
+    }
 
     // Revoke the key from its row, through the confirm dialog.
     b.open("/console/keys").await;
@@ -437,13 +515,13 @@ async fn operator_flow(gw: &TestGateway, b: &Browser) {
     // Every page of the console, as it stands now.
     let pages: Vec<String> =
         b.js("return Array.from(document.querySelectorAll('nav a'), a => a.getAttribute('href'));", vec![]).await;
-    for must in ["/console/keys", "/console/plugins", "/console/prices", "/console/usage"] {
+    for must in
+        ["/console/usage", "/console/requests", "/console/keys", "/console/orgs", "/console/prices", "/console/plugins"]
+    {
         assert!(pages.iter().any(|p| p == must), "{must} in the navigation: {pages:?}");
     }
     for page in &pages {
-        b.open(page).await;
-        wait_for_content(b, page).await;
-        b.photograph(page.trim_start_matches("/console/")).await;
+        b.photograph(page, loaded(page)).await;
     }
 }
 
@@ -457,15 +535,16 @@ fn decimal(text: &str) -> &str {
     if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.') } else { text }
 }
 
-/// Waits until `page` shows what it loads (its table filled), so its photograph has it.
-async fn wait_for_content(b: &Browser, page: &str) {
-    let ready = match page {
+/// An element that `page` shows once it has loaded what it shows.
+fn loaded(page: &str) -> &'static str {
+    match page {
+        "/console/usage" => "#usage-chart rect",
+        "/console/requests" => "#requests-table tbody tr[data-request-id]",
         "/console/keys" => "#keys-table:not([hidden]) tbody tr",
-        "/console/plugins" => "#plugins-table tbody tr",
+        "/console/orgs" => "#orgs-table:not([hidden]) tbody tr",
         "/console/prices" => "#prices-table tbody tr",
-        "/console/usage" => "#usage-table:not([hidden]) tbody tr",
+        "/console/plugins" => "#plugins-table tbody tr",
         // A page this test does not know yet: its heading.
         _ => "main h1",
-    };
-    b.find(ready).await;
+    }
 }
