@@ -335,8 +335,29 @@ pub async fn set_price(store: &Store, req: &SetPrice, default_currency: &str) ->
     Ok(rule)
 }
 
-pub async fn list_prices(store: &Store) -> Result<Vec<PriceRule>, AdminError> {
-    Ok(store.list_price_rules().await?)
+/// A price rule as listed: the rule, and the name of its org (`null` for a global rule), which
+/// is what `SetPrice` and the CLI take.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PriceInfo {
+    #[serde(flatten)]
+    pub rule: PriceRule,
+    pub org_name: Option<String>,
+}
+
+pub async fn list_prices(store: &Store) -> Result<Vec<PriceInfo>, AdminError> {
+    let rules = store.list_price_rules().await?;
+    let orgs: std::collections::HashMap<_, _> = if rules.iter().any(|r| r.org.is_some()) {
+        store.list_orgs().await?.into_iter().map(|o| (o.id, o.name)).collect()
+    } else {
+        Default::default()
+    };
+    Ok(rules
+        .into_iter()
+        .map(|rule| {
+            let org_name = rule.org.and_then(|id| orgs.get(&id)).map(|n| n.as_str().to_owned());
+            PriceInfo { rule, org_name }
+        })
+        .collect())
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -998,7 +1019,7 @@ pub async fn post_revoke(State(state): State<Arc<AppState>>, UrlPath(prefix): Ur
 
 /// The price rules in force, global and per org.
 #[utoipa::path(get, path = "/admin/prices", tag = "admin", security(("admin_token" = [])),
-    responses((status = 200, description = "The price rules.", body = List<PriceRule>), crate::openapi::AdminErrors))]
+    responses((status = 200, description = "The price rules.", body = List<PriceInfo>), crate::openapi::AdminErrors))]
 pub async fn get_prices(State(state): State<Arc<AppState>>) -> AdminResult {
     Ok(Json(List::of(list_prices(&state.store).await?)).into_response())
 }

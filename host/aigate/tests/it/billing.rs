@@ -260,6 +260,14 @@ async fn no_spend_escapes_a_budget_because_of_its_currency() {
     // An EUR price for this org only; the budget is in USD (the billing currency).
     let eur = json!({"provider": "qwen", "model": "qwen-plus", "input": "1", "output": "1", "currency": "EUR", "org": "test"});
     assert_eq!(admin_post(&gw, "/admin/prices", &eur).await.status(), 201);
+    // Listed with the org's name, as `SetPrice` takes it (the console's edit form refills it).
+    let (_, prices) = gw.admin_json("/admin/prices").await;
+    let listed: Vec<_> = prices["data"].as_array().unwrap().iter().filter(|r| r["currency"] == "EUR").collect();
+    assert_eq!(listed.len(), 1, "{prices}");
+    assert_eq!(listed[0]["org_name"], "test");
+    assert!(listed[0]["org"].is_number(), "{prices}");
+    let global = prices["data"].as_array().unwrap().iter().find(|r| r["org"].is_null()).unwrap();
+    assert!(global["org_name"].is_null(), "{global}");
     let r = admin_post(&gw, "/admin/orgs/test", &json!({"monthly_budget": "100"})).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json_value().await["budget_currency"], "USD");

@@ -203,6 +203,8 @@ async fn without_a_session_pages_redirect_to_sign_in_and_json_answers_401() {
             ("GET", "/admin/prices"),
             ("GET", "/admin/usage?org=test"),
             ("GET", "/admin/routes"),
+            ("GET", "/admin/orgs"),
+            ("GET", "/admin/requests"),
             ("POST", "/admin/keys"),
             ("POST", "/admin/prices"),
         ];
@@ -283,6 +285,8 @@ async fn the_key_value_is_shown_once_and_never_again() {
         "/admin/usage?org=console",
         "/admin/plugins",
         "/admin/prices",
+        "/admin/orgs",
+        "/admin/requests",
         "/console/assets/console.js",
     ] {
         let r = http.get(gw.url(path)).header("cookie", s.header()).send().await.unwrap();
