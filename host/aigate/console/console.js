@@ -60,10 +60,26 @@
     return m[1] + '.' + m[2].padEnd(2, '0');
   }
 
-  /** An RFC 3339 time as "YYYY-MM-DD HH:MM:SS UTC" (the gateway writes UTC). */
+  /**
+   * An RFC 3339 time (the gateway writes UTC) as a <time> showing "YYYY-MM-DD HH:MM:SS UTC",
+   * which may wrap between the day and the time but never inside either.
+   */
   function when(value) {
     if (!value) return value;
-    return String(value).replace('T', ' ').replace(/(\.\d+)?Z$/, ' UTC');
+    const [day, rest] = String(value).split('T');
+    const element = document.createElement('time');
+    element.dateTime = value;
+    const dayPart = document.createElement('span');
+    dayPart.className = 'nowrap';
+    dayPart.textContent = day;
+    element.append(dayPart);
+    if (rest) {
+      const timePart = document.createElement('span');
+      timePart.className = 'nowrap';
+      timePart.textContent = rest.replace(/(\.\d+)?Z$/, ' UTC');
+      element.append(' ', timePart);
+    }
+    return element;
   }
 
   /**
@@ -311,6 +327,7 @@
     async function load() {
       try {
         const list = await api('GET', '/admin/prices');
+        const states = ruleStates(list.data);
         fill(table, list.data, [
           (r) => r.provider,
           (r) => r.model,
@@ -321,12 +338,36 @@
           (r) => money(r.reasoning_output_per_million),
           (r) => r.currency,
           (r) => when(r.effective_from),
+          (r) => stateBadge(states.get(r)),
           (r) => editButton(r),
         ]);
         show($('#prices-error'));
       } catch (e) {
         show($('#prices-error'), e.message);
       }
+    }
+    /**
+     * Each rule's state: for every provider, model and org the rule with the latest start that
+     * has come is "in force" (what the gateway prices with), earlier ones "replaced", later
+     * ones "scheduled".
+     */
+    function ruleStates(rules) {
+      const now = Date.now();
+      const current = new Map();
+      for (const r of rules) {
+        const group = r.provider + '\u0000' + r.model + '\u0000' + orgOf(r);
+        const start = Date.parse(r.effective_from);
+        const best = current.get(group);
+        if (start <= now && (!best || start > Date.parse(best.effective_from))) current.set(group, r);
+      }
+      const inForce = new Set(current.values());
+      return new Map(rules.map((r) => [r, inForce.has(r) ? 'in force' : Date.parse(r.effective_from) > now ? 'scheduled' : 'replaced']));
+    }
+    function stateBadge(state) {
+      const badge = document.createElement('span');
+      badge.className = 'badge ' + (state === 'in force' ? 'ok' : 'muted');
+      badge.textContent = state;
+      return badge;
     }
     // The org's name when the listing gives it, else its id (which the form cannot take).
     function orgOf(rule) {

@@ -1014,6 +1014,9 @@ pub struct Revoked {
     responses((status = 200, description = "Revoked.", body = Revoked), crate::openapi::AdminErrors))]
 pub async fn post_revoke(State(state): State<Arc<AppState>>, UrlPath(prefix): UrlPath<String>) -> AdminResult {
     revoke_key(&state.store, &prefix).await?;
+    // The key's next call on this replica is refused at once; other replicas refuse it once
+    // their cached copy expires (`auth.key_cache_ttl_ms`).
+    state.auth.forget_all();
     Ok(Json(Revoked { revoked: prefix }).into_response())
 }
 
