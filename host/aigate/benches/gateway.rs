@@ -14,7 +14,11 @@
 //!    Messages format (`/v1/messages`, the same call through another codec).
 //!
 //! 3. Last, the same call at concurrency 1 with OpenTelemetry traces off and on (the exporter
-//!    pointed at nothing): what tracing adds.
+//!    pointed at nothing): what tracing adds; and first the spans of one call made alone, with
+//!    no HTTP around them.
+//!
+//! `… --bench traces` (any words) runs only the sections whose name contains one of them:
+//! plugin, latency, metering, metrics, admission, traces.
 //!
 //! Numbers, not assertions: record them in docs/benchmarks.md.
 
@@ -307,9 +311,17 @@ async fn traced_latency(dist: &Path) {
     traces.attach(tokio::runtime::Handle::current());
     let spans = tracing_subscriber::filter::filter_fn(|m| m.is_span() && m.target().starts_with("aigate"));
     tracing_subscriber::registry().with(aigate::telemetry::layer(traces.tracer()).with_filter(spans)).init();
+    span_cost();
     let (mut off, mut on) = (Vec::new(), Vec::new());
+    // `AIGATE_BENCH_TRACES=on|off`: every block traced or none, so that `perf stat` of two runs
+    // gives the CPU time tracing adds per call (the interleaved default gives the latency).
+    let forced = std::env::var("AIGATE_BENCH_TRACES").ok();
     for block in 0..2 * BLOCKS {
-        let traced = block % 2 == 1;
+        let traced = match forced.as_deref() {
+            Some("on") => true,
+            Some("off") => false,
+            _ => block % 2 == 1,
+        };
         aigate::telemetry::set_enabled(traced);
         let samples =
             load_n(url.clone(), chat_body("qwen:qwen-turbo"), format!("Bearer {key}"), 1, HTTP_REQUESTS / BLOCKS).await;
@@ -327,6 +339,51 @@ async fn traced_latency(dist: &Path) {
     println!("{:<44} p50={:>8.1} µs  p99={:>8.1} µs", "traces on − off", added(on50, off50), added(on99, off99));
     gateway.shutdown().await.expect("shutdown");
     let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+}
+
+/// The spans of one traced chat call alone, made and ended as the request path does (server
+/// span, auth, idempotency and limits steps, the attempt's client span with its two plugin
+/// steps, the `traceparent` injected, the attributes recorded), with no HTTP around them.
+fn span_cost() {
+    use aigate::telemetry::{self, AttemptSpan};
+    let inbound = axum::http::HeaderMap::new();
+    let mut samples = Vec::with_capacity(HTTP_REQUESTS);
+    for i in 0..(HTTP_WARMUP + HTTP_REQUESTS) {
+        let started = Instant::now();
+        let request = telemetry::request_span(&axum::http::Method::POST, "/v1/chat/completions", &inbound);
+        {
+            let _in_request = request.enter();
+            for step in ["auth", "idempotency", "limits"] {
+                let _in_step = telemetry::step(step).entered();
+            }
+            let attempt = telemetry::attempt_span(&AttemptSpan {
+                operation: "chat",
+                provider: "qwen",
+                model: "qwen-turbo",
+                max_tokens: Some(64),
+                temperature: Some(0.7),
+            });
+            {
+                let _in_attempt = attempt.enter();
+                drop(telemetry::step("plugin build-request").entered());
+                let mut outbound = axum::http::HeaderMap::new();
+                telemetry::inject(&mut outbound);
+                std::hint::black_box(&outbound);
+                drop(telemetry::step("plugin parse-response").entered());
+            }
+            attempt.record("gen_ai.response.model", "qwen-turbo");
+            attempt.record("gen_ai.response.finish_reasons", "stop");
+            attempt.record("gen_ai.usage.input_tokens", 21_i64);
+            attempt.record("gen_ai.usage.output_tokens", 9_i64);
+        }
+        request.record("http.response.status_code", 200_i64);
+        drop(request);
+        if i >= HTTP_WARMUP {
+            samples.push(started.elapsed());
+        }
+    }
+    println!("\n== the spans of one traced call alone (7 spans, no HTTP)");
+    micro_report("spans of one call", samples);
 }
 
 /// Usage records are dropped here: this bench measures the request path only.
@@ -478,14 +535,29 @@ fn main() {
     assert!(dist.join("qwen.wasm").is_file(), "run `cargo xtask build-plugins` first");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("machine: {cores} cores; build: release");
+    // `… --bench traces`: only the sections whose name contains one of the words given.
+    let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let run = |section: &str| only.is_empty() || only.iter().any(|word| section.contains(word.as_str()));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
-        plugin_cost(&dist).await;
-        added_latency(&dist).await;
-        auth_and_metering().await;
-        metrics_recording();
-        admission_checks().await;
-        traced_latency(&dist).await;
+        if run("plugin") {
+            plugin_cost(&dist).await;
+        }
+        if run("latency") {
+            added_latency(&dist).await;
+        }
+        if run("metering") {
+            auth_and_metering().await;
+        }
+        if run("metrics") {
+            metrics_recording();
+        }
+        if run("admission") {
+            admission_checks().await;
+        }
+        if run("traces") {
+            traced_latency(&dist).await;
+        }
     });
 }
 
