@@ -52,6 +52,25 @@
     return value === null || value === undefined || value === '' ? '—' : String(value);
   }
 
+  /** A button for a table row: its text, style, accessible name and action. */
+  function rowButton(text, className, label, onClick) {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = className;
+    button.textContent = text;
+    button.setAttribute('aria-label', label);
+    button.addEventListener('click', onClick);
+    return button;
+  }
+
+  /** A badge: `tone` is `ok`, `bad` or `muted`. */
+  function badge(text, tone) {
+    const element = document.createElement('span');
+    element.className = 'badge ' + tone;
+    element.textContent = text;
+    return element;
+  }
+
   /** An exact decimal amount without the trailing zeros past the cents ("1.500000000" → "1.50"). */
   function money(value) {
     if (value === null || value === undefined) return value;
@@ -198,12 +217,7 @@
     }
 
     function revokeButton(key) {
-      const button = document.createElement('button');
-      button.type = 'button';
-      button.className = 'danger';
-      button.textContent = 'Revoke';
-      button.setAttribute('aria-label', 'Revoke key ' + key.prefix);
-      button.addEventListener('click', async () => {
+      return rowButton('Revoke', 'danger', 'Revoke key ' + key.prefix, async () => {
         if (!window.confirm('Revoke key ' + key.prefix + '? Its next calls are refused.')) {
           return;
         }
@@ -215,7 +229,6 @@
           show($('#keys-error'), e.message);
         }
       });
-      return button;
     }
 
     $('#org-form').addEventListener('submit', (event) => {
@@ -309,10 +322,7 @@
       return code;
     }
     function state(value) {
-      const badge = document.createElement('span');
-      badge.className = 'badge ' + (value === 'serving' ? 'ok' : 'bad');
-      badge.textContent = value;
-      return badge;
+      return badge(value, value === 'serving' ? 'ok' : 'bad');
     }
     load();
     window.setInterval(() => {
@@ -364,10 +374,7 @@
       return new Map(rules.map((r) => [r, inForce.has(r) ? 'in force' : Date.parse(r.effective_from) > now ? 'scheduled' : 'replaced']));
     }
     function stateBadge(state) {
-      const badge = document.createElement('span');
-      badge.className = 'badge ' + (state === 'in force' ? 'ok' : 'muted');
-      badge.textContent = state;
-      return badge;
+      return badge(state, state === 'in force' ? 'ok' : 'muted');
     }
     // The org's name when the listing gives it, else its id (which the form cannot take).
     function orgOf(rule) {
@@ -375,12 +382,8 @@
       return rule.org === null || rule.org === undefined ? '' : String(rule.org);
     }
     function editButton(rule) {
-      const button = document.createElement('button');
-      button.type = 'button';
-      button.className = 'secondary';
-      button.textContent = 'Edit';
-      button.setAttribute('aria-label', 'Edit the rule for ' + rule.provider + ':' + rule.model + (orgOf(rule) ? ' of ' + orgOf(rule) : ''));
-      button.addEventListener('click', () => {
+      const label = 'Edit the rule for ' + rule.provider + ':' + rule.model + (orgOf(rule) ? ' of ' + orgOf(rule) : '');
+      return rowButton('Edit', 'secondary', label, () => {
         const form = $('#price-form');
         const values = {
           provider: rule.provider,
@@ -399,7 +402,6 @@
         show($('#price-status'), 'Editing the rule for ' + rule.provider + ':' + rule.model + ': saving replaces it.');
         form.elements.input.focus();
       });
-      return button;
     }
     $('#price-form').addEventListener('submit', async (event) => {
       event.preventDefault();
@@ -686,10 +688,7 @@
       return value === null || value === undefined ? null : value.toLocaleString() + ' ms';
     }
     function status(r) {
-      const badge = document.createElement('span');
-      badge.className = 'badge ' + (r.status < 400 ? 'ok' : 'bad');
-      badge.textContent = r.status + ' ' + r.outcome;
-      return badge;
+      return badge(r.status + ' ' + r.outcome, r.status < 400 ? 'ok' : 'bad');
     }
     function code(value) {
       const element = document.createElement('code');
@@ -770,12 +769,7 @@
     }
 
     function editButton(o) {
-      const button = document.createElement('button');
-      button.type = 'button';
-      button.className = 'secondary';
-      button.textContent = 'Edit';
-      button.setAttribute('aria-label', 'Edit ' + o.org);
-      button.addEventListener('click', () => {
+      return rowButton('Edit', 'secondary', 'Edit ' + o.org, () => {
         form.elements.org.value = o.org;
         form.elements.markup_bps.value = o.markup_bps;
         form.elements.monthly_budget.value = o.monthly_budget || '';
@@ -784,7 +778,6 @@
         form.elements.every_model.checked = false;
         form.elements.markup_bps.focus();
       });
-      return button;
     }
 
     async function load() {

@@ -383,6 +383,45 @@ async fn operator_flow(gw: &TestGateway, b: &Browser) {
     })
     .await;
     assert_eq!(b.text("#price-error").await, "");
+    // Edited from its row: the form is refilled with the rule in force, and saving it with
+    // another output price replaces that rule (same start); the shipped one stays as history.
+    let in_force = |rows: &[BTreeMap<String, String>]| {
+        rows.iter()
+            .filter(|r| cell(r, "Model") == "qwen-turbo" && cell(r, "State") == "in force")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let before = in_force(&b.table("#prices-table").await);
+    assert_eq!(before.len(), 1, "one qwen-turbo rule in force: {before:?}");
+    let clicked: bool = b
+        .js(
+            "const row = Array.from(document.querySelectorAll('#prices-table tbody tr')).find(tr =>
+                 tr.textContent.includes('qwen-turbo') && tr.textContent.includes('in force'));
+             if (!row) return false; row.querySelector('button').click(); return true;",
+            vec![],
+        )
+        .await;
+    assert!(clicked, "an Edit button on the rule in force");
+    let refilled: Value = b
+        .js(
+            "const f = document.querySelector('#price-form').elements;
+             return {model: f.model.value, input: f.input.value, start: f.effective_from.value};",
+            vec![],
+        )
+        .await;
+    assert_eq!(refilled["model"], "qwen-turbo", "{refilled}");
+    assert_eq!(decimal(refilled["input"].as_str().unwrap()), "0.4", "{refilled}");
+    b.type_into("#price-form input[name=output]", "1.60").await;
+    b.click("#price-form button[type=submit]").await;
+    let after = until(Duration::from_secs(10), "the edited rule in force", async || {
+        let rows = b.table("#prices-table").await;
+        let now = in_force(&rows);
+        (now.len() == 1 && decimal(cell(&now[0], "Output")) == "1.6").then_some(rows)
+    })
+    .await;
+    let turbo: Vec<_> = after.iter().filter(|r| cell(r, "Model") == "qwen-turbo").collect();
+    assert!(turbo.iter().all(|r| decimal(cell(r, "Output")) != "1.2"), "the edited rule was replaced: {turbo:?}");
+    assert!(turbo.iter().any(|r| cell(r, "State") == "replaced"), "the shipped rule stays as history: {turbo:?}");
 
     // A key for the org, through the keys form: shown once on the page.
     b.open("/console/keys").await;
