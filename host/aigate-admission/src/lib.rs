@@ -1,13 +1,14 @@
 //! Admission state that every gateway replica must share: rate limits, idempotency claims and
 //! the circuit breakers of provider deployments.
 //!
-//! Three concerns, one small trait each, two backends each:
+//! Four concerns, one small trait each, two backends each:
 //!
 //! | concern     | trait                 | in-process (embedded default) | Redis (`REDIS_URL` set)  |
 //! |-------------|-----------------------|-------------------------------|--------------------------|
 //! | rate limits | [`RateLimiter`]       | [`MemoryRateLimiter`]         | [`RedisRateLimiter`]     |
 //! | idempotency | [`IdempotencyStore`]  | [`MemoryIdempotencyStore`]    | [`RedisIdempotencyStore`]|
 //! | circuits    | [`CircuitBreaker`]    | [`MemoryCircuitBreaker`]      | [`RedisCircuitBreaker`]  |
+//! | console sessions | [`SessionStore`] | [`MemorySessionStore`]        | [`RedisSessionStore`]    |
 //!
 //! Limits and idempotency follow "reserve before, settle after": the check hands out a `#[must_use]`
 //! guard ([`Reservation`], [`ClaimGuard`]) that the caller settles once the outcome is known.
@@ -40,6 +41,7 @@ mod expiry;
 mod idempotency;
 mod limits;
 mod redis_conn;
+mod sessions;
 
 pub use circuit::memory::MemoryCircuitBreaker;
 pub use circuit::redis::RedisCircuitBreaker;
@@ -58,6 +60,7 @@ pub use limits::{
 };
 pub use redis::aio::ConnectionManager;
 pub use redis_conn::{RedisOptions, connection_manager, ping as redis_ping};
+pub use sessions::{MemorySessionStore, RedisSessionStore, SessionError, SessionStore, StoredSession};
 
 /// The future every trait method returns: boxed so the traits stay object safe.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

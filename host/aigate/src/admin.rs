@@ -791,7 +791,7 @@ pub async fn require_admin(
 ) -> Response {
     let verdict = match guard(&state, request.headers()) {
         Err(e) if state.config.admin_token.is_some() && !request.headers().contains_key(header::AUTHORIZATION) => {
-            crate::console::admit(&state, request.method(), request.headers()).unwrap_or(Err(e))
+            crate::console::admit(&state, request.method(), request.headers()).await.unwrap_or(Err(e))
         }
         verdict => verdict,
     };

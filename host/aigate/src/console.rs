@@ -3,11 +3,14 @@
 //! the Bearer token. It has no path of its own into the store: every read and change is an admin call.
 //!
 //! Sign-in: `GET /console/login` serves a form; `POST /console/login` with the admin token
-//! (compared by digest, as `admin::guard` does) opens a session kept in memory on this
-//! replica (a random 256-bit id, 12 h, at most [`MAX_SESSIONS`]; signing in on another
-//! replica behind a load balancer needs sticky sessions) and sets it in the `aigate_console`
-//! cookie: `HttpOnly`, `SameSite=Strict`, `Path=/`, and `Secure` when the request came over
-//! TLS (`X-Forwarded-Proto: https`: the gateway itself speaks plain HTTP behind a proxy).
+//! (compared by digest, as `admin::guard` does) opens a session (a random 256-bit id, 12 h)
+//! and sets it in the `aigate_console` cookie. Sessions are kept where the replicas' shared
+//! state is ([`aigate_admission::SessionStore`]): on Redis when `REDIS_URL` is set, so every
+//! replica behind a load balancer knows every session; in memory otherwise (at most
+//! [`MAX_SESSIONS`], gone at a restart). When the store does not answer, a request with a
+//! session cookie gets a 503: it is neither let in nor signed out. The cookie is `HttpOnly`,
+//! `SameSite=Strict`, `Path=/`, and `Secure` when the request came over TLS
+//! (`X-Forwarded-Proto: https`: the gateway itself speaks plain HTTP behind a proxy).
 //!
 //! Invariants:
 //! - **No admin token, no console**: every console route answers 404, as the admin API does.
@@ -21,15 +24,16 @@
 //!   itself is a double submit: a random token in a `SameSite=Strict` cookie scoped to
 //!   `/console/login` and in the form, which must match, so another site cannot sign a
 //!   browser into a console.
-//! - **Session ids are never kept**: the table is keyed by their SHA-256, so a lookup's timing
-//!   says nothing about a live id.
+//! - **Session ids are never kept**: the store is keyed by their SHA-256, so neither its
+//!   contents nor a lookup's timing give away a live id.
 //! - **Every console answer carries the security headers** ([`security_headers`]): a CSP
 //!   allowing only this origin's files (no inline script or style), no framing, no referrer,
 //!   no caching.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aigate_admission::{MemorySessionStore, SessionError, SessionStore};
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -41,7 +45,6 @@ use base64::Engine as _;
 use bytes::Bytes;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use sha2::digest::Output;
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, ErrorSource};
@@ -55,7 +58,8 @@ pub const LOGIN_COOKIE: &str = "aigate_console_login";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// How long a session lasts from sign-in.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
-/// Open sessions per replica; one more signs the oldest out.
+/// Open sessions per replica when they are kept in memory; one more signs out the one closest
+/// to its end. (On Redis each session ends with its lifetime.)
 pub const MAX_SESSIONS: usize = 256;
 
 const LOGIN_PATH: &str = "/console/login";
@@ -97,68 +101,60 @@ static PAGES: [Page; 6] = [
 
 // ---- sessions ------------------------------------------------------------------
 
-/// The console sessions of this replica, in memory: a restart signs everyone out.
+/// The console's sessions, kept by the SHA-256 of their id in a [`SessionStore`]: in
+/// memory on one replica, or on Redis for every replica when `REDIS_URL` is set.
 pub struct ConsoleSessions {
     ttl: Duration,
-    max: usize,
-    /// SHA-256 of the session id → the session.
-    open: Mutex<HashMap<Output<Sha256>, Session>>,
+    store: Arc<dyn SessionStore>,
 }
 
 #[derive(Clone)]
 struct Session {
     csrf: String,
-    expires_at: Instant,
+    expires_in: Duration,
 }
 
 impl Default for ConsoleSessions {
     fn default() -> Self {
-        ConsoleSessions::with_limits(SESSION_TTL, MAX_SESSIONS)
+        ConsoleSessions::new(SESSION_TTL, Arc::new(MemorySessionStore::new(MAX_SESSIONS)))
     }
 }
 
 impl ConsoleSessions {
-    pub fn with_limits(ttl: Duration, max: usize) -> Self {
-        ConsoleSessions { ttl, max: max.max(1), open: Mutex::new(HashMap::new()) }
+    pub fn new(ttl: Duration, store: Arc<dyn SessionStore>) -> Self {
+        ConsoleSessions { ttl, store }
     }
 
-    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<Output<Sha256>, Session>> {
-        // A panic while holding the lock cannot leave the map half-changed: every change is one call.
-        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The store's key for a session id: its SHA-256 (base64url), so the id is kept nowhere.
+    fn key(id: &str) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(id.as_bytes()))
     }
 
     /// Opens a session: its id (for the cookie, kept nowhere) and its CSRF token.
-    fn open(&self) -> Result<(String, Session), ApiError> {
+    async fn open(&self) -> Result<(String, Session), ApiError> {
         let id = random_token()?;
-        let session = Session { csrf: random_token()?, expires_at: Instant::now() + self.ttl };
-        let mut table = self.table();
-        let now = Instant::now();
-        table.retain(|_, s| s.expires_at > now);
-        while table.len() >= self.max {
-            let Some(oldest) = table.iter().min_by_key(|(_, s)| s.expires_at).map(|(k, _)| *k) else { break };
-            table.remove(&oldest);
-        }
-        table.insert(Sha256::digest(id.as_bytes()), session.clone());
+        let session = Session { csrf: random_token()?, expires_in: self.ttl };
+        self.store.put(&Self::key(&id), &session.csrf, self.ttl).await.map_err(unavailable)?;
         Ok((id, session))
     }
 
-    /// The live session of this id, if any (an expired one is forgotten).
-    fn find(&self, id: &str) -> Option<Session> {
-        let key = Sha256::digest(id.as_bytes());
-        let mut table = self.table();
-        match table.get(&key) {
-            Some(s) if s.expires_at > Instant::now() => Some(s.clone()),
-            Some(_) => {
-                table.remove(&key);
-                None
-            }
-            None => None,
-        }
+    /// The live session of this id, if any.
+    async fn find(&self, id: &str) -> Result<Option<Session>, ApiError> {
+        let found = self.store.get(&Self::key(id)).await.map_err(unavailable)?;
+        Ok(found.map(|s| Session { csrf: s.csrf, expires_in: s.expires_in }))
     }
 
-    fn close(&self, id: &str) {
-        self.table().remove(&Sha256::digest(id.as_bytes()));
+    async fn close(&self, id: &str) -> Result<(), ApiError> {
+        self.store.remove(&Self::key(id)).await.map_err(unavailable)
     }
+}
+
+/// The session store did not answer: 503, the console cannot tell who is signed in.
+fn unavailable(e: SessionError) -> ApiError {
+    tracing::warn!(error = %e, "console session store");
+    ApiError::store_unavailable(
+        "The console's sessions are kept in Redis, which did not answer; try again when it is back.".to_owned(),
+    )
 }
 
 /// 256 random bits from the system's CSPRNG, URL-safe base64 (43 characters).
@@ -186,9 +182,9 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// The request's live session and its id.
-fn session_of(state: &AppState, headers: &HeaderMap) -> Option<(String, Session)> {
-    let id = cookie(headers, SESSION_COOKIE).filter(|id| !id.is_empty())?;
-    state.console.find(id).map(|s| (id.to_owned(), s))
+async fn session_of(state: &AppState, headers: &HeaderMap) -> Result<Option<(String, Session)>, ApiError> {
+    let Some(id) = cookie(headers, SESSION_COOKIE).filter(|id| !id.is_empty()) else { return Ok(None) };
+    Ok(state.console.find(id).await?.map(|s| (id.to_owned(), s)))
 }
 
 /// `; Secure` when the browser reached us over TLS (the proxy in front says so).
@@ -215,8 +211,11 @@ fn login_cookie(headers: &HeaderMap, token: &str, max_age_s: u64) -> String {
 /// The admin API's verdict on a request that carries no `Authorization` header
 /// (`admin::require_admin`): `None` without a live console session (the Bearer rules decide);
 /// with one, reads pass, and changes pass only with the session's CSRF token (else 403).
-pub(crate) fn admit(state: &AppState, method: &Method, headers: &HeaderMap) -> Option<Result<(), ApiError>> {
-    let (_, session) = session_of(state, headers)?;
+pub(crate) async fn admit(state: &AppState, method: &Method, headers: &HeaderMap) -> Option<Result<(), ApiError>> {
+    let (_, session) = match session_of(state, headers).await {
+        Ok(found) => found?,
+        Err(e) => return Some(Err(e)),
+    };
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return Some(Ok(()));
     }
@@ -262,7 +261,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         router = router.route(
             page.path,
             get(move |State(state): State<Arc<AppState>>, headers: HeaderMap| async move {
-                render_page(&state, &headers, page)
+                render_page(&state, &headers, page).await
             }),
         );
     }
@@ -303,13 +302,18 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
-async fn home(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Redirect {
-    Redirect::to(if session_of(&state, &headers).is_some() { HOME_PATH } else { LOGIN_PATH })
+async fn home(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    match session_of(&state, &headers).await {
+        Ok(found) => Redirect::to(if found.is_some() { HOME_PATH } else { LOGIN_PATH }).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
-fn render_page(state: &AppState, headers: &HeaderMap, page: &Page) -> Response {
-    let Some((_, session)) = session_of(state, headers) else {
-        return Redirect::to(LOGIN_PATH).into_response();
+async fn render_page(state: &AppState, headers: &HeaderMap, page: &Page) -> Response {
+    let session = match session_of(state, headers).await {
+        Ok(Some((_, session))) => session,
+        Ok(None) => return Redirect::to(LOGIN_PATH).into_response(),
+        Err(e) => return e.into_response(),
     };
     let nav: String = PAGES
         .iter()
@@ -341,10 +345,11 @@ fn login_page(headers: &HeaderMap, status: StatusCode, message: &str) -> Respons
 }
 
 async fn login_form(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if session_of(&state, &headers).is_some() {
-        return Redirect::to(HOME_PATH).into_response();
+    match session_of(&state, &headers).await {
+        Ok(Some(_)) => Redirect::to(HOME_PATH).into_response(),
+        // The store's outage is said on signing in, not before.
+        Ok(None) | Err(_) => login_page(&headers, StatusCode::OK, ""),
     }
-    login_page(&headers, StatusCode::OK, "")
 }
 
 #[derive(Default, Deserialize)]
@@ -373,7 +378,7 @@ async fn login(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byt
         tracing::warn!("console sign-in refused: not the admin token");
         return login_page(&headers, StatusCode::UNAUTHORIZED, WRONG_TOKEN);
     }
-    let (id, _) = match state.console.open() {
+    let (id, _) = match state.console.open().await {
         Ok(opened) => opened,
         Err(e) => return e.into_response(),
     };
@@ -392,15 +397,19 @@ struct LogoutForm {
 
 async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     let clear = AppendHeaders([(header::SET_COOKIE, session_cookie(&headers, "", 0))]);
-    let Some((id, session)) = session_of(&state, &headers) else {
-        return (clear, Redirect::to(LOGIN_PATH)).into_response();
+    let (id, session) = match session_of(&state, &headers).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return (clear, Redirect::to(LOGIN_PATH)).into_response(),
+        Err(e) => return e.into_response(),
     };
     let form: LogoutForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let presented = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or(form.csrf.as_str());
     if !same_secret(presented, &session.csrf) {
         return csrf_refused().into_response();
     }
-    state.console.close(&id);
+    if let Err(e) = state.console.close(&id).await {
+        return e.into_response();
+    }
     (clear, Redirect::to(LOGIN_PATH)).into_response()
 }
 
@@ -413,13 +422,12 @@ struct SessionInfo {
 }
 
 async fn session_info(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    match session_of(&state, &headers) {
-        Some((_, s)) => Json(SessionInfo {
-            csrf_token: s.csrf,
-            expires_in_s: s.expires_at.saturating_duration_since(Instant::now()).as_secs(),
-        })
-        .into_response(),
-        None => no_session().into_response(),
+    match session_of(&state, &headers).await {
+        Ok(Some((_, s))) => {
+            Json(SessionInfo { csrf_token: s.csrf, expires_in_s: s.expires_in.as_secs() }).into_response()
+        }
+        Ok(None) => no_session().into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -429,36 +437,42 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn a_session_is_found_by_its_id_until_it_expires_or_closes() {
-        let sessions = ConsoleSessions::with_limits(Duration::from_millis(50), 8);
-        let (id, session) = sessions.open().unwrap();
+    #[tokio::test]
+    async fn a_session_is_found_by_its_id_until_it_expires_or_closes() {
+        let sessions = ConsoleSessions::new(Duration::from_millis(50), Arc::new(MemorySessionStore::new(8)));
+        let (id, session) = sessions.open().await.unwrap();
         assert_eq!(id.len(), 43, "256 bits, base64url");
         assert_ne!(id, session.csrf);
-        assert_eq!(sessions.find(&id).unwrap().csrf, session.csrf);
-        assert!(sessions.find("not-a-session").is_none());
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(sessions.find(&id).is_none(), "expired");
-        let (id, _) = sessions.open().unwrap();
-        sessions.close(&id);
-        assert!(sessions.find(&id).is_none(), "closed");
+        assert_eq!(sessions.find(&id).await.unwrap().unwrap().csrf, session.csrf);
+        assert!(sessions.find("not-a-session").await.unwrap().is_none());
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(sessions.find(&id).await.unwrap().is_none(), "expired");
+        let (id, _) = sessions.open().await.unwrap();
+        sessions.close(&id).await.unwrap();
+        assert!(sessions.find(&id).await.unwrap().is_none(), "closed");
     }
 
-    #[test]
-    fn the_table_is_bounded_and_signs_the_oldest_out() {
-        let sessions = ConsoleSessions::with_limits(Duration::from_secs(60), 3);
-        let ids: Vec<String> = (0..5).map(|_| sessions.open().unwrap().0).collect();
-        assert_eq!(sessions.table().len(), 3);
-        assert!(sessions.find(&ids[0]).is_none() && sessions.find(&ids[1]).is_none());
-        assert!(ids[2..].iter().all(|id| sessions.find(id).is_some()));
+    #[tokio::test]
+    async fn the_table_is_bounded_and_signs_the_oldest_out() {
+        let store = Arc::new(MemorySessionStore::new(3));
+        let sessions = ConsoleSessions::new(Duration::from_secs(60), store.clone());
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            ids.push(sessions.open().await.unwrap().0);
+        }
+        assert_eq!(store.len(), 3);
+        assert!(sessions.find(&ids[0]).await.unwrap().is_none() && sessions.find(&ids[1]).await.unwrap().is_none());
+        for id in &ids[2..] {
+            assert!(sessions.find(id).await.unwrap().is_some());
+        }
     }
 
     #[test]
     fn the_session_id_is_not_kept() {
-        let sessions = ConsoleSessions::default();
-        let (id, _) = sessions.open().unwrap();
-        let table = sessions.table();
-        assert!(table.keys().all(|k| k.as_slice() != id.as_bytes()));
+        let id = "an-id";
+        let key = ConsoleSessions::key(id);
+        assert_eq!(key.len(), 43, "a SHA-256, base64url");
+        assert!(!key.contains(id));
     }
 
     #[test]

@@ -51,7 +51,7 @@ use crate::{admin, chat, models, request_id};
 use aigate_admission::ConnectionManager;
 use aigate_admission::{
     CircuitBreaker, IdempotencyStore, MemoryCircuitBreaker, MemoryIdempotencyStore, MemoryRateLimiter, RateLimiter,
-    RedisCircuitBreaker, RedisIdempotencyStore, RedisOptions, RedisRateLimiter, connection_manager,
+    RedisCircuitBreaker, RedisIdempotencyStore, RedisOptions, RedisRateLimiter, RedisSessionStore, connection_manager,
 };
 use aigate_store::{PriceRepo, Store, UsageRepo, UsageWriter, WriterOptions};
 use secrecy::ExposeSecret;
@@ -419,6 +419,14 @@ impl Gateway {
         spawn_retention(store.clone(), config.billing.ledger_retention_days);
         let (limiter, idempotency, circuits, redis) = admission_backends(&config)?;
         let limits = Limits::new(limiter, config.limits.clone(), store.clone(), config.billing.currency.clone());
+        // Console sessions on Redis when replicas share one: a session opened on one serves on all.
+        let console = match &redis {
+            Some((conn, options)) => crate::console::ConsoleSessions::new(
+                crate::console::SESSION_TTL,
+                Arc::new(RedisSessionStore::new(conn.clone(), options)),
+            ),
+            None => crate::console::ConsoleSessions::default(),
+        };
         let state = Arc::new(AppState {
             limits,
             idempotency,
@@ -435,7 +443,7 @@ impl Gateway {
             stop_calls: CancellationToken::new(),
             metrics: Arc::new(Metrics::new()),
             redis,
-            console: crate::console::ConsoleSessions::default(),
+            console,
         });
         let listener = TcpListener::bind(config.listen)
             .await

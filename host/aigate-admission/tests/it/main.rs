@@ -13,13 +13,15 @@ mod circuit;
 mod idempotency;
 mod limits;
 mod outage;
+mod sessions;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use aigate_admission::{
-    CircuitBreaker, IdempotencyStore, MemoryCircuitBreaker, MemoryIdempotencyStore, MemoryRateLimiter, RateLimiter,
-    RedisCircuitBreaker, RedisIdempotencyStore, RedisOptions, RedisRateLimiter, connection_manager,
+    CircuitBreaker, IdempotencyStore, MemoryCircuitBreaker, MemoryIdempotencyStore, MemoryRateLimiter,
+    MemorySessionStore, RateLimiter, RedisCircuitBreaker, RedisIdempotencyStore, RedisOptions, RedisRateLimiter,
+    RedisSessionStore, SessionStore, connection_manager,
 };
 use redis::aio::ConnectionManager;
 
@@ -138,5 +140,19 @@ pub async fn redis_breakers() -> Option<Replicas<dyn CircuitBreaker>> {
     Some(Replicas {
         a: Arc::new(RedisCircuitBreaker::new(a, &options)),
         b: Arc::new(RedisCircuitBreaker::new(b, &options)),
+    })
+}
+
+pub fn memory_sessions() -> Replicas<dyn SessionStore> {
+    let store: Arc<dyn SessionStore> = Arc::new(MemorySessionStore::new(256));
+    Replicas { a: store.clone(), b: store }
+}
+
+pub async fn redis_sessions() -> Option<Replicas<dyn SessionStore>> {
+    let options = test_options();
+    let (a, b) = redis_connections(&options).await?;
+    Some(Replicas {
+        a: Arc::new(RedisSessionStore::new(a, &options)),
+        b: Arc::new(RedisSessionStore::new(b, &options)),
     })
 }

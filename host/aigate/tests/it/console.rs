@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 
-use crate::harness::{ADMIN_TOKEN, JsonBody, Setup, TestGateway, start, start_with};
+use crate::harness::{ADMIN_TOKEN, JsonBody, Setup, TestGateway, redis_url, start, start_with, unique};
 
 const PAGES: [&str; 8] = [
     "/console",
@@ -422,4 +422,64 @@ async fn the_key_value_never_reaches_the_log() {
     assert!(!log.contains(&key) && !log.contains(&key[7..]), "the key is in the log");
     assert!(!log.contains(ADMIN_TOKEN), "the admin token is in the log");
     assert!(!log.contains(&s.cookie) && !log.contains(&s.csrf), "the session is in the log");
+}
+
+/// Two replicas on one Redis (each with its own database, as far as sessions care): a session
+/// opened on one serves on the other, with the same CSRF token, and signing out on either
+/// ends it on both. No sticky sessions needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_a_session_serves_on_every_replica() {
+    let Some(redis) = redis_url() else { return };
+    let env: std::collections::BTreeMap<String, String> =
+        [("REDIS_URL".to_owned(), redis), ("AIGATE_REDIS_PREFIX".to_owned(), format!("{}:", unique("aigate-console")))]
+            .into();
+    let a = start_with(Setup { env: env.clone(), ..Setup::default() }).await;
+    let b = start_with(Setup { env, ..Setup::default() }).await;
+    let http = browser();
+    let s = sign_in(&a.base, &http).await;
+
+    let r = http.get(b.url("/console/plugins")).header("cookie", s.header()).send().await.unwrap();
+    assert_eq!(r.status(), 200, "a page on the other replica");
+    assert!(r.text().await.unwrap().contains(&s.csrf), "the same session's CSRF token");
+    let r = create_key(&b, &http, &s, Some(&s.csrf)).await;
+    assert_eq!(r.status(), 201, "a change on the other replica, with the session's token");
+    assert_eq!(create_key(&b, &http, &s, None).await.status(), 403, "and not without it");
+
+    let r = http
+        .post(b.url("/console/logout"))
+        .header("cookie", s.header())
+        .header("x-csrf-token", &s.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    for gw in [&a, &b] {
+        let r = http.get(gw.url("/console/session")).header("cookie", s.header()).send().await.unwrap();
+        assert_eq!(r.status(), 401, "signed out everywhere");
+        let r = http.get(gw.url("/admin/plugins")).header("cookie", s.header()).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+    }
+}
+
+/// Sessions on a Redis that does not answer: signing in and every request that carries a
+/// session cookie get a 503 that says why; nobody is let in, and the Bearer admin API works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_the_console_says_so_and_lets_nobody_in() {
+    let env: std::collections::BTreeMap<String, String> =
+        [("REDIS_URL".to_owned(), "redis://127.0.0.1:1".to_owned())].into();
+    let gw = start_with(Setup { env, ..Setup::default() }).await;
+    let http = browser();
+    let (cookie, csrf) = login_form(&gw.base, &http).await;
+    let r = post_login(&gw.base, &http, &cookie, &csrf, ADMIN_TOKEN).await;
+    assert_eq!(r.status(), 503);
+    assert!(set_cookie(r.headers(), "aigate_console").is_none());
+    let forged = "aigate_console=some-session-id";
+    for path in ["/console/keys", "/console/session", "/admin/plugins"] {
+        let r = http.get(gw.url(path)).header("cookie", forged).send().await.unwrap();
+        assert_eq!(r.status(), 503, "{path}");
+        let body = r.json_value().await;
+        assert!(body["error"]["message"].as_str().unwrap().contains("Redis"), "{path}: {body}");
+    }
+    let (status, _) = gw.admin_json("/admin/plugins").await;
+    assert_eq!(status, 200, "the Bearer admin API does not need sessions");
 }
