@@ -36,6 +36,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::auth::Authenticator;
 use crate::billing::Billing;
@@ -109,7 +110,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(middleware::from_fn(request_id::assign))
 }
 
-/// `/admin/*`, every route behind the admin token (`admin::require_admin`).
+/// `/admin/*`, every route behind the admin token (`admin::require_admin`), and no answer of
+/// theirs kept by a cache on the way (a new key is in one; every one is an operator's view).
 fn admin_routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/admin/plugins", get(admin::plugins))
@@ -124,6 +126,10 @@ fn admin_routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/admin/orgs", get(admin::get_orgs))
         .route("/admin/orgs/{org}", post(admin::post_org))
         .route_layer(middleware::from_fn_with_state(state, admin::require_admin))
+        .layer(SetResponseHeaderLayer::overriding(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        ))
 }
 
 /// `/health` and `/health/live`.
@@ -221,7 +227,7 @@ fn metrics_text(state: &AppState) -> Response {
 
 async fn not_found() -> Response {
     ApiError::not_found(
-        "No such endpoint. This gateway serves /v1/chat/completions, /v1/messages, /v1/responses, /v1/embeddings, /v1/models and /health.",
+        "No such endpoint. This gateway serves /v1/chat/completions, /v1/messages, /v1/responses, /v1/embeddings, /v1/models and /health; its API is described at /openapi.json.",
     )
         .into_response()
 }

@@ -483,3 +483,30 @@ async fn with_redis_down_the_console_says_so_and_lets_nobody_in() {
     let (status, _) = gw.admin_json("/admin/plugins").await;
     assert_eq!(status, 200, "the Bearer admin API does not need sessions");
 }
+
+/// Every admin answer says `Cache-Control: no-store`, the one with a new key above all, and
+/// refusals too: no cache between the operator and the gateway keeps any.
+#[tokio::test]
+async fn admin_answers_are_never_cached() {
+    let gw = start().await;
+    let http = browser();
+    let created = http
+        .post(gw.url("/admin/keys"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(json!({"org": "cache"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(created.headers()["cache-control"], "no-store");
+    for (path, token, status) in [
+        ("/admin/keys?org=cache", ADMIN_TOKEN, 200),
+        ("/admin/plugins", "not-the-token", 401),
+        ("/admin/orgs", ADMIN_TOKEN, 200),
+    ] {
+        let r = http.get(gw.url(path)).bearer_auth(token).send().await.unwrap();
+        assert_eq!(r.status(), status, "{path}");
+        assert_eq!(r.headers()["cache-control"], "no-store", "{path}");
+    }
+}
