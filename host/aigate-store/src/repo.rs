@@ -223,9 +223,9 @@ pub trait UsageRepo: Send + Sync {
     /// The latest requests matching `filter`, newest first (by `created_at`,
     /// then insertion order), one [`RequestRow`] per request: its final
     /// attempt (the highest `attempt` written). Walks a ledger index by time
-    /// (the key's, the org's or the global one), so an unfiltered page reads
-    /// about `limit` rows; a filter on model or status reads past the rows it
-    /// skips.
+    /// (the key's, the model's, the org's and model's, the org's or the
+    /// global one), so a page reads about `limit` rows; a filter on status
+    /// reads past the rows it skips.
     fn recent_requests(
         &self,
         filter: &RequestFilter,

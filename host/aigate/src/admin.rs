@@ -702,7 +702,7 @@ fn status_filter(text: &str) -> Result<std::ops::Range<u16>, AdminError> {
 
 /// The latest requests, newest first, filtered by org, key, model and status.
 pub async fn recent_requests(store: &Store, q: &RequestsQuery) -> Result<Vec<RequestSummary>, AdminError> {
-    let limit = in_range("limit", q.limit, 1..=MAX_REQUESTS_LIMIT)?.unwrap_or(50);
+    let limit = in_range("limit", q.limit, 1..=MAX_REQUESTS_LIMIT)?.unwrap_or(RequestFilter::default().limit);
     let status = filter_value(q.status.as_deref()).map(status_filter).transpose()?;
     let org = match filter_value(q.org.as_deref()) {
         Some(name) => Some(existing_org(store, name).await?),
