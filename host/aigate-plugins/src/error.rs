@@ -63,6 +63,10 @@ pub enum LoadError {
     /// The bytes are not a valid WebAssembly component (or wasmtime cannot compile it).
     #[error("plugin {origin} is not a valid WebAssembly component: {message}")]
     Compile { origin: String, message: String },
+    /// The compiler process failed on this file (it crashed, ran past its time limit, or its
+    /// output did not load): the file may be hostile, or the compiler broken.
+    #[error("the plugin compiler failed on {origin}: {message}")]
+    Compiler { origin: String, message: String },
     /// The component does not fit the host: it does not export `aigate:provider/adapter` at a
     /// version this host accepts, or it imports something the host does not provide.
     #[error(

@@ -46,6 +46,7 @@
 pub mod canonical;
 mod compat_0_1;
 mod compat_0_2;
+pub mod compiler;
 pub mod conformance;
 mod counters;
 mod error;
@@ -55,6 +56,7 @@ mod registry;
 mod runtime;
 mod validate;
 
+pub use compiler::Compiler;
 pub use counters::{PluginCounts, RuntimeCounts};
 pub use error::{LoadError, PluginFault, RuntimeError};
 pub use instance::{LoadedPlugin, PluginInstance, StreamDecoder};

@@ -15,6 +15,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::canonical::{self, PluginInfo, ProviderPre};
+use crate::compiler::{self, ChildFailure, Compiler};
 use crate::error::{LoadError, RuntimeError};
 use crate::instance::{AnyPre, LoadedPlugin, Sandbox, StoreState};
 use crate::{compat_0_1, compat_0_2, contract_compatible};
@@ -65,6 +66,9 @@ pub struct RuntimeConfig {
     /// is never run: the plugin is compiled from its `.wasm` again, with a warning. Several
     /// gateways may share a folder only if they share the key file.
     pub cache_dir: Option<PathBuf>,
+    /// Where a component missing from the cache is compiled: in this process (the default), or
+    /// in a child process ([`Compiler::Subprocess`], what the gateway binary uses).
+    pub compiler: Compiler,
 }
 
 impl Default for RuntimeConfig {
@@ -75,6 +79,7 @@ impl Default for RuntimeConfig {
             wall_timeout: Duration::from_secs(1),
             max_instances: 1000,
             cache_dir: None,
+            compiler: Compiler::InProcess,
         }
     }
 }
@@ -191,18 +196,7 @@ impl PluginRuntime {
     ///    the default base URL an absolute http(s) URL.
     pub async fn load_bytes(&self, origin: String, bytes: Vec<u8>) -> Result<Arc<LoadedPlugin>, LoadError> {
         let started = Instant::now();
-        let inner = Arc::clone(&self.inner);
-        let task_origin = origin.clone();
-        let compiled = tokio::task::spawn_blocking(move || {
-            let hash = hex::encode(Sha256::digest(&bytes));
-            compile_or_map(&inner, &task_origin, &bytes, &hash).map(|(c, cached)| (c, cached, hash))
-        })
-        .await
-        .map_err(|e| LoadError::Internal {
-            origin: origin.clone(),
-            message: format!("the compile task failed: {e}"),
-        })?;
-        let (component, from_cache, hash) = compiled?;
+        let (component, from_cache, hash) = self.compile_or_load(&origin, bytes).await?;
 
         let pre = self.pre_link(&origin, &component)?;
 
@@ -305,7 +299,7 @@ const KEEP_RESIDENT_MEMORY: usize = 2 << 20;
 const KEEP_RESIDENT_TABLE: usize = 64 << 10;
 const DECOMMIT_BATCH: usize = 16;
 
-fn engine_config(config: &RuntimeConfig) -> Config {
+pub(crate) fn engine_config(config: &RuntimeConfig) -> Config {
     let slots = config.max_instances.max(1);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(slots)
@@ -432,49 +426,108 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// Compile the component, or load it from the cache. Runs on a blocking thread.
-fn compile_or_map(
-    inner: &RuntimeInner,
-    origin: &str,
-    bytes: &[u8],
-    hash: &str,
-) -> Result<(Component, bool), LoadError> {
-    let cache = inner
-        .config
-        .cache_dir
-        .as_ref()
-        .zip(inner.cache_key.as_ref())
-        .map(|(dir, key)| (dir.join(format!("{hash}-{}.cwasm", inner.engine_key)), key));
+impl PluginRuntime {
+    /// The compiled component for `bytes`: from the cache when a verified file is there, else
+    /// compiled by the configured [`Compiler`] (and written to the cache). Also returns whether
+    /// it came from the cache and the bytes' sha256. Nothing here runs on the async workers.
+    async fn compile_or_load(&self, origin: &str, bytes: Vec<u8>) -> Result<(Component, bool, String), LoadError> {
+        let internal = |e: tokio::task::JoinError| LoadError::Internal {
+            origin: origin.to_owned(),
+            message: format!("the compile task failed: {e}"),
+        };
+        let inner = Arc::clone(&self.inner);
+        let task_origin = origin.to_owned();
+        let (cached, hash, bytes) = tokio::task::spawn_blocking(move || {
+            let hash = hex::encode(Sha256::digest(&bytes));
+            (from_cache(&inner, &task_origin, &hash), hash, bytes)
+        })
+        .await
+        .map_err(internal)?;
+        if let Some(component) = cached {
+            return Ok((component, true, hash));
+        }
 
-    if let Some((path, key)) = &cache
-        && let Ok(file) = std::fs::read(path)
-    {
-        match load_cached(inner, key, hash, &file) {
-            Ok(component) => return Ok((component, true)),
-            Err(why) => tracing::warn!(
+        let inner = Arc::clone(&self.inner);
+        let task_origin = origin.to_owned();
+        let task_hash = hash.clone();
+        let component = match self.inner.config.compiler.clone() {
+            Compiler::InProcess => tokio::task::spawn_blocking(move || {
+                let component = Component::new(&inner.engine, &bytes)
+                    .map_err(|e| LoadError::Compile { origin: task_origin, message: format!("{e:#}") })?;
+                if inner.cache_key.is_some() {
+                    match component.serialize() {
+                        Ok(serialized) => to_cache(&inner, &task_hash, serialized),
+                        Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot serialize compiled plugin"),
+                    }
+                }
+                Ok(component)
+            })
+            .await
+            .map_err(internal)??,
+            Compiler::Subprocess { program, args, timeout } => {
+                let compiled = compiler::compile_in_child(&inner.config, &program, &args, timeout, &bytes)
+                    .await
+                    .map_err(|failure| match failure {
+                        ChildFailure::Refused(message) => LoadError::Compile { origin: origin.to_owned(), message },
+                        ChildFailure::Broken(message) => LoadError::Compiler { origin: origin.to_owned(), message },
+                    })?;
+                tokio::task::spawn_blocking(move || {
+                    // SAFETY: `deserialize` runs the machine code in `compiled`, so it must be
+                    // a component compiled by wasmtime for this engine configuration. It is the
+                    // output of `compiler::child_main`, the configured compiler program (this
+                    // gateway's own executable), read from a pipe only it writes to, compiled
+                    // with the engine settings passed to it; wasmtime checks the header, its
+                    // version and the engine settings and refuses a mismatch.
+                    #[allow(unsafe_code)]
+                    let component = unsafe { Component::deserialize(&inner.engine, &compiled) };
+                    let component = component.map_err(|e| LoadError::Compiler {
+                        origin: task_origin,
+                        message: format!("its output does not load in this engine: {e:#}"),
+                    })?;
+                    if inner.cache_key.is_some() {
+                        to_cache(&inner, &task_hash, compiled);
+                    }
+                    Ok(component)
+                })
+                .await
+                .map_err(internal)??
+            }
+        };
+        Ok((component, false, hash))
+    }
+}
+
+/// The cached compiled form of the component with sha256 `hash`, if a file is there and its MAC
+/// verifies. Blocking (file I/O).
+fn from_cache(inner: &RuntimeInner, origin: &str, hash: &str) -> Option<Component> {
+    let key = inner.cache_key.as_ref()?;
+    let path = inner.config.cache_dir.as_ref()?.join(format!("{hash}-{}.cwasm", inner.engine_key));
+    let file = std::fs::read(&path).ok()?;
+    match load_cached(inner, key, hash, &file) {
+        Ok(component) => Some(component),
+        Err(why) => {
+            tracing::warn!(
                 file = %path.display(),
                 origin,
                 "cached compiled plugin not used ({why}); compiling it from its .wasm again"
-            ),
+            );
+            None
         }
     }
+}
 
-    let component = Component::new(&inner.engine, bytes)
-        .map_err(|e| LoadError::Compile { origin: origin.to_owned(), message: format!("{e:#}") })?;
-
-    if let Some((path, key)) = &cache {
-        match component.serialize() {
-            Ok(mut serialized) => {
-                let tag = key.tag(hash, &inner.engine_key, &serialized).finalize();
-                serialized.extend_from_slice(&tag.into_bytes());
-                if let Err(e) = write_cache_file(path, &serialized) {
-                    tracing::warn!(file = %path.display(), error = %e, "cannot write plugin cache file");
-                }
-            }
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot serialize compiled plugin"),
-        }
+/// Writes `serialized` (a compiled component) to the cache with its MAC. Blocking (file I/O);
+/// a failure only warns: the next load compiles again.
+fn to_cache(inner: &RuntimeInner, hash: &str, mut serialized: Vec<u8>) {
+    let (Some(key), Some(dir)) = (inner.cache_key.as_ref(), inner.config.cache_dir.as_ref()) else {
+        return;
+    };
+    let path = dir.join(format!("{hash}-{}.cwasm", inner.engine_key));
+    let tag = key.tag(hash, &inner.engine_key, &serialized).finalize();
+    serialized.extend_from_slice(&tag.into_bytes());
+    if let Err(e) = write_cache_file(&path, &serialized) {
+        tracing::warn!(file = %path.display(), error = %e, "cannot write plugin cache file");
     }
-    Ok((component, false))
 }
 
 /// A cache file's component, if its MAC verifies; else why not.
@@ -488,7 +541,7 @@ fn load_cached(inner: &RuntimeInner, key: &CacheKey, hash: &str, file: &[u8]) ->
     // crate compiled with this engine configuration. It is: the bytes were read into memory
     // (so nobody can change them after the check) and carry a MAC, under this installation's
     // secret, over them, the source's sha256 and the engine key, which only
-    // `compile_or_map` above computes, right after compiling. Wasmtime additionally checks the
+    // `to_cache` computes, right after compiling. Wasmtime additionally checks the
     // header and the engine settings and refuses a mismatch.
     #[allow(unsafe_code)]
     let component = unsafe { Component::deserialize(&inner.engine, compiled) };

@@ -472,6 +472,10 @@ pub struct PluginLimits {
     /// Lowercase hex sha256 of the plugin files allowed to load; `None` trusts the folder.
     pub trusted_hashes: Option<Vec<String>>,
     pub cache_dir: PathBuf,
+    /// Where plugins are compiled. Not a file setting: the `aigate` binary sets a child process
+    /// of itself (`aigate __compile-plugin`, see `aigate_plugins::compiler`); embedders and
+    /// tests that start a `Gateway` in their own process compile in-process by default.
+    pub compiler: aigate_plugins::Compiler,
 }
 
 #[derive(Debug, Clone)]
@@ -754,6 +758,7 @@ impl Config {
             watch: raw.plugins.watch.unwrap_or(true),
             trusted_hashes: trusted_hashes(env.var("AIGATE_TRUSTED_PLUGINS"), raw.plugins.trusted_hashes)?,
             cache_dir: raw.plugins.cache_dir.unwrap_or_else(|| data_dir.join("plugin-cache")),
+            compiler: aigate_plugins::Compiler::InProcess,
         };
         let upstream = UpstreamConfig {
             connect_timeout: millis("upstream.connect_timeout_ms", raw.upstream.connect_timeout_ms, 5_000)?,

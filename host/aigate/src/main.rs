@@ -139,7 +139,19 @@ async fn shutdown_signal() {
     }
 }
 
+/// The hidden subcommand that compiles one plugin component (`aigate_plugins::compiler`).
+const COMPILE_PLUGIN: &str = "__compile-plugin";
+
+/// Longest a plugin compile may take before its child process is stopped.
+const COMPILE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 fn main() -> ExitCode {
+    // The plugin compiler child: no configuration, no logging, no `.env`; stdin to stdout.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == COMPILE_PLUGIN) {
+        let status = aigate_plugins::compiler::child_main(&args[2..]);
+        return ExitCode::from(u8::try_from(status).unwrap_or(1));
+    }
     let cli = Cli::parse();
     // `.env` in the working directory, if any, fills unset variables.
     // Runs before any other thread exists, as setting variables requires.
@@ -209,7 +221,13 @@ fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
     }
 }
 
-async fn serve(config: Config, traces: Option<aigate::telemetry::Traces>) -> anyhow::Result<()> {
+async fn serve(mut config: Config, traces: Option<aigate::telemetry::Traces>) -> anyhow::Result<()> {
+    // Plugins are compiled by a child process of this executable: the compiler's code and memory
+    // stay out of the server, and a compile that crashes or hangs ends only the child.
+    match aigate_plugins::Compiler::this_executable(COMPILE_PLUGIN, COMPILE_TIMEOUT) {
+        Ok(compiler) => config.plugins.compiler = compiler,
+        Err(e) => tracing::warn!("cannot find this executable ({e}); plugins are compiled in the server process"),
+    }
     if let Some(traces) = &traces {
         traces.attach(tokio::runtime::Handle::current());
     }

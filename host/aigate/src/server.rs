@@ -412,6 +412,7 @@ impl Gateway {
             wall_timeout: config.plugins.wall_timeout,
             max_instances: config.plugins.max_instances,
             cache_dir: Some(config.plugins.cache_dir.clone()),
+            compiler: config.plugins.compiler.clone(),
         })?;
         // Without an allowlist, write access to the plugins folder is the trust boundary.
         let registry = PluginRegistry::with_trusted_hashes(runtime, config.plugins.trusted_hashes.clone());

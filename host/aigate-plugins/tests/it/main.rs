@@ -8,6 +8,7 @@
 
 mod cache;
 mod calls;
+mod compiler;
 mod faults;
 mod load;
 mod registry;

@@ -48,6 +48,9 @@ pub struct Setup {
     /// Like `config_file`, laid out as Kubernetes mounts a ConfigMap: `<data dir>/cm/aigate.toml`
     /// → `..data/aigate.toml`, `..data` → a timestamped folder ([`swap_configmap`]).
     pub configmap: bool,
+    /// Compile plugins with this compiler, into a cache of the gateway's own (so every plugin is
+    /// compiled by it); `None`: in-process, with the compile cache shared by the tests.
+    pub compiler: Option<aigate_plugins::Compiler>,
 }
 
 impl Default for Setup {
@@ -63,6 +66,7 @@ impl Default for Setup {
             env: BTreeMap::new(),
             config_file: false,
             configmap: false,
+            compiler: None,
         }
     }
 }
@@ -157,7 +161,11 @@ turbo = "qwen:qwen-turbo"
 "#,
         plugins = plugins_dir.path().display(),
         data = data_dir.path().display(),
-        cache = shared_cache_dir().display(),
+        cache = match setup.compiler {
+            Some(_) => data_dir.path().join("plugin-cache"),
+            None => shared_cache_dir(),
+        }
+        .display(),
         plugin_limits = setup.plugin_limits,
         base = mock.base_url(),
         extra = setup.toml,
@@ -185,6 +193,10 @@ turbo = "qwen:qwen-turbo"
     } else {
         Config::from_raw(Config::parse_toml(Path::new("test.toml"), &toml_text).unwrap(), &env).unwrap()
     };
+    let mut config = config;
+    if let Some(compiler) = setup.compiler {
+        config.plugins.compiler = compiler;
+    }
     let gateway = Gateway::start(config, Arc::new(env)).await.unwrap();
     let key = aigate::admin::create_key(
         &gateway.state().store,

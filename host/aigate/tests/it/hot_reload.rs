@@ -119,3 +119,58 @@ async fn removed_file_unloads_and_new_file_loads() {
             .await
     );
 }
+
+/// The gateway binary's way of compiling: a child process of its own executable
+/// (`aigate __compile-plugin`), here behind a shell that notes each call and the child's
+/// environment. The plugin loads, serves, reloads; the cache holds what the child compiled; a
+/// file the child refuses keeps the previous version serving; the child sees no environment.
+#[tokio::test]
+async fn plugins_compiled_in_a_child_process_serve_reload_and_refuse() {
+    let calls = tempfile::tempdir().unwrap();
+    let log = calls.path().join("calls");
+    let script = format!(
+        r#"echo call >> '{log}'; env >> '{log}'; exec '{bin}' __compile-plugin "$@""#,
+        log = log.display(),
+        bin = env!("CARGO_BIN_EXE_aigate"),
+    );
+    let compiler = aigate_plugins::Compiler::Subprocess {
+        program: "sh".into(),
+        args: vec!["-c".into(), script.into(), "aigate-compiler".into()],
+        timeout: Duration::from_secs(120),
+    };
+    let gw =
+        start_with(Setup { plugins: vec![("qwen.wasm", "qwen.wasm")], compiler: Some(compiler), ..Default::default() })
+            .await;
+    let r = gw.chat(&chat_body("qwen:qwen-turbo")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-aigate-plugin"], "qwen@0.1.0");
+    let called = || std::fs::read_to_string(&log).unwrap_or_default().matches("call\n").count();
+    assert_eq!(called(), 1, "the one plugin was compiled by the child");
+
+    std::fs::write(gw.plugins_dir.path().join("qwen.wasm"), std::fs::read(artifact("test/qwen-next.wasm")).unwrap())
+        .unwrap();
+    let next = async || {
+        let r = gw.chat(&chat_body("qwen:qwen-turbo")).await;
+        r.status() == 200 && r.headers()["x-aigate-plugin"] == "qwen@0.1.1-next"
+    };
+    assert!(eventually(Duration::from_secs(10), next).await, "the new version, compiled by the child, serves");
+    assert!(called() >= 2, "the reload compiled in the child too");
+    let cached = std::fs::read_dir(gw.data_dir.path().join("plugin-cache")).unwrap().count();
+    assert!(cached >= 2, "both compiled versions are in the cache: {cached} files");
+
+    // A file the child cannot compile: refused with the child's reason, 0.1.1-next keeps serving.
+    std::fs::write(gw.plugins_dir.path().join("qwen.wasm"), b"\0asm this is not a component").unwrap();
+    let refused = async || {
+        let (_, body) = gw.admin_json("/admin/plugins").await;
+        body["data"].as_array().unwrap().iter().any(|p| {
+            p["file"] == "qwen.wasm" && p["last_error"].as_str().is_some_and(|e| e.contains("not a valid WebAssembly"))
+        })
+    };
+    assert!(eventually(Duration::from_secs(10), refused).await, "the refusal is visible");
+    assert!(next().await, "the previous version still serves");
+
+    let seen = std::fs::read_to_string(&log).unwrap();
+    for secret_bearing in ["QWEN_API_KEY", "DATABASE_URL", "REDIS_URL", "AIGATE_", "HOME="] {
+        assert!(!seen.contains(secret_bearing), "the compiler child got `{secret_bearing}` in its environment");
+    }
+}
