@@ -484,9 +484,7 @@ impl PluginRuntime {
                         origin: task_origin,
                         message: format!("its output does not load in this engine: {e:#}"),
                     })?;
-                    if inner.cache_key.is_some() {
-                        to_cache(&inner, &task_hash, compiled);
-                    }
+                    to_cache(&inner, &task_hash, compiled);
                     Ok(component)
                 })
                 .await
@@ -497,11 +495,18 @@ impl PluginRuntime {
     }
 }
 
+/// The cache file of the component with sha256 `hash` and the key of its MAC, when the runtime
+/// has a cache.
+fn cache_entry<'a>(inner: &'a RuntimeInner, hash: &str) -> Option<(PathBuf, &'a CacheKey)> {
+    let dir = inner.config.cache_dir.as_ref()?;
+    let key = inner.cache_key.as_ref()?;
+    Some((dir.join(format!("{hash}-{}.cwasm", inner.engine_key)), key))
+}
+
 /// The cached compiled form of the component with sha256 `hash`, if a file is there and its MAC
 /// verifies. Blocking (file I/O).
 fn from_cache(inner: &RuntimeInner, origin: &str, hash: &str) -> Option<Component> {
-    let key = inner.cache_key.as_ref()?;
-    let path = inner.config.cache_dir.as_ref()?.join(format!("{hash}-{}.cwasm", inner.engine_key));
+    let (path, key) = cache_entry(inner, hash)?;
     let file = std::fs::read(&path).ok()?;
     match load_cached(inner, key, hash, &file) {
         Ok(component) => Some(component),
@@ -519,10 +524,9 @@ fn from_cache(inner: &RuntimeInner, origin: &str, hash: &str) -> Option<Componen
 /// Writes `serialized` (a compiled component) to the cache with its MAC. Blocking (file I/O);
 /// a failure only warns: the next load compiles again.
 fn to_cache(inner: &RuntimeInner, hash: &str, mut serialized: Vec<u8>) {
-    let (Some(key), Some(dir)) = (inner.cache_key.as_ref(), inner.config.cache_dir.as_ref()) else {
+    let Some((path, key)) = cache_entry(inner, hash) else {
         return;
     };
-    let path = dir.join(format!("{hash}-{}.cwasm", inner.engine_key));
     let tag = key.tag(hash, &inner.engine_key, &serialized).finalize();
     serialized.extend_from_slice(&tag.into_bytes());
     if let Err(e) = write_cache_file(&path, &serialized) {
