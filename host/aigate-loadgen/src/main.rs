@@ -11,7 +11,8 @@
 //! Options of `run`: `--duration SECS` (measured, default 5), `--warmup SECS` (default 1),
 //! `--connections N` (the capacity row, default 32), `--plugins DIR` (default
 //! `plugins/dist`), `--perf FILE` (record `perf record -e cpu-clock -g` of the gateway during
-//! the JSON capacity run), `--perf-call-graph MODE` (perf's `--call-graph` mode, e.g. `dwarf`:
+//! the JSON capacity run), `--perf-connections N` (record the JSON run at N connections instead,
+//! e.g. 1 for the latency row), `--perf-call-graph MODE` (perf's `--call-graph` mode, e.g. `dwarf`:
 //! callers through libc and other code without frame pointers), `--keep` (keep the temporary folder and the gateway's log).
 
 mod load;
@@ -33,7 +34,8 @@ fn main() -> ExitCode {
         _ => {
             eprintln!("usage: aigate-loadgen mock [--listen ADDR] [--threads N]");
             eprintln!("       aigate-loadgen run --aigate BIN [--plugins DIR] [--duration SECS] [--warmup SECS]");
-            eprintln!("                          [--connections N] [--perf FILE] [--perf-call-graph MODE] [--keep]");
+            eprintln!("                          [--connections N] [--perf FILE] [--perf-connections N]");
+            eprintln!("                          [--perf-call-graph MODE] [--keep]");
             return ExitCode::from(2);
         }
     };
@@ -100,6 +102,8 @@ pub struct RunOptions {
     pub perf: Option<PathBuf>,
     /// `perf record --call-graph` mode; `fp` (frame pointers, what `-g` means) by default.
     pub perf_call_graph: String,
+    /// The JSON run `--perf` records: at this many connections (default: the capacity row's).
+    pub perf_connections: Option<usize>,
     pub keep: bool,
 }
 
@@ -113,6 +117,7 @@ impl RunOptions {
             connections: 32,
             perf: None,
             perf_call_graph: "fp".to_owned(),
+            perf_connections: None,
             keep: false,
         };
         for (name, value) in parse_flags(args, &["keep"])? {
@@ -125,6 +130,7 @@ impl RunOptions {
                 "duration" => options.duration = Duration::from_secs_f64(number("duration", value)?),
                 "warmup" => options.warmup = Duration::from_secs_f64(number("warmup", value)?),
                 "connections" => options.connections = number("connections", value)?,
+                "perf-connections" => options.perf_connections = Some(number("perf-connections", value)?),
                 "keep" => options.keep = true,
                 _ => bail!("unknown option `--{name}`"),
             }

@@ -59,7 +59,7 @@ pub async fn measure(options: &RunOptions, mock: &Mock, gateway: &Gateway) -> Re
     for stream in [false, true] {
         for connections in [1, options.connections] {
             let direct_sample = load::run(&direct(stream), connections, options.warmup, options.duration).await;
-            let profile = (!stream && connections > 1)
+            let profile = (!stream && connections == options.perf_connections.unwrap_or(options.connections))
                 .then_some(options.perf.as_ref())
                 .flatten()
                 .map(|file| {

@@ -68,6 +68,9 @@ pub struct RawConfig {
     /// How long a stopping gateway lets calls in flight finish before it ends
     /// them (metered) and exits.
     pub shutdown_timeout_ms: Option<u64>,
+    /// Threads serving the listener, each with a runtime and upstream pools of its own
+    /// (`AIGATE_SERVING_THREADS`; default: one per core).
+    pub serving_threads: Option<usize>,
     #[serde(default)]
     pub plugins: RawPluginLimits,
     #[serde(default)]
@@ -339,6 +342,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub max_body_bytes: usize,
     pub shutdown_timeout: Duration,
+    /// Threads serving the listener (`serving.rs`): `serving_threads` / `AIGATE_SERVING_THREADS`,
+    /// default the number of cores.
+    pub serving_threads: usize,
     pub plugins: PluginLimits,
     pub upstream: UpstreamConfig,
     pub streams: StreamsConfig,
@@ -725,6 +731,17 @@ impl Config {
         };
         let max_body_bytes = positive("max_body_bytes", raw.max_body_bytes, 4 * 1024 * 1024)?;
         let shutdown_timeout = millis("shutdown_timeout_ms", raw.shutdown_timeout_ms, 30_000)?;
+        let serving_threads = match env.var("AIGATE_SERVING_THREADS") {
+            Some(text) => Some(text.trim().parse::<usize>().map_err(|_| {
+                invalid("serving_threads", format!("`{text}` is not a number of threads (AIGATE_SERVING_THREADS)"))
+            })?),
+            None => raw.serving_threads,
+        };
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let serving_threads = positive("serving_threads", serving_threads, cores)?;
+        if serving_threads > 1024 {
+            return Err(invalid("serving_threads", format!("{serving_threads} is more than 1024 threads")));
+        }
         let streams = StreamsConfig {
             idle_timeout: millis("streams.idle_timeout_ms", raw.streams.idle_timeout_ms, 120_000)?,
             client_stall_timeout: millis(
@@ -904,6 +921,7 @@ impl Config {
             data_dir,
             max_body_bytes,
             shutdown_timeout,
+            serving_threads,
             plugins,
             upstream,
             streams,
@@ -991,6 +1009,23 @@ mod tests {
         assert!(err.contains("plugins.trusted_hashes") && err.contains("64 hex"), "{err}");
         let err = load("", &[("AIGATE_TRUSTED_PLUGINS", &"g".repeat(64))]).unwrap_err().to_string();
         assert!(err.contains("AIGATE_TRUSTED_PLUGINS"), "{err}");
+    }
+
+    #[test]
+    fn serving_threads_default_to_the_cores_and_the_environment_wins() {
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(load("", &[]).unwrap().serving_threads, cores);
+        assert_eq!(load("serving_threads = 3", &[]).unwrap().serving_threads, 3);
+        assert_eq!(load("serving_threads = 3", &[("AIGATE_SERVING_THREADS", " 1 ")]).unwrap().serving_threads, 1);
+        for (text, pairs, needle) in [
+            ("serving_threads = 0", vec![], "greater than 0"),
+            ("", vec![("AIGATE_SERVING_THREADS", "0")], "greater than 0"),
+            ("", vec![("AIGATE_SERVING_THREADS", "two")], "AIGATE_SERVING_THREADS"),
+            ("serving_threads = 5000", vec![], "1024"),
+        ] {
+            let err = load(text, &pairs).unwrap_err().to_string();
+            assert!(err.contains("serving_threads") && err.contains(needle), "{err}");
+        }
     }
 
     #[test]

@@ -161,14 +161,19 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, kind::INVALID_REQUEST, Some("invalid_json"), message, ErrorSource::Client)
     }
 
+    /// A 413: the rest of the body is not read, so the connection cannot serve another request.
+    /// `Connection: close` says so, or a client could send its next request on a connection
+    /// the gateway is closing (and see it fail without an answer).
     pub fn payload_too_large(limit: usize) -> Self {
-        Self::new(
+        let mut err = Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             kind::INVALID_REQUEST,
             Some("request_too_large"),
             format!("The request body is larger than this gateway accepts ({limit} bytes). Send a smaller request."),
             ErrorSource::Client,
-        )
+        );
+        err.headers.push(("connection", "close".to_owned()));
+        err
     }
 
     pub fn unsupported_media_type(got: &str) -> Self {

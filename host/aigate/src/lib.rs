@@ -36,6 +36,7 @@ pub mod responses;
 pub mod router;
 pub mod routing;
 pub mod server;
+pub mod serving;
 pub mod sse;
 pub mod telemetry;
 pub mod upstream;

@@ -47,6 +47,7 @@ use crate::metering::{LedgerSink, UsageSink};
 use crate::metrics::Metrics;
 use crate::router::Health;
 use crate::routing::Providers;
+use crate::serving::ServingThreads;
 use crate::upstream::Upstream;
 use crate::{admin, chat, models, request_id};
 use aigate_admission::ConnectionManager;
@@ -282,7 +283,8 @@ pub struct Gateway {
     addr: SocketAddr,
     state: Arc<AppState>,
     stop: watch::Sender<bool>,
-    task: JoinHandle<std::io::Result<()>>,
+    /// The threads serving the listener (`serving.rs`).
+    serving: ServingThreads,
     _watch: Option<WatchGuard>,
     /// Watches the config file for route changes (`reload.rs`).
     _config_watch: Option<crate::reload::ConfigWatch>,
@@ -440,7 +442,7 @@ impl Gateway {
             health: Health::new(circuits, &config.routing),
             models: crate::models::ModelsCache::default(),
             providers: Providers::new(config.clone(), env.clone()),
-            upstream: Upstream::new(config.upstream.clone())?,
+            upstream: Upstream::with_pools(config.upstream.clone(), config.serving_threads)?,
             auth: Authenticator::new(store.clone(), config.key_cache_ttl),
             billing,
             store,
@@ -452,23 +454,13 @@ impl Gateway {
             redis,
             console,
         });
-        let listener = TcpListener::bind(config.listen)
+        let listener = crate::serving::bind(config.listen, config.serving_threads)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (AIGATE_LISTEN): {e}", config.listen))?;
-        let addr = listener.local_addr()?;
-        let (stop, mut stopped) = watch::channel(false);
-        let app = router(state.clone());
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            // Without it every SSE chunk can wait ~40 ms for a delayed ACK.
-            let _ = tcp.set_nodelay(true);
-        });
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await
-        });
+        let addr = listener[0].local_addr()?;
+        let (stop, stopped) = watch::channel(false);
+        let serving = ServingThreads::start(listener, router(state.clone()), stopped)
+            .map_err(|e| anyhow::anyhow!("cannot start the serving threads: {e}"))?;
         let metrics_listener = match config.metrics.listen {
             Some(at) => Some(serve_metrics(at, state.clone(), stop.subscribe()).await?),
             None => None,
@@ -488,7 +480,7 @@ impl Gateway {
             addr,
             state,
             stop,
-            task,
+            serving,
             metrics: metrics_listener,
             _watch: watch_guard,
             _config_watch: config_watch,
@@ -520,14 +512,14 @@ impl Gateway {
     /// Serves until shutdown is asked (see [`Gateway::stopper`]), then drains
     /// as [`Gateway::shutdown`] does.
     pub async fn wait(self) -> anyhow::Result<()> {
-        let Gateway { mut task, _watch, writer, state, stop, .. } = self;
+        let Gateway { mut serving, _watch, writer, state, stop, .. } = self;
         let mut stopping = stop.subscribe();
         let deadline = async {
             let _ = stopping.wait_for(|s| *s).await;
             tokio::time::sleep(state.config.shutdown_timeout).await;
         };
         let in_time = tokio::select! {
-            served = &mut task => Some(served),
+            served = serving.stopped() => Some(served),
             () = deadline => None,
         };
         let served = match in_time {
@@ -540,11 +532,11 @@ impl Gateway {
                 state.stop_calls.cancel();
                 // Ended calls are metered at once; what may remain are
                 // connections to clients that stopped reading.
-                match tokio::time::timeout(FINAL_GRACE, &mut task).await {
+                match tokio::time::timeout(FINAL_GRACE, serving.stopped()).await {
                     Ok(served) => served,
                     Err(_) => {
-                        task.abort();
-                        Ok(Ok(()))
+                        serving.abort();
+                        serving.stopped().await
                     }
                 }
             }
@@ -554,7 +546,9 @@ impl Gateway {
             let _ = writer_task.await;
         }
         state.store.close().await;
-        served??;
+        // Only now: connections opened on the serving threads' runtimes served the drain.
+        serving.release().await;
+        served?;
         Ok(())
     }
 

@@ -26,7 +26,9 @@ const TRANSPORT_HEADERS: [&str; 6] =
 
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    client: reqwest::Client,
+    /// Connection pools: pool `i` for serving thread `i` (`serving.rs`: a pooled connection is
+    /// driven by a task of the runtime that opened it), the last one for everything else.
+    clients: std::sync::Arc<[reqwest::Client]>,
     pub config: UpstreamConfig,
 }
 
@@ -43,11 +45,22 @@ pub struct Target<'a> {
 }
 
 impl Upstream {
+    /// One connection pool, for any thread.
     pub fn new(config: UpstreamConfig) -> Result<Self, reqwest::Error> {
+        Self::with_pools(config, 0)
+    }
+
+    /// A connection pool per serving thread, and one for every other thread.
+    pub fn with_pools(config: UpstreamConfig, serving_threads: usize) -> Result<Self, reqwest::Error> {
+        let clients = (0..=serving_threads).map(|_| Self::client_for(&config)).collect::<Result<_, _>>()?;
+        Ok(Upstream { clients, config })
+    }
+
+    fn client_for(config: &UpstreamConfig) -> Result<reqwest::Client, reqwest::Error> {
         // rustls with ring (no C toolchain beyond cc, quick to build); a second
         // install is refused harmlessly when a provider is already set.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
+        reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(90))
@@ -55,8 +68,14 @@ impl Upstream {
             .user_agent(concat!("aigate/", env!("CARGO_PKG_VERSION")))
             // A redirect could take the key to another host: `send` turns a 3xx into an error.
             .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        Ok(Upstream { client, config })
+            .build()
+    }
+
+    /// The connection pool of the serving thread this runs on, else the shared one.
+    fn client(&self) -> &reqwest::Client {
+        let shared = self.clients.len() - 1;
+        let pool = crate::serving::worker().filter(|&i| i < shared).unwrap_or(shared);
+        &self.clients[pool]
     }
 
     /// Turns a plugin's request into a sendable one: checks it, drops
@@ -127,7 +146,7 @@ impl Upstream {
         } else {
             (deadline, "finish", self.config.total_timeout)
         };
-        match tokio::time::timeout_at(limit, self.client.execute(request)).await {
+        match tokio::time::timeout_at(limit, self.client().execute(request)).await {
             Err(_) => Err(ApiError::upstream_timeout(provider, what, after)),
             Ok(Err(e)) if e.is_timeout() => {
                 Err(ApiError::upstream_timeout(provider, "connect", self.config.connect_timeout))
@@ -325,6 +344,30 @@ mod tests {
         };
         let req = up.prepare(&target, "openai", plugin_request("https://api.openai.com/v1/chat/completions")).unwrap();
         assert!(req.headers().get("authorization").is_none());
+    }
+
+    #[test]
+    fn each_serving_thread_has_a_pool_of_its_own_and_other_threads_share_one() {
+        let cfg = Config::from_raw(Default::default(), &std::collections::BTreeMap::new()).unwrap();
+        let up = Upstream::with_pools(cfg.upstream, 2).unwrap();
+        assert_eq!(up.clients.len(), 3);
+        assert!(std::ptr::eq(up.client(), &up.clients[2]));
+        for index in 0..2 {
+            let up = up.clone();
+            std::thread::spawn(move || {
+                crate::serving::enter(index);
+                assert!(std::ptr::eq(up.client(), &up.clients[index]));
+            })
+            .join()
+            .unwrap();
+        }
+        // A serving thread of a gateway with more threads than this one has pools: the shared one.
+        std::thread::spawn(move || {
+            crate::serving::enter(7);
+            assert!(std::ptr::eq(up.client(), &up.clients[2]));
+        })
+        .join()
+        .unwrap();
     }
 
     #[tokio::test]

@@ -61,7 +61,10 @@ async fn oversized_body_is_413() {
     let gw = start().await;
     let mut body = chat_body("qwen:qwen-turbo");
     body["messages"][0]["content"] = json!("x".repeat(70 * 1024));
-    assert_error(gw.chat(&body).await, 413, "request_too_large").await;
+    let r = gw.chat(&body).await;
+    // The unread rest of the body ends the connection; the client is told not to reuse it.
+    assert_eq!(r.headers().get("connection").map(|v| v.to_str().unwrap()), Some("close"));
+    assert_error(r, 413, "request_too_large").await;
 
     // Without a Content-Length (chunked), the limit still holds while reading.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
