@@ -45,7 +45,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -140,6 +140,10 @@ pub struct UsageWriter {
 #[derive(Debug)]
 struct Shared {
     tx: mpsc::Sender<LedgerEntry>,
+    /// Told when a batch's worth of entries is queued: the task does not watch the queue while
+    /// a batch waits for its flush time (`Task::run`).
+    batch_ready: Arc<Notify>,
+    batch_size: usize,
     spool: Arc<Spool>,
     counters: Arc<Counters>,
     shutdown: watch::Sender<bool>,
@@ -173,10 +177,13 @@ impl UsageWriter {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (done_tx, done_rx) = watch::channel(false);
         let counters = Arc::new(Counters::default());
+        let batch_ready = Arc::new(Notify::new());
+        let batch_size = options.batch_size;
         let task = Task {
             repo,
             spool: spool.clone(),
             rx,
+            batch_ready: batch_ready.clone(),
             shutdown: shutdown_rx,
             done: done_tx,
             counters: counters.clone(),
@@ -186,7 +193,7 @@ impl UsageWriter {
             options,
         };
         let join = runtime.spawn(task.run());
-        let shared = Shared { tx, spool, counters, shutdown: shutdown_tx, done: done_rx };
+        let shared = Shared { tx, batch_ready, batch_size, spool, counters, shutdown: shutdown_tx, done: done_rx };
         Ok((UsageWriter { shared: Arc::new(shared) }, join))
     }
 
@@ -200,14 +207,27 @@ impl UsageWriter {
     #[allow(clippy::result_large_err, reason = "the entry goes back to the caller as it came, not boxed")]
     pub fn try_submit(&self, entry: LedgerEntry) -> Result<(), LedgerEntry> {
         match self.shared.tx.try_send(entry) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.queued();
+                Ok(())
+            }
             Err(mpsc::error::TrySendError::Full(e) | mpsc::error::TrySendError::Closed(e)) => Err(e),
+        }
+    }
+
+    /// After an entry was queued: wakes the task when a whole batch waits.
+    fn queued(&self) {
+        if self.queue_len() >= self.shared.batch_size {
+            self.shared.batch_ready.notify_one();
         }
     }
 
     pub fn submit(&self, entry: LedgerEntry) -> Result<(), SubmitError> {
         let entry = match self.shared.tx.try_send(entry) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                self.queued();
+                return Ok(());
+            }
             Err(mpsc::error::TrySendError::Full(e) | mpsc::error::TrySendError::Closed(e)) => e,
         };
         match self.shared.spool.write(std::slice::from_ref(&entry)) {
@@ -270,6 +290,7 @@ struct Task<R> {
     repo: R,
     spool: Arc<Spool>,
     rx: mpsc::Receiver<LedgerEntry>,
+    batch_ready: Arc<Notify>,
     shutdown: watch::Receiver<bool>,
     done: watch::Sender<bool>,
     counters: Arc<Counters>,
@@ -294,16 +315,28 @@ impl<R: UsageRepo> Task<R> {
                 wake = Some(wake.map_or(retry_at, |w| w.min(retry_at)));
             }
             let room = self.options.batch_size.saturating_sub(buf.len());
+            // While a batch waits for its flush time the queue is not watched, so a submit
+            // wakes nobody: one wake-up per batch, not one per request (each is a futex wake of
+            // another thread). A whole batch queued wakes the task early (`batch_ready`).
+            let waiting = flush_at.is_some();
             tokio::select! {
                 biased;
                 _ = self.shutdown.changed() => break,
-                n = self.rx.recv_many(&mut buf, room), if room > 0 => {
+                n = self.rx.recv_many(&mut buf, room), if room > 0 && !waiting => {
                     if n == 0 {
                         break; // every handle dropped and the queue is empty
                     }
                     flush_at.get_or_insert_with(|| Instant::now() + self.options.flush_interval);
                 }
+                () = self.batch_ready.notified(), if waiting => {}
                 _ = sleep_until(wake), if wake.is_some() => {}
+            }
+            // What queued meanwhile, up to a batch.
+            while buf.len() < self.options.batch_size {
+                match self.rx.try_recv() {
+                    Ok(entry) => buf.push(entry),
+                    Err(_) => break,
+                }
             }
             let now = Instant::now();
             let full = buf.len() >= self.options.batch_size;

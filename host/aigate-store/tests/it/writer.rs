@@ -76,6 +76,33 @@ async fn batches_reach_the_ledger_and_shutdown_drains(store: &Store) {
     join.await.unwrap();
 }
 
+/// The writer does not watch its queue while a partial batch waits for its flush time (one
+/// wake-up per batch, not per record): a whole batch queued meanwhile must still go out at once,
+/// not at the flush time.
+async fn a_full_batch_goes_out_before_the_flush_time(store: &Store) {
+    let (org, keys) = org_with_keys(store, "acme", 1).await;
+    let spool = tempfile::tempdir().unwrap();
+    let hour = WriterOptions { batch_size: 50, flush_interval: Duration::from_secs(3600), ..options() };
+    let (writer, join) = UsageWriter::start(store.clone(), spool.path(), hour).unwrap();
+    let mut rng = Rng::new(9);
+    // One record starts a batch that waits an hour for its flush time...
+    writer.submit(entry(&mut rng, org, keys[0], request_id())).unwrap();
+    eventually("the writer to take the first record", async || writer.queue_len() == 0).await;
+    // ...then a whole batch's worth more, in both ways of submitting.
+    for i in 0..60 {
+        let e = entry(&mut rng, org, keys[0], request_id());
+        if i % 2 == 0 {
+            writer.submit(e).unwrap();
+        } else {
+            writer.try_submit(e).unwrap();
+        }
+    }
+    eventually("a full batch in the ledger", async || ledger_count(store, org).await >= 50).await;
+    writer.shutdown().await;
+    join.await.unwrap();
+    assert_eq!(ledger_count(store, org).await, 61);
+}
+
 /// The database is unreachable (Postgres on a closed port): everything goes
 /// to the spool. Then a writer on a working database replays it exactly once.
 async fn spool_while_unreachable_then_replay_exactly_once(store: &Store) {
@@ -308,6 +335,7 @@ async fn half_written_spool_batches_are_salvaged(store: &Store) {
 }
 
 store_suite!(
+    a_full_batch_goes_out_before_the_flush_time,
     batches_reach_the_ledger_and_shutdown_drains,
     spool_while_unreachable_then_replay_exactly_once,
     outage_and_recovery_without_restart,
