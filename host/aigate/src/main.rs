@@ -126,10 +126,7 @@ fn plugin_check(file: &std::path::Path, fixtures: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn init_logging(
-    json: bool,
-    tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
-) -> tracing_appender::non_blocking::WorkerGuard {
+fn init_logging(json: bool, tracer: Option<opentelemetry_sdk::trace::SdkTracer>) -> aigate::logging::LogGuard {
     let filter = EnvFilter::try_from_env("AIGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     aigate::logging::init(json, filter, tracer)
 }
