@@ -87,6 +87,9 @@ impl ServingThreads {
         let threads = listeners.len();
         let abort = CancellationToken::new();
         let release = CancellationToken::new();
+        // Ends the threads already started if a later one cannot start (dropped on `?`); then
+        // held by a task of the calling runtime, so the threads do not outlive it either.
+        let guard = EndWith(abort.clone(), release.clone());
         let mut ended = Vec::with_capacity(threads);
         let mut handles = Vec::with_capacity(threads);
         for (index, listener) in listeners.into_iter().enumerate() {
@@ -124,18 +127,10 @@ impl ServingThreads {
                 });
                 runtime.shutdown_timeout(BLOCKING_GRACE);
             });
-            match handle {
-                Ok(h) => handles.push(h),
-                Err(e) => {
-                    abort.cancel();
-                    release.cancel();
-                    return Err(e);
-                }
-            }
+            handles.push(handle?);
             ended.push(end);
         }
         // The threads end with the runtime that started them, whatever happens to the gateway.
-        let guard = EndWith(abort.clone(), release.clone());
         let released = release.clone();
         tokio::spawn(async move {
             let _guard = guard;
